@@ -1,0 +1,86 @@
+"""The object cache: the latest version of every object a source reported.
+
+It keys objects by (kind, namespace, name), decides whether an event matters (a change that only
+touches resourceVersion, managedFields or status of an object we do not read is dropped), and hands
+out immutable snapshots for translate. Secrets other than kubernetes.io/tls are never stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from ingressctl.sources.base import INGRESS, KINDS, SECRET, Event, EventType, Obj
+
+Key = tuple[str, str]  # (namespace, name)
+
+# Metadata fields whose change never changes what we serve.
+_IGNORED_METADATA = ("resourceVersion", "managedFields", "generation", "uid", "selfLink")
+
+
+def object_key(obj: Obj) -> Key:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def relevant(kind: str, obj: Obj) -> Mapping[str, Any]:
+    """The part of an object translate reads: used to tell whether an update matters."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _IGNORED_METADATA}
+    out = {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+    out["metadata"] = meta
+    if kind != INGRESS and "status" in obj:
+        # Ingress status is written by us; other kinds' status (Service loadBalancer) may matter.
+        out["status"] = obj["status"]
+    return out
+
+
+def _stored(kind: str, obj: Obj) -> bool:
+    return not (kind == SECRET and obj.get("type") != "kubernetes.io/tls")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An immutable view of the cache: kind -> {(namespace, name): object}."""
+
+    objects: Mapping[str, Mapping[Key, Obj]]
+
+    def of(self, kind: str) -> Mapping[Key, Obj]:
+        return self.objects.get(kind, MappingProxyType({}))
+
+
+class Cache:
+    def __init__(self) -> None:
+        self._objects: dict[str, dict[Key, Obj]] = {kind: {} for kind in KINDS}
+
+    def apply(self, event: Event) -> bool:
+        """Records an event; returns whether it changed anything translate reads."""
+        if event.type is EventType.SYNCED:
+            return False
+        store = self._objects.setdefault(event.kind, {})
+        if event.type is EventType.REPLACED:
+            new = {object_key(o): o for o in event.objects if _stored(event.kind, o)}
+            changed = set(new) != set(store) or any(
+                relevant(event.kind, o) != relevant(event.kind, store[k]) for k, o in new.items()
+            )
+            self._objects[event.kind] = new
+            return changed
+        assert event.obj is not None
+        key = object_key(event.obj)
+        if event.type is EventType.DELETED or not _stored(event.kind, event.obj):
+            return store.pop(key, None) is not None
+        old = store.get(key)
+        store[key] = event.obj
+        return old is None or relevant(event.kind, old) != relevant(event.kind, event.obj)
+
+    def load(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.apply(event)
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            objects=MappingProxyType(
+                {kind: MappingProxyType(dict(store)) for kind, store in self._objects.items()}
+            )
+        )

@@ -1,0 +1,134 @@
+"""The Configuration: the pure data that translate produces and apply consumes.
+
+It splits into the *static* part (what nginx.conf holds: servers, locations, certificates, global
+options) and the *dynamic* part (backends and their endpoints: what the Lua balancer holds). Apply
+reloads nginx only when the static part changes. Everything here is frozen and sorted, so two
+translations of the same snapshot compare equal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+# Location match kinds, as nginx spells them: "=" exact, "" prefix (longest prefix wins).
+EXACT = "="
+PREFIX = ""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why an object (or part of it) was rejected or degraded. Never stops the others."""
+
+    ref: ObjectRef
+    field: str
+    reason: str
+    # "Warning" for anything a user must fix.
+    severity: str = "Warning"
+
+    def __str__(self) -> str:
+        return f"{self.ref}: {self.field}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Location:
+    path: str
+    match: str  # EXACT or PREFIX
+    backend: str | None  # backend name; None answers 404
+
+
+@dataclass(frozen=True)
+class Server:
+    host: str  # "" for the catch-all default server
+    server_name: str  # the nginx server_name token: an exact host or a "~^...$" regex
+    locations: tuple[Location, ...]
+    certificate: str | None = None  # Certificate.name serving this host over HTTPS
+    redirect_https: bool = False
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """A certificate chain and its key, as one PEM file named by its content hash."""
+
+    name: str
+    pem: bytes = field(repr=False)
+
+    @staticmethod
+    def from_pem(cert: bytes, key: bytes) -> Certificate:
+        pem = cert.rstrip(b"\n") + b"\n" + key.rstrip(b"\n") + b"\n"
+        return Certificate(name=hashlib.sha256(pem).hexdigest()[:32], pem=pem)
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    """Settings that apply to every server, from flags and the controller's ConfigMap."""
+
+    http_port: int = 80
+    https_port: int = 443
+    listen_address: str = ""  # "" = all addresses
+    worker_processes: str = "auto"
+    proxy_connect_timeout: int = 5
+    proxy_read_timeout: int = 60
+    proxy_send_timeout: int = 60
+    proxy_body_size: str = "1m"
+    proxy_next_upstream_tries: int = 3
+    upstream_keepalive: int = 320
+    access_log: bool = True
+    ssl_redirect: bool = True
+    worker_shutdown_timeout: int = 240
+
+
+@dataclass(frozen=True)
+class StaticConfig:
+    servers: tuple[Server, ...]
+    default_server: Server
+    certificates: tuple[Certificate, ...]
+    default_certificate: str  # Certificate.name
+    options: GlobalOptions
+
+    def digest(self) -> str:
+        """A stable hash of everything nginx.conf is rendered from."""
+        h = hashlib.sha256(repr(self).encode())
+        for cert in self.certificates:
+            h.update(cert.pem)
+        return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str  # "namespace/service:port"
+    endpoints: tuple[Endpoint, ...]
+
+
+@dataclass(frozen=True)
+class Configuration:
+    static: StaticConfig
+    backends: tuple[Backend, ...]
+    # Ingresses this controller serves (accepted, even if partly degraded), for status updates.
+    ingresses: tuple[ObjectRef, ...] = ()
+    problems: tuple[Problem, ...] = ()
+
+    def backends_document(self) -> dict[str, object]:
+        """The JSON document the Lua configuration API accepts."""
+        return {
+            "backends": [
+                {"name": b.name, "endpoints": [{"address": e.address, "port": e.port} for e in b.endpoints]}
+                for b in self.backends
+            ]
+        }

@@ -1,0 +1,1 @@
+"""Sources of Kubernetes objects: the local manifests folder and the Kubernetes API."""
