@@ -1,0 +1,371 @@
+"""The Kubernetes API source, and the one entry point the cli needs for everything API-backed.
+
+Interface for cli.py (only used when --manifests is not given)::
+
+    kube.add_arguments(parser)              # adds the flags below to an argparse parser
+    source, publishers = await kube.build(args)
+    # source.events() runs every informer and the background work of the publishers (leader
+    # election, status and Event writers) and stops all of it, and closes the API client, when the
+    # consumer stops iterating or is cancelled. Each publisher has `async def publish(config)`, which
+    # returns at once (the API writes happen in the publisher's own task).
+
+Flags (each also read from the environment as INGRESSCTL_<FLAG>, e.g. INGRESSCTL_WATCH_NAMESPACE=a,b):
+--kubeconfig, --context, --watch-namespace (repeatable), --configmap NS/NAME, --election-id,
+--publish-service NS/NAME, --publish-status-address A,B, --update-status true|false.
+
+Configuration: in-cluster (service account) when running in a pod and no --kubeconfig is given, else
+--kubeconfig / $KUBECONFIG / ~/.kube/config, with --context.
+
+What is watched: one informer (ingressctl.sources.informer) per kind and namespace: Ingress,
+IngressClass, Service, EndpointSlice (discovery.k8s.io/v1), Secret (field selector
+type=kubernetes.io/tls) and, with --configmap, that one ConfigMap (field selector metadata.name).
+Endpoints are not watched (EndpointSlices are); the source reports them, and the ConfigMap without
+--configmap, as empty. With several --watch-namespace values a relist of one namespace is merged with
+the others' current objects, so REPLACED always carries the whole kind.
+
+RBAC, exactly the API calls this code makes (deploy/'s ClusterRole must match):
+- list, watch: networking.k8s.io ingresses, ingressclasses; "" services, secrets, configmaps;
+  discovery.k8s.io endpointslices. (Namespaced Role per namespace is enough with --watch-namespace,
+  except ingressclasses, which are cluster-scoped.)
+- update: networking.k8s.io ingresses/status (PUT with resourceVersion; no get: the current object
+  comes from the watch). Only with --update-status (default).
+- list, watch: "" services in the --publish-service namespace (field selector metadata.name; no get).
+- create, patch: "" events (core v1 Events, in the Ingress's namespace).
+- get, create, update: coordination.k8s.io leases, in the pod's namespace (the --election-id Lease).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from kubernetes_asyncio import client, config
+
+from ingressctl.cache import Key, object_key
+from ingressctl.config import Configuration
+from ingressctl.sources.base import (
+    CONFIG_MAP,
+    ENDPOINT_SLICE,
+    ENDPOINTS,
+    INGRESS,
+    INGRESS_CLASS,
+    SECRET,
+    SERVICE,
+    Event,
+    EventType,
+    Obj,
+    Source,
+)
+from ingressctl.sources.informer import DEFAULT_TIMING, Collection, Informer, Timing
+
+log = logging.getLogger(__name__)
+
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class Publisher(Protocol):
+    async def publish(self, config: Configuration) -> None: ...
+
+
+Background = Callable[[], Awaitable[None]]
+
+
+class KubeSource:
+    """Runs one informer per collection and merges their events into one stream (see base.Source).
+    Observers see every event before it is yielded (the Ingress view of the status writer); the
+    background jobs run as long as the stream is consumed."""
+
+    def __init__(
+        self,
+        collections: Sequence[Collection],
+        *,
+        timing: Timing = DEFAULT_TIMING,
+        empty_kinds: Sequence[str] = (),
+        background: Sequence[Background] = (),
+        observers: Sequence[Callable[[Event], None]] = (),
+        on_close: Background | None = None,
+    ) -> None:
+        self.informers = [Informer(c, timing=timing) for c in collections]
+        self._empty_kinds = tuple(empty_kinds)
+        self._background = tuple(background)
+        self._observers = tuple(observers)
+        self._on_close = on_close
+
+    async def events(self) -> AsyncIterator[Event]:
+        queue: asyncio.Queue[tuple[int, Event] | BaseException] = asyncio.Queue(maxsize=256)
+
+        async def pump(index: int, informer: Informer) -> None:
+            try:
+                async for event in informer.events():
+                    await queue.put((index, event))
+            except Exception as err:  # a bug, not an API error (those are retried): surface it
+                await queue.put(err)
+
+        async def background(job: Background) -> None:
+            try:
+                await job()
+            except Exception as err:
+                await queue.put(err)
+
+        tasks = [asyncio.create_task(pump(i, inf)) for i, inf in enumerate(self.informers)]
+        tasks += [asyncio.create_task(background(job)) for job in self._background]
+        scopes: dict[str, list[int]] = {}
+        for i, informer in enumerate(self.informers):
+            scopes.setdefault(informer.collection.kind, []).append(i)
+        # Per-informer objects, only for kinds split over several namespaces (to merge relists).
+        state: dict[int, dict[Key, Obj]] = {
+            i: {} for indexes in scopes.values() if len(indexes) > 1 for i in indexes
+        }
+        unsynced = set(range(len(self.informers)))
+        try:
+            for kind in self._empty_kinds:
+                yield Event(EventType.REPLACED, kind, objects=())
+            if not unsynced:
+                yield Event(EventType.SYNCED)
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                index, event = item
+                if index in state:
+                    event = _merge(event, index, state, scopes[event.kind])
+                for observe in self._observers:
+                    observe(event)
+                yield event
+                if event.type is EventType.REPLACED and index in unsynced:
+                    unsynced.discard(index)
+                    if not unsynced:
+                        yield Event(EventType.SYNCED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._on_close is not None:
+                await self._on_close()
+
+
+def _merge(event: Event, index: int, state: dict[int, dict[Key, Obj]], indexes: list[int]) -> Event:
+    mine = state[index]
+    if event.type is EventType.REPLACED:
+        state[index] = {object_key(o): o for o in event.objects}
+        objects = tuple(o for i in indexes for o in state[i].values())
+        return Event(EventType.REPLACED, event.kind, objects=objects)
+    assert event.obj is not None
+    if event.type is EventType.DELETED:
+        mine.pop(object_key(event.obj), None)
+    else:
+        mine[object_key(event.obj)] = event.obj
+    return event
+
+
+# ---------------------------------------------------------------------------------------------
+# What to watch
+
+
+def collections(
+    api: client.ApiClient, *, namespaces: Sequence[str] = (), configmap: tuple[str, str] | None = None
+) -> list[Collection]:
+    """The collections the controller watches; namespaced kinds once per namespace (or all)."""
+    net, core, disc = client.NetworkingV1Api(api), client.CoreV1Api(api), client.DiscoveryV1Api(api)
+    out = [Collection(INGRESS_CLASS, "networking.k8s.io/v1", net.list_ingress_class)]
+    namespaced: list[tuple[str, str, Callable[..., Any], Callable[..., Any], str | None]] = [
+        (
+            INGRESS,
+            "networking.k8s.io/v1",
+            net.list_ingress_for_all_namespaces,
+            net.list_namespaced_ingress,
+            None,
+        ),
+        (SERVICE, "v1", core.list_service_for_all_namespaces, core.list_namespaced_service, None),
+        (
+            ENDPOINT_SLICE,
+            "discovery.k8s.io/v1",
+            disc.list_endpoint_slice_for_all_namespaces,
+            disc.list_namespaced_endpoint_slice,
+            None,
+        ),
+        (
+            SECRET,
+            "v1",
+            core.list_secret_for_all_namespaces,
+            core.list_namespaced_secret,
+            "type=kubernetes.io/tls",
+        ),
+    ]
+    for kind, api_version, all_ns, one_ns, selector in namespaced:
+        if not namespaces:
+            out.append(Collection(kind, api_version, all_ns, field_selector=selector))
+        for ns in namespaces:
+            out.append(
+                Collection(
+                    kind, api_version, functools.partial(one_ns, ns), scope=ns, field_selector=selector
+                )
+            )
+    if configmap is not None:
+        ns, name = configmap
+        call = functools.partial(core.list_namespaced_config_map, ns)
+        out.append(Collection(CONFIG_MAP, "v1", call, scope=ns, field_selector=f"metadata.name={name}"))
+    return out
+
+
+def empty_kinds(configmap: tuple[str, str] | None) -> list[str]:
+    return [ENDPOINTS] + ([] if configmap else [CONFIG_MAP])
+
+
+# ---------------------------------------------------------------------------------------------
+# Flags and wiring
+
+
+def _env(flag: str) -> str | None:
+    return os.environ.get("INGRESSCTL_" + flag.upper().replace("-", "_")) or None
+
+
+def parse_bool(value: str) -> bool:
+    low = value.strip().lower()
+    if low in ("1", "t", "true", "yes", "on"):
+        return True
+    if low in ("0", "f", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {value!r}")
+
+
+def namespaced_name(value: str) -> tuple[str, str]:
+    ns, sep, name = value.partition("/")
+    if not sep or not ns or not name or "/" in name:
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {value!r}")
+    return ns, name
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the Kubernetes API flags; every one defaults to its INGRESSCTL_<FLAG> variable."""
+    group = parser.add_argument_group("Kubernetes API")
+    group.add_argument("--kubeconfig", default=_env("kubeconfig"), help="kubeconfig file (else in-cluster)")
+    group.add_argument("--context", default=_env("context"), help="kubeconfig context")
+    env_ns = _env("watch-namespace")
+    group.add_argument(
+        "--watch-namespace",
+        action="append",
+        default=None,
+        metavar="NS",
+        help="only watch namespaced objects in NS (repeatable; default all namespaces)",
+    )
+    parser.set_defaults(
+        watch_namespace_env=[ns.strip() for ns in env_ns.split(",") if ns.strip()] if env_ns else []
+    )
+    env_cm = _env("configmap")
+    group.add_argument(
+        "--configmap",
+        type=namespaced_name,
+        default=namespaced_name(env_cm) if env_cm else None,
+        metavar="NS/NAME",
+        help="the ConfigMap holding global options",
+    )
+    group.add_argument(
+        "--election-id", default=_env("election-id") or "ingressctl-leader", help="name of the leader Lease"
+    )
+    env_ps = _env("publish-service")
+    group.add_argument(
+        "--publish-service",
+        type=namespaced_name,
+        default=namespaced_name(env_ps) if env_ps else None,
+        metavar="NS/NAME",
+        help="the Service whose load balancer addresses go into Ingress status",
+    )
+    group.add_argument(
+        "--publish-status-address",
+        default=_env("publish-status-address"),
+        metavar="A,B",
+        help="addresses (IPs or hostnames) to put into Ingress status",
+    )
+    env_us = _env("update-status")
+    group.add_argument(
+        "--update-status",
+        type=parse_bool,
+        nargs="?",
+        const=True,
+        default=parse_bool(env_us) if env_us else True,
+        metavar="BOOL",
+        help="write Ingress status (leader only; default true)",
+    )
+
+
+def watch_namespaces(args: argparse.Namespace) -> tuple[str, ...]:
+    given = args.watch_namespace or getattr(args, "watch_namespace_env", [])
+    return tuple(sorted(set(given)))
+
+
+async def load_client(kubeconfig: str | None, context: str | None) -> client.ApiClient:
+    """In-cluster config in a pod (unless a kubeconfig is given), else the kubeconfig."""
+    configuration = client.Configuration()
+    if not kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST") and (SERVICE_ACCOUNT / "token").exists():
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        await config.load_kube_config(
+            config_file=kubeconfig or os.environ.get("KUBECONFIG") or None,
+            context=context,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+    # Every informer holds one connection for its watch; leave room for writes.
+    configuration.connection_pool_maxsize = 100
+    return client.ApiClient(configuration=configuration)
+
+
+def pod_namespace() -> str:
+    if ns := os.environ.get("POD_NAMESPACE"):
+        return ns
+    with contextlib.suppress(OSError):
+        if ns := (SERVICE_ACCOUNT / "namespace").read_text().strip():
+            return ns
+    return "default"
+
+
+def identity() -> str:
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}_{os.getpid()}"
+
+
+async def build(
+    args: argparse.Namespace, *, timing: Timing = DEFAULT_TIMING
+) -> tuple[Source, list[Publisher]]:
+    """The API source and its publishers (status writer, Event recorder), from parsed flags."""
+    from ingressctl.events import EventRecorder
+    from ingressctl.leader import LeaderElector, LeaseSettings
+    from ingressctl.status import IngressView, StatusPublisher, parse_addresses
+
+    api = await load_client(args.kubeconfig, args.context)
+    namespaces = watch_namespaces(args)
+    elector = LeaderElector(
+        api, LeaseSettings(name=args.election_id, namespace=pod_namespace(), identity=identity())
+    )
+    view = IngressView()
+    events = EventRecorder(api, view=view, elector=elector, instance=elector.settings.identity)
+    publishers: list[Publisher] = [events]
+    background: list[Background] = [elector.run, events.run]
+    if args.update_status:
+        status = StatusPublisher(
+            api,
+            view=view,
+            elector=elector,
+            publish_service=args.publish_service,
+            addresses=parse_addresses(args.publish_status_address or ""),
+            timing=timing,
+        )
+        publishers.append(status)
+        background.append(status.run)
+    source = KubeSource(
+        collections(api, namespaces=namespaces, configmap=args.configmap),
+        timing=timing,
+        empty_kinds=empty_kinds(args.configmap),
+        background=background,
+        observers=[view.observe],
+        on_close=api.close,
+    )
+    return source, publishers
