@@ -11,7 +11,8 @@ Interface for cli.py (only used when --manifests is not given)::
 
 Flags (each also read from the environment as INGRESSCTL_<FLAG>, e.g. INGRESSCTL_WATCH_NAMESPACE=a,b):
 --kubeconfig, --context, --watch-namespace (repeatable), --configmap NS/NAME, --election-id,
---publish-service NS/NAME, --publish-status-address A,B, --update-status true|false.
+--publish-service NS/NAME, --publish-status-address A,B, --update-status true|false, and the leader
+Lease's timing --lease-duration (15), --lease-renew-deadline (10), --lease-retry-period (2) seconds.
 
 Configuration: in-cluster (service account) when running in a pod and no --kubeconfig is given, else
 --kubeconfig / $KUBECONFIG / ~/.kube/config, with --context.
@@ -51,6 +52,8 @@ from kubernetes_asyncio import client, config
 
 from ingressctl.cache import Key, object_key
 from ingressctl.config import Configuration
+from ingressctl.events import EventRecorder
+from ingressctl.leader import LeaderElector, LeaseSettings
 from ingressctl.sources.base import (
     CONFIG_MAP,
     ENDPOINT_SLICE,
@@ -65,6 +68,7 @@ from ingressctl.sources.base import (
     Source,
 )
 from ingressctl.sources.informer import DEFAULT_TIMING, Collection, Informer, Timing
+from ingressctl.status import IngressView, StatusPublisher, parse_addresses
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +275,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--election-id", default=_env("election-id") or "ingressctl-leader", help="name of the leader Lease"
     )
+    for flag, default, what in (
+        ("lease-duration", 15.0, "how long a leader's Lease lasts without renewal"),
+        ("lease-renew-deadline", 10.0, "a leader that cannot renew for this long stops leading"),
+        ("lease-retry-period", 2.0, "how often the Lease is renewed or tried"),
+    ):
+        env = _env(flag)
+        group.add_argument(
+            f"--{flag}", type=float, default=float(env) if env else default, metavar="SECONDS", help=what
+        )
     env_ps = _env("publish-service")
     group.add_argument(
         "--publish-service",
@@ -328,25 +341,31 @@ def pod_namespace() -> str:
     return "default"
 
 
-def identity() -> str:
+def default_identity() -> str:
     return os.environ.get("POD_NAME") or f"{socket.gethostname()}_{os.getpid()}"
 
 
 async def build(
-    args: argparse.Namespace, *, timing: Timing = DEFAULT_TIMING
+    args: argparse.Namespace, *, timing: Timing = DEFAULT_TIMING, identity: str | None = None
 ) -> tuple[Source, list[Publisher]]:
-    """The API source and its publishers (status writer, Event recorder), from parsed flags."""
-    from ingressctl.events import EventRecorder
-    from ingressctl.leader import LeaderElector, LeaseSettings
-    from ingressctl.status import IngressView, StatusPublisher, parse_addresses
-
-    api = await load_client(args.kubeconfig, args.context)
-    namespaces = watch_namespaces(args)
-    elector = LeaderElector(
-        api, LeaseSettings(name=args.election_id, namespace=pod_namespace(), identity=identity())
+    """The API source and its publishers (Event recorder, and status writer unless
+    --update-status=false), from parsed flags. `identity` (default $POD_NAME, else host_pid) names
+    this replica in the leader Lease."""
+    lease = LeaseSettings(
+        name=args.election_id,
+        namespace=pod_namespace(),
+        identity=identity or default_identity(),
+        lease_duration=args.lease_duration,
+        renew_deadline=args.lease_renew_deadline,
+        retry_period=args.lease_retry_period,
     )
+    if not 0 < lease.retry_period < lease.renew_deadline < lease.lease_duration:
+        raise ValueError("need 0 < --lease-retry-period < --lease-renew-deadline < --lease-duration")
+    namespaces = watch_namespaces(args)
+    api = await load_client(args.kubeconfig, args.context)
+    elector = LeaderElector(api, lease)
     view = IngressView()
-    events = EventRecorder(api, view=view, elector=elector, instance=elector.settings.identity)
+    events = EventRecorder(api, view=view, elector=elector, instance=lease.identity)
     publishers: list[Publisher] = [events]
     background: list[Background] = [elector.run, events.run]
     if args.update_status:

@@ -7,12 +7,13 @@ import asyncio
 import base64
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import client, config
 
+from ingressctl.config import Configuration, GlobalOptions, ObjectRef, Problem, Server, StaticConfig
 from ingressctl.sources.base import Event, EventType, Source
 from ingressctl.sources.informer import Timing
 from tests.fakeapi.server import FakeApi
@@ -237,3 +238,24 @@ class Collector:
         server = {_key(o): o["metadata"]["resourceVersion"] for o in api.list(kind) if where(o)}
         mine = {k: o["metadata"]["resourceVersion"] for k, o in self.mirror.get(kind, {}).items()}
         return server == mine
+
+
+def configuration(
+    ingresses: Sequence[tuple[str, str]] = (), problems: Sequence[Problem] = ()
+) -> Configuration:
+    """A Configuration with nothing to serve but the given Ingresses (namespace, name) and problems:
+    all the publishers read."""
+    default = Server(host="", server_name="_", locations=())
+    static = StaticConfig(
+        servers=(), default_server=default, certificates=(), default_certificate="", options=GlobalOptions()
+    )
+    return Configuration(
+        static=static,
+        backends=(),
+        ingresses=tuple(ObjectRef("Ingress", ns, name) for ns, name in ingresses),
+        problems=tuple(problems),
+    )
+
+
+def problem(namespace: str, name: str, field: str, reason: str) -> Problem:
+    return Problem(ObjectRef("Ingress", namespace, name), field, reason)
