@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import dataclasses
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -254,3 +256,62 @@ async def test_objects_larger_than_aiohttp_line_limit(api: FakeApi, kube_client:
         api.create(big)
         await events.until(lambda: "a/big" in events.names("Secret"))
         assert events.mirror["Secret"][("a", "big")]["data"] == big["data"]
+
+
+def test_flags_and_their_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    def parse(*argv: str) -> argparse.Namespace:
+        parser = argparse.ArgumentParser()
+        kube.add_arguments(parser)
+        return parser.parse_args(argv)
+
+    args = parse()
+    assert kube.watch_namespaces(args) == () and args.configmap is None and args.update_status is True
+    assert args.election_id == "ingressctl-leader" and args.publish_service is None
+    args = parse(
+        "--watch-namespace", "b", "--watch-namespace", "a", "--configmap", "sys/cfg", "--update-status=false"
+    )
+    assert kube.watch_namespaces(args) == ("a", "b") and args.configmap == ("sys", "cfg")
+    assert args.update_status is False
+    monkeypatch.setenv("INGRESSCTL_WATCH_NAMESPACE", "x, y")
+    monkeypatch.setenv("INGRESSCTL_PUBLISH_SERVICE", "ingress/lb")
+    monkeypatch.setenv("INGRESSCTL_UPDATE_STATUS", "false")
+    monkeypatch.setenv("INGRESSCTL_ELECTION_ID", "mine")
+    monkeypatch.setenv("INGRESSCTL_LEASE_DURATION", "30")
+    args = parse()
+    assert kube.watch_namespaces(args) == ("x", "y") and args.publish_service == ("ingress", "lb")
+    assert args.update_status is False and args.election_id == "mine" and args.lease_duration == 30.0
+    assert kube.watch_namespaces(parse("--watch-namespace", "z")) == ("z",)  # the flag wins
+    assert parse("--update-status").update_status is True
+    with pytest.raises(SystemExit):
+        parse("--configmap", "no-namespace")
+
+
+def test_pod_namespace_and_identity(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("POD_NAMESPACE", "ingress-system")
+    monkeypatch.setenv("POD_NAME", "ingressctl-7d9f-abcde")
+    assert kube.pod_namespace() == "ingress-system"
+    assert kube.default_identity() == "ingressctl-7d9f-abcde"
+    monkeypatch.delenv("POD_NAMESPACE")
+    monkeypatch.delenv("POD_NAME")
+    monkeypatch.setattr(kube, "SERVICE_ACCOUNT", tmp_path)
+    assert kube.pod_namespace() == "default"
+    (tmp_path / "namespace").write_text("from-service-account\n")
+    assert kube.pod_namespace() == "from-service-account"
+    assert kube.default_identity().endswith(f"_{os.getpid()}")
+
+
+async def test_build_from_a_kubeconfig_and_close(api: FakeApi, tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    kube.add_arguments(parser)
+    path = api.write_kubeconfig(tmp_path / "kubeconfig", context="fake")
+    args = parser.parse_args(["--kubeconfig", str(path), "--context", "fake", "--watch-namespace", "a"])
+    api.create(ingress("x", "a"))
+    api.create(ingress("y", "b"))
+    source, publishers = await kube.build(args, timing=FAST, identity="me")
+    assert len(publishers) == 2
+    async with Collector(source) as events:
+        await events.until(events.synced.is_set)
+        assert events.names("Ingress") == ["a/x"]
+    # Stopping the source stopped everything it ran: no watch stays open.
+    await asyncio.sleep(0.1)
+    assert api.open_watches == 0

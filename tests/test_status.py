@@ -19,7 +19,16 @@ from ingressctl.leader import LeaderElector, LeaseSettings
 from ingressctl.sources import kube
 from ingressctl.status import StatusPublisher, parse_addresses, service_addresses
 from tests.fakeapi import FakeApi
-from tests.fakeapi.helpers import FAST, Collector, api_client, configuration, ingress, ingress_class, service
+from tests.fakeapi.helpers import (
+    FAST,
+    Collector,
+    api_client,
+    configuration,
+    ingress,
+    ingress_class,
+    problem,
+    service,
+)
 
 LB = [{"ip": "203.0.113.10"}, {"hostname": "lb.example.com"}]
 LB_STATUS = [{"hostname": "lb.example.com"}, {"ip": "203.0.113.10"}]
@@ -273,3 +282,19 @@ def test_addresses() -> None:
         {"ip": "10.0.0.2"},
         {"ip": "192.0.2.1"},
     )
+
+
+async def test_only_the_leader_records_events(api: FakeApi, tmp_path: Path) -> None:
+    bad = problem("default", "ours", "spec.rules[0].host", "invalid host")
+    async with contextlib.AsyncExitStack() as stack:
+        replicas = [await stack.enter_async_context(replica(api, tmp_path, n)) for n in ("r1", "r2")]
+        await eventually(
+            lambda: api.get("Lease", "ingressctl", "ingressctl-leader")["spec"]["holderIdentity"] != ""
+        )
+        for _ in range(3):
+            for r in replicas:
+                await r.recorder.publish(configuration(ingresses=[("default", "ours")], problems=[bad]))
+        await eventually(lambda: len(api.list("Event", "default")) == 1)
+        await asyncio.sleep(0.5)
+        assert len(api.list("Event", "default")) == 1
+        assert sorted(r.recorder.created for r in replicas) == [0, 1]
