@@ -8,6 +8,7 @@ Only ready, non-terminating endpoints serve.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -98,10 +99,8 @@ def _endpoint_port(ports: list[Any], service_port: Mapping[str, Any]) -> int | N
 def _add(out: set[Endpoint], address: object, port: int | None) -> None:
     if port is None:
         return
-    try:
+    with contextlib.suppress(Invalid):  # malformed addresses never reach the balancer
         out.add(Endpoint(validate.ip_address(address), validate.port_number(port)))
-    except Invalid:
-        pass  # FQDN slices and malformed addresses never reach the balancer
 
 
 def _from_slices(slices: list[Obj], service_port: Mapping[str, Any]) -> set[Endpoint]:
