@@ -36,6 +36,7 @@ class ConfigRejected(ApplyError):
 class ApplyResult:
     reloaded: bool
     backends_updated: bool
+    deferred: bool = False  # the static part changed but its reload was held back
 
 
 class Applier:
@@ -50,6 +51,7 @@ class Applier:
         self.static: StaticConfig | None = None  # what nginx runs
         self.backends: tuple[Backend, ...] | None = None  # what the balancer holds
         self.reloads = 0
+        self.last_reload = float("-inf")  # time.monotonic() of the last reload
 
     @property
     def ready(self) -> bool:
@@ -83,9 +85,15 @@ class Applier:
             await asyncio.sleep(0.005)
         raise ApplyError(f"configuration {digest} was not live after {self.live_timeout:.0f}s")
 
-    async def _post(self, config: Configuration) -> None:
-        await self.lua.post_backends(config.backends_document())
-        self.backends = config.backends
+    async def _post(self, config: Configuration, *, keep: tuple[Backend, ...] = ()) -> None:
+        """Posts the config's backends, plus those of `keep` it lacks (routes still running)."""
+        names = {b.name for b in config.backends}
+        backends = tuple(
+            sorted((*config.backends, *(b for b in keep if b.name not in names)), key=lambda b: b.name)
+        )
+        document = Configuration(static=config.static, backends=backends).backends_document()
+        await self.lua.post_backends(document)
+        self.backends = backends
         self.metrics.backend_updates.inc()
 
     async def _install_static(self, static: StaticConfig) -> None:
@@ -95,7 +103,9 @@ class Applier:
             text = self.renderer.render(static)
         except UnsafeValue as exc:
             self.metrics.reload_errors.inc()
-            raise ConfigRejected(f"render refused the configuration, keeping the running one: {exc}") from None
+            raise ConfigRejected(
+                f"render refused the configuration, keeping the running one: {exc}"
+            ) from None
         candidate = self.nginx.conf.with_name("nginx.conf.new")
         candidate.write_text(text)
         result = await self.nginx.test(candidate)
@@ -106,23 +116,33 @@ class Applier:
             )
         os.replace(candidate, self.nginx.conf)
 
-    async def apply(self, config: Configuration) -> ApplyResult:
+    async def apply(self, config: Configuration, *, defer_reload: bool = False) -> ApplyResult:
+        """Applies config. With defer_reload, a static change is held back (the caller retries
+        later) while backend changes still go out, keeping the backends the running routes use."""
         static = config.static
         if not self.nginx.alive():
             self.nginx.prepare()
             await self._install_static(static)
             await self.nginx.start()
+            self.last_reload = time.monotonic()
             await self._wait_live(static.digest())
             self.static = static
             await self._post(config)
             self._remove_unused_certificates(static)
             return ApplyResult(reloaded=True, backends_updated=True)
+        if static != self.static and defer_reload:
+            running = self.backends or ()
+            if any(b not in running for b in config.backends):
+                await self._post(config, keep=running)
+                return ApplyResult(reloaded=False, backends_updated=True, deferred=True)
+            return ApplyResult(reloaded=False, backends_updated=False, deferred=True)
         if static != self.static:
             await self._install_static(static)
             # New routes must find their backends the moment the new workers take over.
             await self._post(config)
             started = time.monotonic()
             self.nginx.reload()
+            self.last_reload = started
             self.reloads += 1
             self.metrics.reloads.inc()
             try:

@@ -2,8 +2,10 @@
 
 Events that change nothing translate reads are dropped by the cache. The first event after a quiet
 period opens a window; the sync runs once no event came for `holdoff` seconds, or `max_delay` after
-the window opened, whichever is first, so a burst of changes becomes one sync (and at most one
-reload). Translate runs in a thread so the health endpoints stay responsive at scale.
+the window opened, whichever is first. Reloads are further spaced by `min_reload_interval`: a
+static change that comes sooner is held back until then (endpoint changes still go out at once),
+so a burst of host/path changes costs one reload at its start and one after it. Translate runs in
+a thread so the health endpoints stay responsive at scale.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Controller:
         holdoff: float = 0.03,
         max_delay: float = 1.0,
         retry_delay: float = 1.0,
+        min_reload_interval: float = 1.0,
     ) -> None:
         self.source = source
         self.translate = translate
@@ -49,6 +52,8 @@ class Controller:
         self.holdoff = holdoff
         self.max_delay = max_delay
         self.retry_delay = retry_delay
+        self.min_reload_interval = min_reload_interval
+        self._deferred: asyncio.TimerHandle | None = None
         self.cache = Cache()
         self.synced = False
         self.config: Configuration | None = None
@@ -109,8 +114,9 @@ class Controller:
         self._report(config)
         m = self.applier.metrics
         m.syncs.inc()
+        wait = self.applier.last_reload + self.min_reload_interval - time.monotonic()
         try:
-            result = await self.applier.apply(config)
+            result = await self.applier.apply(config, defer_reload=wait > 0)
         except ConfigRejected as exc:
             log.error("%s", exc)
             return
@@ -118,6 +124,14 @@ class Controller:
             log.error("apply failed, retrying in %.0fs: %s", self.retry_delay, exc)
             asyncio.get_running_loop().call_later(self.retry_delay, self._mark)
             return
+        if result.deferred:
+            if (
+                self._deferred is None
+                or self._deferred.cancelled()
+                or self._deferred.when() < time.monotonic()
+            ):
+                self._deferred = asyncio.get_running_loop().call_later(wait, self._mark)
+            log.debug("reload held back %.0f ms (min reload interval)", wait * 1000)
         m.sync_seconds.observe(time.monotonic() - started)
         m.ready.set(1 if self.ready else 0)
         self.config = config
