@@ -88,9 +88,7 @@ class Applier:
     async def _post(self, config: Configuration, *, keep: tuple[Backend, ...] = ()) -> None:
         """Posts the config's backends, plus those of `keep` it lacks (routes still running)."""
         names = {b.name for b in config.backends}
-        backends = tuple(
-            sorted((*config.backends, *(b for b in keep if b.name not in names)), key=lambda b: b.name)
-        )
+        backends = tuple(sorted((*config.backends, *(b for b in keep if b.name not in names)), key=lambda b: b.name))
         document = Configuration(static=config.static, backends=backends).backends_document()
         await self.lua.post_backends(document)
         self.backends = backends
@@ -103,17 +101,13 @@ class Applier:
             text = self.renderer.render(static)
         except UnsafeValue as exc:
             self.metrics.reload_errors.inc()
-            raise ConfigRejected(
-                f"render refused the configuration, keeping the running one: {exc}"
-            ) from None
+            raise ConfigRejected(f"render refused the configuration, keeping the running one: {exc}") from None
         candidate = self.nginx.conf.with_name("nginx.conf.new")
         candidate.write_text(text)
         result = await self.nginx.test(candidate)
         if not result.ok:
             self.metrics.reload_errors.inc()
-            raise ConfigRejected(
-                f"nginx -t rejected the new configuration, keeping the running one: {result.output}"
-            )
+            raise ConfigRejected(f"nginx -t rejected the new configuration, keeping the running one: {result.output}")
         os.replace(candidate, self.nginx.conf)
 
     async def apply(self, config: Configuration, *, defer_reload: bool = False) -> ApplyResult:

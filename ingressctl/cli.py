@@ -74,9 +74,7 @@ def add_flag(parser: argparse.ArgumentParser, flag: str, *, help: str, **kwargs:
     name = "INGRESSCTL_" + flag.lstrip("-").upper().replace("-", "_")
     if env is not None:
         convert = kwargs.get("type", str)
-        kwargs["default"] = (
-            convert(env) if kwargs.get("action") != "append" else [convert(x) for x in env.split(",")]
-        )
+        kwargs["default"] = convert(env) if kwargs.get("action") != "append" else [convert(x) for x in env.split(",")]
     if kwargs.pop("boolean", False):
         kwargs.setdefault("default", False)
         kwargs["type"] = _bool
@@ -87,9 +85,7 @@ def add_flag(parser: argparse.ArgumentParser, flag: str, *, help: str, **kwargs:
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
-    add_flag(
-        parser, "--manifests", help="Read objects from this folder of YAML manifests (watched for changes)"
-    )
+    add_flag(parser, "--manifests", help="Read objects from this folder of YAML manifests (watched for changes)")
     add_flag(parser, "--http-port", type=_port, default=80, help="Port nginx serves HTTP on")
     add_flag(parser, "--https-port", type=_port, default=443, help="Port nginx serves HTTPS on")
     add_flag(parser, "--listen-address", default="", help="Address nginx listens on ('' = all addresses)")
@@ -132,12 +128,8 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="NS/NAME of the Service answering unmatched hosts and paths (default: a built-in 404)",
     )
-    add_flag(
-        parser, "--configmap", type=_ref, default=None, help="NS/NAME of the ConfigMap with global options"
-    )
-    add_flag(
-        parser, "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="Log level"
-    )
+    add_flag(parser, "--configmap", type=_ref, default=None, help="NS/NAME of the ConfigMap with global options")
+    add_flag(parser, "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="Log level")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,13 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(run, "--health-port", type=_port, default=10254, help="Port of /healthz, /readyz and /metrics")
     add_flag(run, "--health-address", default="", help="Address of the health server ('' = all addresses)")
     add_flag(run, "--nginx-binary", default="nginx", help="The nginx executable")
-    render = sub.add_parser(
-        "render", help="Print the nginx.conf (or backends JSON) without starting anything"
-    )
+    render = sub.add_parser("render", help="Print the nginx.conf (or backends JSON) without starting anything")
     add_common(render)
-    render.add_argument(
-        "--backends", action="store_true", help="Print the backends JSON for the Lua API instead"
-    )
+    render.add_argument("--backends", action="store_true", help="Print the backends JSON for the Lua API instead")
     return parser
 
 
@@ -168,9 +156,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         default_backend_service=args.default_backend_service,
         default_ssl_certificate=args.default_ssl_certificate,
         configmap=args.configmap,
-        options=GlobalOptions(
-            http_port=args.http_port, https_port=args.https_port, listen_address=args.listen_address
-        ),
+        options=GlobalOptions(http_port=args.http_port, https_port=args.https_port, listen_address=args.listen_address),
     )
 
 

@@ -125,11 +125,7 @@ class Controller:
             asyncio.get_running_loop().call_later(self.retry_delay, self._mark)
             return
         if result.deferred:
-            if (
-                self._deferred is None
-                or self._deferred.cancelled()
-                or self._deferred.when() < time.monotonic()
-            ):
+            if self._deferred is None or self._deferred.cancelled() or self._deferred.when() < time.monotonic():
                 self._deferred = asyncio.get_running_loop().call_later(wait, self._mark)
             log.debug("reload held back %.0f ms (min reload interval)", wait * 1000)
         m.sync_seconds.observe(time.monotonic() - started)

@@ -14,9 +14,7 @@ async def start_health_server(
     *, host: str, port: int, alive: Callable[[], bool], ready: Callable[[], bool], metrics: Metrics
 ) -> web.AppRunner:
     async def healthz(_: web.Request) -> web.Response:
-        return (
-            web.Response(text="ok\n") if alive() else web.Response(status=503, text="nginx is not running\n")
-        )
+        return web.Response(text="ok\n") if alive() else web.Response(status=503, text="nginx is not running\n")
 
     async def readyz(_: web.Request) -> web.Response:
         if ready():
@@ -24,9 +22,7 @@ async def start_health_server(
         return web.Response(status=503, text="not ready: first configuration not applied yet\n")
 
     async def metrics_handler(_: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

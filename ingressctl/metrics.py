@@ -25,6 +25,4 @@ class Metrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        self.ready = Gauge(
-            "ingressctl_ready", "1 once the first configuration is live", registry=self.registry
-        )
+        self.ready = Gauge("ingressctl_ready", "1 once the first configuration is live", registry=self.registry)

@@ -191,8 +191,9 @@ def ingress_class(name: str = "ingressctl", *, default: bool = False) -> dict[st
     }
 
 
-def service(name: str, *, port: int = 80, target: int | str = 8080, namespace: str = "default",
-            port_name: str | None = "http") -> dict[str, Any]:
+def service(
+    name: str, *, port: int = 80, target: int | str = 8080, namespace: str = "default", port_name: str | None = "http"
+) -> dict[str, Any]:
     spec_port: dict[str, Any] = {"port": port, "targetPort": target}
     if port_name:
         spec_port["name"] = port_name
@@ -204,9 +205,17 @@ def service(name: str, *, port: int = 80, target: int | str = 8080, namespace: s
     }
 
 
-def endpoint_slice(service_name: str, addresses: list[str], *, port: int = 8080, namespace: str = "default",
-                   name: str | None = None, port_name: str | None = "http",
-                   not_ready: tuple[str, ...] = (), terminating: tuple[str, ...] = ()) -> dict[str, Any]:
+def endpoint_slice(
+    service_name: str,
+    addresses: list[str],
+    *,
+    port: int = 8080,
+    namespace: str = "default",
+    name: str | None = None,
+    port_name: str | None = "http",
+    not_ready: tuple[str, ...] = (),
+    terminating: tuple[str, ...] = (),
+) -> dict[str, Any]:
     slice_port: dict[str, Any] = {"port": port, "protocol": "TCP"}
     if port_name:
         slice_port["name"] = port_name
@@ -234,10 +243,17 @@ def backend(service_name: str, port: int | str = 80) -> dict[str, Any]:
     return {"service": {"name": service_name, "port": {"number": port} if isinstance(port, int) else {"name": port}}}
 
 
-def ingress(name: str, *, rules: list[dict[str, Any]] | None = None, namespace: str = "default",
-            class_name: str | None = "ingressctl", default_backend: dict[str, Any] | None = None,
-            tls: list[dict[str, Any]] | None = None, annotations: dict[str, str] | None = None,
-            created: str | None = None) -> dict[str, Any]:
+def ingress(
+    name: str,
+    *,
+    rules: list[dict[str, Any]] | None = None,
+    namespace: str = "default",
+    class_name: str | None = "ingressctl",
+    default_backend: dict[str, Any] | None = None,
+    tls: list[dict[str, Any]] | None = None,
+    annotations: dict[str, str] | None = None,
+    created: str | None = None,
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": namespace}
     if annotations:
         meta["annotations"] = annotations
@@ -256,9 +272,7 @@ def ingress(name: str, *, rules: list[dict[str, Any]] | None = None, namespace: 
 
 
 def rule(host: str | None, *paths: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "http": {"paths": [{"path": p, "pathType": t, "backend": b} for p, t, b in paths]}
-    }
+    out: dict[str, Any] = {"http": {"paths": [{"path": p, "pathType": t, "backend": b} for p, t, b in paths]}}
     if host:
         out["host"] = host
     return out
@@ -285,14 +299,24 @@ class Controller:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.work_dir.parent / f"{self.work_dir.name}.log"
         args = [
-            sys.executable, "-m", "ingressctl", "run",
-            "--work-dir", str(self.work_dir),
-            "--http-port", str(self.http_port),
-            "--https-port", str(self.https_port),
-            "--health-port", str(self.health_port),
-            "--listen-address", "127.0.0.1",
-            "--health-address", "127.0.0.1",
-            "--log-level", "debug",
+            sys.executable,
+            "-m",
+            "ingressctl",
+            "run",
+            "--work-dir",
+            str(self.work_dir),
+            "--http-port",
+            str(self.http_port),
+            "--https-port",
+            str(self.https_port),
+            "--health-port",
+            str(self.health_port),
+            "--listen-address",
+            "127.0.0.1",
+            "--health-address",
+            "127.0.0.1",
+            "--log-level",
+            "debug",
             *self.extra_args,
         ]
         if self.manifests is not None:

@@ -79,7 +79,9 @@ def test_no_endpoints_answers_503_for_its_routes_only(controller: Controller, ma
                 endpoint_slice("down", [], port=PORT),
                 ingress(
                     "two",
-                    rules=[rule("two.example.com", ("/up", "Prefix", backend("up")), ("/down", "Prefix", backend("down")))],
+                    rules=[
+                        rule("two.example.com", ("/up", "Prefix", backend("up")), ("/down", "Prefix", backend("down")))
+                    ],
                 ),
             ],
         )

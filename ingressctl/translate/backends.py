@@ -55,9 +55,7 @@ class BackendResolver:
         spec = service.get("spec") or {}
         port = _find_port(spec.get("ports") or [], ref.port)
         if port is None:
-            return Resolved(
-                Backend(f"{ref.namespace}/{ref.name}:{ref.port}", ()), f"Service has no port {ref.port!r}"
-            )
+            return Resolved(Backend(f"{ref.namespace}/{ref.name}:{ref.port}", ()), f"Service has no port {ref.port!r}")
         name = f"{ref.namespace}/{ref.name}:{port.get('port')}"
         if spec.get("type") == "ExternalName":
             return Resolved(Backend(name, ()), "ExternalName Services are not supported")
@@ -75,9 +73,7 @@ def _endpoint_order(e: Endpoint) -> tuple[int, str, int]:
 
 def _find_port(ports: list[Any], want: int | str) -> Mapping[str, Any] | None:
     for port in ports:
-        if isinstance(port, dict) and (
-            port.get("port") == want if isinstance(want, int) else port.get("name") == want
-        ):
+        if isinstance(port, dict) and (port.get("port") == want if isinstance(want, int) else port.get("name") == want):
             return port
     return None
 
