@@ -154,7 +154,7 @@ def request(
             from cryptography import x509
 
             cert = x509.load_der_x509_certificate(der)
-            peer_cert = {"subject": cert.subject.rfc4514_string()}
+            peer_cert = {"subject": cert.subject.rfc4514_string(), "der": der}
     conn = http.client.HTTPConnection(address, port, timeout=timeout)
     conn.sock = sock
     try:
