@@ -58,10 +58,7 @@ class LeaderElector:
 
     @property
     def is_leader(self) -> bool:
-        return (
-            self._renewed_at is not None
-            and time.monotonic() < self._renewed_at + self.settings.renew_deadline
-        )
+        return self._renewed_at is not None and time.monotonic() < self._renewed_at + self.settings.renew_deadline
 
     def on_change(self, listener: Callable[[bool], None]) -> None:
         """Calls listener(is_leader) whenever leadership is gained or lost."""

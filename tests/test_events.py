@@ -17,9 +17,7 @@ from ingressctl.status import IngressView
 from tests.fakeapi import FakeApi
 from tests.fakeapi.helpers import api_client, configuration, ingress, problem
 
-MISSING_SERVICE = problem(
-    "default", "bad", "spec.rules[0].http.paths[0].backend", "service default/nope not found"
-)
+MISSING_SERVICE = problem("default", "bad", "spec.rules[0].http.paths[0].backend", "service default/nope not found")
 BAD_PATH = problem("default", "bad", "spec.rules[0].http.paths[1].path", "path must start with /")
 OTHER = problem("team", "worse", "spec.tls[0].secretName", "secret team/missing not found")
 
@@ -56,9 +54,7 @@ async def settle() -> None:
     await asyncio.sleep(0.3)
 
 
-async def test_one_warning_event_per_problem_naming_the_field(
-    api: FakeApi, kube_client: client.ApiClient
-) -> None:
+async def test_one_warning_event_per_problem_naming_the_field(api: FakeApi, kube_client: client.ApiClient) -> None:
     bad = api.create(ingress("bad"))
     view = IngressView()
     view.observe(Event(EventType.REPLACED, "Ingress", objects=(bad,)))

@@ -112,9 +112,7 @@ async def test_field_and_label_selectors(api: FakeApi, kube: client.ApiClient) -
     assert err.value.status == 400
 
 
-async def test_watch_replays_from_resource_version_and_streams_live(
-    api: FakeApi, kube: client.ApiClient
-) -> None:
+async def test_watch_replays_from_resource_version_and_streams_live(api: FakeApi, kube: client.ApiClient) -> None:
     net = client.NetworkingV1Api(kube)
     api.create(ingress("before"))
     listed = await net.list_ingress_for_all_namespaces()
@@ -242,9 +240,7 @@ async def test_status_subresource_optimistic_concurrency(api: FakeApi, kube: cli
     )
     assert patched.status is None
     with pytest.raises(ApiException) as err:
-        await net.patch_namespaced_ingress_status(
-            "x", "default", {"metadata": {"resourceVersion": "1"}, "status": {}}
-        )
+        await net.patch_namespaced_ingress_status("x", "default", {"metadata": {"resourceVersion": "1"}, "status": {}})
     assert err.value.status == 409
 
 

@@ -131,9 +131,7 @@ async def test_create_update_delete_reach_the_stream(api: FakeApi, kube_client: 
         assert events.matches(api, "Secret", where=is_tls)
 
 
-async def test_dropped_stream_resumes_from_resource_version(
-    api: FakeApi, kube_client: client.ApiClient
-) -> None:
+async def test_dropped_stream_resumes_from_resource_version(api: FakeApi, kube_client: client.ApiClient) -> None:
     populate(api)
     source = make_source(kube_client)
     async with Collector(source) as events:
@@ -234,9 +232,7 @@ async def test_watch_namespaces_limit_and_merge_relists(api: FakeApi, kube_clien
         assert "b/ing0" in names and "a/new" in names and "c/elsewhere" not in names
 
 
-async def test_stalled_watch_is_abandoned_after_idle_timeout(
-    api: FakeApi, kube_client: client.ApiClient
-) -> None:
+async def test_stalled_watch_is_abandoned_after_idle_timeout(api: FakeApi, kube_client: client.ApiClient) -> None:
     populate(api)
     async with Collector(make_source(kube_client)) as events:
         await events.until(events.synced.is_set)
@@ -265,12 +261,10 @@ def test_flags_and_their_environment_variables(monkeypatch: pytest.MonkeyPatch) 
         return parser.parse_args(argv)
 
     args = parse()
-    assert kube.watch_namespaces(args) == () and args.configmap is None and args.update_status is True
+    assert kube.watch_namespaces(args) == () and args.update_status is True
     assert args.election_id == "ingressctl-leader" and args.publish_service is None
-    args = parse(
-        "--watch-namespace", "b", "--watch-namespace", "a", "--configmap", "sys/cfg", "--update-status=false"
-    )
-    assert kube.watch_namespaces(args) == ("a", "b") and args.configmap == ("sys", "cfg")
+    args = parse("--watch-namespace", "b", "--watch-namespace", "a", "--update-status=false")
+    assert kube.watch_namespaces(args) == ("a", "b")
     assert args.update_status is False
     monkeypatch.setenv("INGRESSCTL_WATCH_NAMESPACE", "x, y")
     monkeypatch.setenv("INGRESSCTL_PUBLISH_SERVICE", "ingress/lb")
@@ -283,7 +277,7 @@ def test_flags_and_their_environment_variables(monkeypatch: pytest.MonkeyPatch) 
     assert kube.watch_namespaces(parse("--watch-namespace", "z")) == ("z",)  # the flag wins
     assert parse("--update-status").update_status is True
     with pytest.raises(SystemExit):
-        parse("--configmap", "no-namespace")
+        parse("--publish-service", "no-namespace")
 
 
 def test_pod_namespace_and_identity(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

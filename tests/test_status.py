@@ -94,9 +94,7 @@ async def elector(api: FakeApi, tmp_path: Path, name: str, *, release: bool) -> 
 async def test_takeover_after_crash(api: FakeApi, tmp_path: Path) -> None:
     stacks = {n: contextlib.AsyncExitStack() for n in "ab"}
     try:
-        electors = {
-            n: await stacks[n].enter_async_context(elector(api, tmp_path, n, release=False)) for n in "ab"
-        }
+        electors = {n: await stacks[n].enter_async_context(elector(api, tmp_path, n, release=False)) for n in "ab"}
         await eventually(lambda: any(e.is_leader for e in electors.values()))
         for _ in range(40):  # 2 s, longer than a lease: never two leaders, never none
             assert sum(e.is_leader for e in electors.values()) == 1
@@ -175,15 +173,11 @@ async def replica(api: FakeApi, tmp_path: Path, name: str, *flags: str) -> Async
         yield Replica(events, status, recorder)
 
 
-async def test_only_the_leader_writes_only_our_ingresses_and_skips_no_ops(
-    api: FakeApi, tmp_path: Path
-) -> None:
+async def test_only_the_leader_writes_only_our_ingresses_and_skips_no_ops(api: FakeApi, tmp_path: Path) -> None:
     stacks = {n: contextlib.AsyncExitStack() for n in ("r1", "r2")}
     try:
         replicas = {
-            n: await stacks[n].enter_async_context(
-                replica(api, tmp_path, n, "--publish-service", "ingressctl/lb")
-            )
+            n: await stacks[n].enter_async_context(replica(api, tmp_path, n, "--publish-service", "ingressctl/lb"))
             for n in stacks
         }
         for r in replicas.values():
@@ -272,9 +266,7 @@ def test_addresses() -> None:
         {"hostname": "lb.example.com"},
         {"ip": "2001:db8::1"},
     )
-    svc = service(
-        "lb", lb=[{"ip": "10.0.0.2"}, {"ip": "10.0.0.1", "ipMode": "VIP"}, {"hostname": "x.example"}]
-    )
+    svc = service("lb", lb=[{"ip": "10.0.0.2"}, {"ip": "10.0.0.1", "ipMode": "VIP"}, {"hostname": "x.example"}])
     svc["spec"]["externalIPs"] = ["10.0.0.1", "192.0.2.1"]
     assert service_addresses(svc) == (
         {"hostname": "x.example"},
@@ -288,9 +280,7 @@ async def test_only_the_leader_records_events(api: FakeApi, tmp_path: Path) -> N
     bad = problem("default", "ours", "spec.rules[0].host", "invalid host")
     async with contextlib.AsyncExitStack() as stack:
         replicas = [await stack.enter_async_context(replica(api, tmp_path, n)) for n in ("r1", "r2")]
-        await eventually(
-            lambda: api.get("Lease", "ingressctl", "ingressctl-leader")["spec"]["holderIdentity"] != ""
-        )
+        await eventually(lambda: api.get("Lease", "ingressctl", "ingressctl-leader")["spec"]["holderIdentity"] != "")
         for _ in range(3):
             for r in replicas:
                 await r.recorder.publish(configuration(ingresses=[("default", "ours")], problems=[bad]))

@@ -194,9 +194,7 @@ class Informer:
     async def _sleep_backoff(self, err: BaseException) -> None:
         self._failures += 1
         delay = self.timing.backoff(self._failures)
-        log.warning(
-            "%s: %s: %s; retrying in %.1fs", self.collection, type(err).__name__, err or "error", delay
-        )
+        log.warning("%s: %s: %s; retrying in %.1fs", self.collection, type(err).__name__, err or "error", delay)
         await asyncio.sleep(delay)
 
     async def events(self) -> AsyncIterator[Event]:

@@ -4,13 +4,14 @@ Interface for cli.py (only used when --manifests is not given)::
 
     kube.add_arguments(parser)              # adds the flags below to an argparse parser
     source, publishers = await kube.build(args)
+    # build() also reads args.configmap (NS/NAME tuple or None), the cli's own --configmap flag.
     # source.events() runs every informer and the background work of the publishers (leader
     # election, status and Event writers) and stops all of it, and closes the API client, when the
     # consumer stops iterating or is cancelled. Each publisher has `async def publish(config)`, which
     # returns at once (the API writes happen in the publisher's own task).
 
 Flags (each also read from the environment as INGRESSCTL_<FLAG>, e.g. INGRESSCTL_WATCH_NAMESPACE=a,b):
---kubeconfig, --context, --watch-namespace (repeatable), --configmap NS/NAME, --election-id,
+--kubeconfig, --context, --watch-namespace (repeatable), --election-id,
 --publish-service NS/NAME, --publish-status-address A,B, --update-status true|false, and the leader
 Lease's timing --lease-duration (15), --lease-renew-deadline (10), --lease-retry-period (2) seconds.
 
@@ -46,12 +47,12 @@ import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from kubernetes_asyncio import client, config
 
 from ingressctl.cache import Key, object_key
-from ingressctl.config import Configuration
+from ingressctl.controller import Publisher
 from ingressctl.events import EventRecorder
 from ingressctl.leader import LeaderElector, LeaseSettings
 from ingressctl.sources.base import (
@@ -73,10 +74,6 @@ from ingressctl.status import IngressView, StatusPublisher, parse_addresses
 log = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-
-
-class Publisher(Protocol):
-    async def publish(self, config: Configuration) -> None: ...
 
 
 Background = Callable[[], Awaitable[None]]
@@ -125,9 +122,7 @@ class KubeSource:
         for i, informer in enumerate(self.informers):
             scopes.setdefault(informer.collection.kind, []).append(i)
         # Per-informer objects, only for kinds split over several namespaces (to merge relists).
-        state: dict[int, dict[Key, Obj]] = {
-            i: {} for indexes in scopes.values() if len(indexes) > 1 for i in indexes
-        }
+        state: dict[int, dict[Key, Obj]] = {i: {} for indexes in scopes.values() if len(indexes) > 1 for i in indexes}
         unsynced = set(range(len(self.informers)))
         try:
             for kind in self._empty_kinds:
@@ -208,11 +203,7 @@ def collections(
         if not namespaces:
             out.append(Collection(kind, api_version, all_ns, field_selector=selector))
         for ns in namespaces:
-            out.append(
-                Collection(
-                    kind, api_version, functools.partial(one_ns, ns), scope=ns, field_selector=selector
-                )
-            )
+            out.append(Collection(kind, api_version, functools.partial(one_ns, ns), scope=ns, field_selector=selector))
     if configmap is not None:
         ns, name = configmap
         call = functools.partial(core.list_namespaced_config_map, ns)
@@ -250,63 +241,55 @@ def namespaced_name(value: str) -> tuple[str, str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the Kubernetes API flags; every one defaults to its INGRESSCTL_<FLAG> variable."""
-    group = parser.add_argument_group("Kubernetes API")
-    group.add_argument("--kubeconfig", default=_env("kubeconfig"), help="kubeconfig file (else in-cluster)")
-    group.add_argument("--context", default=_env("context"), help="kubeconfig context")
-    env_ns = _env("watch-namespace")
+    group = parser.add_argument_group("Kubernetes API (used when --manifests is not given)")
+
+    def flag(name: str, *, help: str, default: Any = None, type: Callable[[str], Any] = str, **kw: Any) -> None:
+        env_name = "INGRESSCTL_" + name.upper().replace("-", "_")
+        env = _env(name)
+        if env is not None:
+            default = type(env)
+        group.add_argument(f"--{name}", type=type, default=default, help=f"{help} [env {env_name}]", **kw)
+
+    flag("kubeconfig", help="kubeconfig file (default: in-cluster config in a pod, else $KUBECONFIG)")
+    flag("context", help="kubeconfig context (default: its current context)")
+    # Repeatable: the environment variable is a comma list, used when the flag is not given.
     group.add_argument(
         "--watch-namespace",
         action="append",
         default=None,
         metavar="NS",
-        help="only watch namespaced objects in NS (repeatable; default all namespaces)",
+        help="only watch namespaced objects in NS (repeatable; default: all namespaces) "
+        "[env INGRESSCTL_WATCH_NAMESPACE, comma list]",
     )
-    parser.set_defaults(
-        watch_namespace_env=[ns.strip() for ns in env_ns.split(",") if ns.strip()] if env_ns else []
+    env_ns = _env("watch-namespace") or ""
+    parser.set_defaults(watch_namespace_env=[ns.strip() for ns in env_ns.split(",") if ns.strip()])
+    flag("election-id", default="ingressctl-leader", help="name of the leader election Lease, in the pod's namespace")
+    flag("lease-duration", type=float, default=15.0, metavar="SECONDS", help="a Lease not renewed this long expires")
+    flag(
+        "lease-renew-deadline",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a leader that cannot renew for this long stops leading",
     )
-    env_cm = _env("configmap")
-    group.add_argument(
-        "--configmap",
+    flag(
+        "lease-retry-period", type=float, default=2.0, metavar="SECONDS", help="how often the Lease is renewed or tried"
+    )
+    flag(
+        "publish-service",
         type=namespaced_name,
-        default=namespaced_name(env_cm) if env_cm else None,
         metavar="NS/NAME",
-        help="the ConfigMap holding global options",
+        help="the LoadBalancer Service whose addresses go into Ingress status",
     )
-    group.add_argument(
-        "--election-id", default=_env("election-id") or "ingressctl-leader", help="name of the leader Lease"
-    )
-    for flag, default, what in (
-        ("lease-duration", 15.0, "how long a leader's Lease lasts without renewal"),
-        ("lease-renew-deadline", 10.0, "a leader that cannot renew for this long stops leading"),
-        ("lease-retry-period", 2.0, "how often the Lease is renewed or tried"),
-    ):
-        env = _env(flag)
-        group.add_argument(
-            f"--{flag}", type=float, default=float(env) if env else default, metavar="SECONDS", help=what
-        )
-    env_ps = _env("publish-service")
-    group.add_argument(
-        "--publish-service",
-        type=namespaced_name,
-        default=namespaced_name(env_ps) if env_ps else None,
-        metavar="NS/NAME",
-        help="the Service whose load balancer addresses go into Ingress status",
-    )
-    group.add_argument(
-        "--publish-status-address",
-        default=_env("publish-status-address"),
-        metavar="A,B",
-        help="addresses (IPs or hostnames) to put into Ingress status",
-    )
-    env_us = _env("update-status")
-    group.add_argument(
-        "--update-status",
+    flag("publish-status-address", metavar="A,B", help="IPs or hostnames to put into Ingress status instead")
+    flag(
+        "update-status",
         type=parse_bool,
+        default=True,
         nargs="?",
         const=True,
-        default=parse_bool(env_us) if env_us else True,
         metavar="BOOL",
-        help="write Ingress status (leader only; default true)",
+        help="write Ingress status (the leader only; default: true)",
     )
 
 
@@ -362,6 +345,7 @@ async def build(
     if not 0 < lease.retry_period < lease.renew_deadline < lease.lease_duration:
         raise ValueError("need 0 < --lease-retry-period < --lease-renew-deadline < --lease-duration")
     namespaces = watch_namespaces(args)
+    configmap: tuple[str, str] | None = getattr(args, "configmap", None)
     api = await load_client(args.kubeconfig, args.context)
     elector = LeaderElector(api, lease)
     view = IngressView()
@@ -380,9 +364,9 @@ async def build(
         publishers.append(status)
         background.append(status.run)
     source = KubeSource(
-        collections(api, namespaces=namespaces, configmap=args.configmap),
+        collections(api, namespaces=namespaces, configmap=configmap),
         timing=timing,
-        empty_kinds=empty_kinds(args.configmap),
+        empty_kinds=empty_kinds(configmap),
         background=background,
         observers=[view.observe],
         on_close=api.close,

@@ -76,9 +76,7 @@ def ingress_class(name: str = "ingressctl", controller: str = "ingressctl.io/con
     }
 
 
-def service(
-    name: str, namespace: str = "default", *, port: int = 80, lb: list[Any] | None = None
-) -> dict[str, Any]:
+def service(name: str, namespace: str = "default", *, port: int = 80, lb: list[Any] | None = None) -> dict[str, Any]:
     obj: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -113,9 +111,7 @@ def endpoint_slice(
     }
 
 
-def tls_secret(
-    name: str, namespace: str = "default", *, cert: bytes = b"cert", key: bytes = b"key"
-) -> dict[str, Any]:
+def tls_secret(name: str, namespace: str = "default", *, cert: bytes = b"cert", key: bytes = b"key") -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -240,9 +236,7 @@ class Collector:
         return server == mine
 
 
-def configuration(
-    ingresses: Sequence[tuple[str, str]] = (), problems: Sequence[Problem] = ()
-) -> Configuration:
+def configuration(ingresses: Sequence[tuple[str, str]] = (), problems: Sequence[Problem] = ()) -> Configuration:
     """A Configuration with nothing to serve but the given Ingresses (namespace, name) and problems:
     all the publishers read."""
     default = Server(host="", server_name="_", locations=())

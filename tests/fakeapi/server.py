@@ -357,9 +357,7 @@ class FakeApi:
             if rv_param in ("", "0"):
                 # Start at the most recent state: synthetic ADDED events for every current object.
                 start = self.store.rv
-                pending = [
-                    {"type": "ADDED", "object": o} for o in self.store.items(resource, namespace) if match(o)
-                ]
+                pending = [{"type": "ADDED", "object": o} for o in self.store.items(resource, namespace) if match(o)]
                 watcher.queue.clear()  # already contained in the state we just sent
             else:
                 start = int(rv_param)
@@ -386,9 +384,7 @@ class FakeApi:
                     await asyncio.sleep(0.05)
                     continue
                 if stream.expired.is_set():
-                    gone = ApiError(
-                        410, "Expired", f"too old resource version: {last_sent} ({self.store.compacted})"
-                    )
+                    gone = ApiError(410, "Expired", f"too old resource version: {last_sent} ({self.store.compacted})")
                     await response.write(_line({"type": "ERROR", "object": gone.status()}))
                     break
                 watcher.wake.clear()

@@ -158,9 +158,7 @@ def field_matcher(kind: str, selector: str) -> Callable[[Obj], bool]:
             raise ApiError(400, "BadRequest", f"invalid field selector: {term!r}")
         path, op, value = m.groups()
         if path not in ("metadata.name", "metadata.namespace") and path not in _FIELDS.get(kind, set()):
-            raise ApiError(
-                400, "BadRequest", f'"{path}" is not a known field selector: only "metadata.name", ...'
-            )
+            raise ApiError(400, "BadRequest", f'"{path}" is not a known field selector: only "metadata.name", ...')
         checks.append((path.split("."), op != "!=", value))
 
     def match(obj: Obj) -> bool:
@@ -230,9 +228,7 @@ class Store:
 
     def items(self, resource: Resource, namespace: str | None) -> list[Obj]:
         """Current objects of a resource, sorted by (namespace, name) like etcd keys."""
-        keys = sorted(
-            k for k in self.objects if k[0] == resource and (namespace is None or k[1] == namespace)
-        )
+        keys = sorted(k for k in self.objects if k[0] == resource and (namespace is None or k[1] == namespace))
         return [copy.deepcopy(self.objects[k]) for k in keys]
 
     def _record(self, change: Change) -> None:
@@ -299,11 +295,7 @@ class Store:
             else:
                 new.pop("status", None)
         else:
-            keep = {
-                k: old["metadata"][k]
-                for k in ("uid", "creationTimestamp", "generation")
-                if k in old["metadata"]
-            }
+            keep = {k: old["metadata"][k] for k in ("uid", "creationTimestamp", "generation") if k in old["metadata"]}
             new = {k: copy.deepcopy(v) for k, v in obj.items() if not (resource.status and k == "status")}
             if resource.status and "status" in old:
                 new["status"] = copy.deepcopy(old["status"])
