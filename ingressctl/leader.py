@@ -152,12 +152,16 @@ class LeaderElector:
     async def run(self) -> None:
         """Campaigns and renews until cancelled; releases the lease on the way out if we hold it."""
         s = self.settings
+        errors = 0
         try:
             while True:
                 try:
                     await self.try_acquire_or_renew()
+                    errors = 0
                 except (ApiError, aiohttp.ClientError, TimeoutError, ValueError, OSError) as err:
-                    log.warning("leader election (lease %s/%s): %s", s.namespace, s.name, err)
+                    errors += 1  # say it once, then now and then
+                    level = logging.WARNING if errors == 1 or errors % 30 == 0 else logging.DEBUG
+                    log.log(level, "leader election (lease %s/%s): %s", s.namespace, s.name, err)
                 self._notify()
                 delay = s.retry_period
                 if self._renewed_at is not None and self.is_leader:

@@ -194,7 +194,9 @@ class Informer:
     async def _sleep_backoff(self, err: BaseException) -> None:
         self._failures += 1
         delay = self.timing.backoff(self._failures)
-        log.warning("%s: %s: %s; retrying in %.1fs", self.collection, type(err).__name__, err or "error", delay)
+        # A single broken stream is routine (API server restart, idle proxy); repeated failures are not.
+        level = logging.INFO if self._failures == 1 else logging.WARNING
+        log.log(level, "%s: %s: %s; retrying in %.1fs", self.collection, type(err).__name__, err or "error", delay)
         await asyncio.sleep(delay)
 
     async def events(self) -> AsyncIterator[Event]:
