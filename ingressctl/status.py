@@ -15,6 +15,7 @@ publish Service's namespace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import functools
 import ipaddress
@@ -154,14 +155,15 @@ class StatusPublisher:
             scope=ns,
             field_selector=f"metadata.name={name}",
         )
-        async for event in Informer(collection, timing=self._timing).events():
-            if event.type is EventType.REPLACED:
-                self._service = event.objects[0] if event.objects else None
-            elif event.type is EventType.DELETED:
-                self._service = None
-            else:
-                self._service = event.obj
-            self._wake.set()
+        async with contextlib.aclosing(Informer(collection, timing=self._timing).events()) as events:
+            async for event in events:
+                if event.type is EventType.REPLACED:
+                    self._service = event.objects[0] if event.objects else None
+                elif event.type is EventType.DELETED:
+                    self._service = None
+                else:
+                    self._service = event.obj
+                self._wake.set()
 
     async def run(self) -> None:
         watcher = asyncio.create_task(self._watch_service()) if self._publish_service else None

@@ -177,6 +177,7 @@ async def test_gone_in_the_middle_of_changes_relists_without_loss_or_duplicates(
         # Collector's exit asserts that no event was replayed or lost along the way.
 
 
+@pytest.mark.slow
 async def test_api_down_for_10s_then_catches_up(api: FakeApi, kube_client: client.ApiClient) -> None:
     populate(api)
     timing = dataclasses.replace(FAST, backoff_initial=0.5, backoff_max=5.0)  # the production backoff

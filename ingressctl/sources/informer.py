@@ -19,7 +19,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,7 +199,7 @@ class Informer:
         log.log(level, "%s: %s: %s; retrying in %.1fs", self.collection, type(err).__name__, err or "error", delay)
         await asyncio.sleep(delay)
 
-    async def events(self) -> AsyncIterator[Event]:
+    async def events(self) -> AsyncGenerator[Event, None]:
         c, t = self.collection, self.timing
         rv: str | None = None
         relist_after_gone = False
@@ -238,6 +238,7 @@ class Informer:
                         if new_rv is None:
                             raise ApiError(500, "BadWatchEvent", f"{kind} event without resourceVersion")
                         relist_after_gone = False  # the watch is making progress
+                        self._failures = 0
                         if kind == "BOOKMARK":
                             rv = new_rv
                             continue
@@ -245,7 +246,6 @@ class Informer:
                             raise ApiError(500, "BadWatchEvent", f"unknown watch event type {kind!r}")
                         rv = new_rv
                         delivered += 1
-                        self._failures = 0
                         yield Event(EventType(kind), c.kind, obj=obj)
                 # The server ended the watch (timeoutSeconds): continue from rv. A stream that ends at
                 # once without anything in it counts as a failure, so a broken server is not hammered.

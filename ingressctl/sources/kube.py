@@ -45,7 +45,7 @@ import functools
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,13 +100,14 @@ class KubeSource:
         self._observers = tuple(observers)
         self._on_close = on_close
 
-    async def events(self) -> AsyncIterator[Event]:
+    async def events(self) -> AsyncGenerator[Event, None]:
         queue: asyncio.Queue[tuple[int, Event] | BaseException] = asyncio.Queue(maxsize=256)
 
         async def pump(index: int, informer: Informer) -> None:
             try:
-                async for event in informer.events():
-                    await queue.put((index, event))
+                async with contextlib.aclosing(informer.events()) as events:
+                    async for event in events:
+                        await queue.put((index, event))
             except Exception as err:  # a bug, not an API error (those are retried): surface it
                 await queue.put(err)
 

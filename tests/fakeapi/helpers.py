@@ -183,10 +183,11 @@ class Collector:
         assert not self.errors, self.errors
 
     async def _run(self) -> None:
-        async for event in self.source.events():
-            self.events.append(event)
-            self._apply(event)
-            self._changed.set()
+        async with contextlib.aclosing(self.source.events()) as events:
+            async for event in events:
+                self.events.append(event)
+                self._apply(event)
+                self._changed.set()
 
     def _apply(self, event: Event) -> None:
         if event.type is EventType.SYNCED:
