@@ -311,3 +311,10 @@ async def test_build_from_a_kubeconfig_and_close(api: FakeApi, tmp_path: Path) -
     # Stopping the source stopped everything it ran: no watch stays open.
     await asyncio.sleep(0.1)
     assert api.open_watches == 0
+
+
+async def test_collection_count_matches(kube_client: client.ApiClient) -> None:
+    for namespaces in ((), ("a",), ("a", "b", "c")):
+        for configmap in (None, ("ns", "cfg")):
+            made = kube.collections(kube_client, namespaces=namespaces, configmap=configmap)
+            assert len(made) == kube.collection_count(namespaces=namespaces, configmap=configmap)

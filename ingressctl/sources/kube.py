@@ -15,8 +15,8 @@ Flags (each also read from the environment as INGRESSCTL_<FLAG>, e.g. INGRESSCTL
 --publish-service NS/NAME, --publish-status-address A,B, --update-status true|false, and the leader
 Lease's timing --lease-duration (15), --lease-renew-deadline (10), --lease-retry-period (2) seconds.
 
-Configuration: in-cluster (service account) when running in a pod and no --kubeconfig is given, else
---kubeconfig / $KUBECONFIG / ~/.kube/config, with --context.
+Configuration: --kubeconfig, else $KUBECONFIG, else in-cluster (service account) in a pod, else
+~/.kube/config; --context picks a kubeconfig context.
 
 What is watched: one informer (ingressctl.sources.informer) per kind and namespace: Ingress,
 IngressClass, Service, EndpointSlice (discovery.k8s.io/v1), Secret (field selector
@@ -212,6 +212,11 @@ def collections(
     return out
 
 
+def collection_count(*, namespaces: Sequence[str], configmap: tuple[str, str] | None) -> int:
+    """len(collections(...)) without a client: IngressClass, 4 namespaced kinds, the ConfigMap."""
+    return 1 + 4 * max(1, len(namespaces)) + (1 if configmap else 0)
+
+
 def empty_kinds(configmap: tuple[str, str] | None) -> list[str]:
     return [ENDPOINTS] + ([] if configmap else [CONFIG_MAP])
 
@@ -299,10 +304,13 @@ def watch_namespaces(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(sorted(set(given)))
 
 
-async def load_client(kubeconfig: str | None, context: str | None) -> client.ApiClient:
-    """In-cluster config in a pod (unless a kubeconfig is given), else the kubeconfig."""
+async def load_client(kubeconfig: str | None, context: str | None, *, connections: int = 100) -> client.ApiClient:
+    """A client from --kubeconfig, else $KUBECONFIG, else the in-cluster service account, else
+    ~/.kube/config (controller-runtime's order). `connections` bounds the connection pool: every
+    open watch holds one for as long as it runs."""
     configuration = client.Configuration()
-    if not kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST") and (SERVICE_ACCOUNT / "token").exists():
+    in_cluster = os.environ.get("KUBERNETES_SERVICE_HOST") and (SERVICE_ACCOUNT / "token").exists()
+    if not kubeconfig and not os.environ.get("KUBECONFIG") and in_cluster:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     else:
         await config.load_kube_config(
@@ -311,8 +319,7 @@ async def load_client(kubeconfig: str | None, context: str | None) -> client.Api
             client_configuration=configuration,
             persist_config=False,
         )
-    # Every informer holds one connection for its watch; leave room for writes.
-    configuration.connection_pool_maxsize = 100
+    configuration.connection_pool_maxsize = connections
     return client.ApiClient(configuration=configuration)
 
 
@@ -347,7 +354,9 @@ async def build(
         raise ValueError("need 0 < --lease-retry-period < --lease-renew-deadline < --lease-duration")
     namespaces = watch_namespaces(args)
     configmap: tuple[str, str] | None = getattr(args, "configmap", None)
-    api = await load_client(args.kubeconfig, args.context)
+    # One connection per watch (informers and the publish Service's), plus room for lists and writes.
+    watches = collection_count(namespaces=namespaces, configmap=configmap) + 1
+    api = await load_client(args.kubeconfig, args.context, connections=watches + 20)
     elector = LeaderElector(api, lease)
     view = IngressView()
     events = EventRecorder(api, view=view, elector=elector, instance=lease.identity)
