@@ -189,7 +189,11 @@ async def run_controller(args: argparse.Namespace) -> int:
     if args.manifests:
         source = ManifestsSource(args.manifests)
     else:
-        source, publishers = await kube.build(args)
+        try:
+            source, publishers = await kube.build(args)
+        except ValueError as exc:  # no usable client configuration, inconsistent flags
+            log.error("%s", exc)
+            return 2
     created = args.work_dir is None
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="ingressctl-")).resolve()
     paths = Paths(work=str(work), lua=str(lua_dir()))

@@ -318,3 +318,16 @@ async def test_collection_count_matches(kube_client: client.ApiClient) -> None:
         for configmap in (None, ("ns", "cfg")):
             made = kube.collections(kube_client, namespaces=namespaces, configmap=configmap)
             assert len(made) == kube.collection_count(namespaces=namespaces, configmap=configmap)
+
+
+async def test_unusable_client_configuration_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(kube.ConfigError, match="no Kubernetes configuration"):
+        await kube.load_client(None, None)
+    with pytest.raises(kube.ConfigError, match="/nonexistent"):
+        await kube.load_client("/nonexistent", None)
+    (tmp_path / "kubeconfig").write_text("apiVersion: v1\nkind: Config\ncurrent-context: x\n")
+    with pytest.raises(kube.ConfigError):
+        await kube.load_client(str(tmp_path / "kubeconfig"), "missing-context")

@@ -3,7 +3,7 @@
 Interface for cli.py (only used when --manifests is not given)::
 
     kube.add_arguments(parser)              # adds the flags below to an argparse parser
-    source, publishers = await kube.build(args)
+    source, publishers = await kube.build(args)   # raises kube.ConfigError (a ValueError) if unusable
     # build() also reads args.configmap (NS/NAME tuple or None), the cli's own --configmap flag.
     # source.events() runs every informer and the background work of the publishers (leader
     # election, status and Event writers) and stops all of it, and closes the API client, when the
@@ -77,6 +77,10 @@ SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 Background = Callable[[], Awaitable[None]]
+
+
+class ConfigError(ValueError):
+    """No usable client configuration (missing or broken kubeconfig, unknown context...)."""
 
 
 class KubeSource:
@@ -310,15 +314,21 @@ async def load_client(kubeconfig: str | None, context: str | None, *, connection
     open watch holds one for as long as it runs."""
     configuration = client.Configuration()
     in_cluster = os.environ.get("KUBERNETES_SERVICE_HOST") and (SERVICE_ACCOUNT / "token").exists()
-    if not kubeconfig and not os.environ.get("KUBECONFIG") and in_cluster:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        await config.load_kube_config(
-            config_file=kubeconfig or os.environ.get("KUBECONFIG") or None,
-            context=context,
-            client_configuration=configuration,
-            persist_config=False,
-        )
+    path = kubeconfig or os.environ.get("KUBECONFIG") or None
+    try:
+        if not path and in_cluster:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            default = Path("~/.kube/config").expanduser()
+            if not path and not default.exists():
+                raise ConfigError("no Kubernetes configuration: not in a pod, no --kubeconfig, no $KUBECONFIG")
+            await config.load_kube_config(
+                config_file=path, context=context, client_configuration=configuration, persist_config=False
+            )
+    except (config.ConfigException, OSError, KeyError, TypeError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"Kubernetes client configuration ({path or 'in-cluster'}): {err}") from err
     configuration.connection_pool_maxsize = connections
     return client.ApiClient(configuration=configuration)
 
