@@ -331,3 +331,31 @@ async def test_unusable_client_configuration_is_a_clear_error(monkeypatch: pytes
     (tmp_path / "kubeconfig").write_text("apiVersion: v1\nkind: Config\ncurrent-context: x\n")
     with pytest.raises(kube.ConfigError):
         await kube.load_client(str(tmp_path / "kubeconfig"), "missing-context")
+
+
+async def test_expired_continue_token_restarts_the_list(api: FakeApi, kube_client: client.ApiClient) -> None:
+    populate(api)
+    api.fail(410, path_contains="/ingresses", query_has="continue", times=1)
+    async with Collector(make_source(kube_client)) as events:
+        await events.until(events.synced.is_set)
+        assert events.names("Ingress") == [f"{ns}/ing{i}" for ns in "ab" for i in range(3)]
+        pages = [r for r in api.requests if r.path.endswith("/ingresses") and not r.watch]
+        # first page, expired second page, then the whole list again from the start (3 pages)
+        assert ["continue" in r.query for r in pages] == [False, True, False, True, True]
+
+
+async def test_gone_as_an_http_410_also_relists(kube_client: client.ApiClient, api: FakeApi) -> None:
+    api.gone_as_event = False
+    populate(api)
+    source = make_source(kube_client)
+    async with Collector(source) as events:
+        await events.until(events.synced.is_set)
+        api.stall()
+        api.delete("Ingress", "a", "ing0")
+        api.compact()
+        api.drop_watches()
+        api.stall(False)
+        await events.until(lambda: "a/ing0" not in events.names("Ingress"))
+        assert events.matches(api, "Ingress")
+        replaced = [e for e in events.events if e.type is EventType.REPLACED and e.kind == "Ingress"]
+        assert len(replaced) == 2

@@ -51,12 +51,14 @@ class Failure:
     path_contains: str | None
     watch: bool | None
     times: int | None
+    query_has: str | None = None  # only requests with this query parameter (e.g. "continue")
 
     def matches(self, request: Request) -> bool:
         return (
             (self.method is None or request.method == self.method)
             and (self.path_contains is None or self.path_contains in request.path)
             and (self.watch is None or request.watch == self.watch)
+            and (self.query_has is None or self.query_has in request.query)
         )
 
 
@@ -69,9 +71,11 @@ class _Stream:
 
 
 class FakeApi:
-    def __init__(self, *, bookmark_interval: float = 1.0) -> None:
+    def __init__(self, *, bookmark_interval: float = 1.0, gone_as_event: bool = True) -> None:
         self.store = Store()
         self.bookmark_interval = bookmark_interval
+        # A watch from a compacted version: 200 with an ERROR event (watch cache) or a 410 response.
+        self.gone_as_event = gone_as_event
         self.requests: list[Request] = []
         self.failures: list[Failure] = []
         self.port = 0
@@ -201,8 +205,9 @@ class FakeApi:
         path_contains: str | None = None,
         watch: bool | None = None,
         times: int | None = None,
+        query_has: str | None = None,
     ) -> Failure:
-        failure = Failure(code, method, path_contains, watch, times)
+        failure = Failure(code, method, path_contains, watch, times, query_has)
         self.failures.append(failure)
         return failure
 
@@ -243,7 +248,8 @@ class FakeApi:
                         failure.times -= 1
                         if failure.times <= 0:
                             self.failures.remove(failure)
-                    raise ApiError(failure.code, "InternalError", "an error on the server (injected)")
+                    reason = _REASONS.get(failure.code, "InternalError")
+                    raise ApiError(failure.code, reason, f"{reason} (injected by the test)")
             resource, namespace, name, sub = self._route(request.path)
             if sub and not (sub == "status" and resource.status):
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -364,8 +370,8 @@ class FakeApi:
                 try:
                     changes = self.store.since(resource, namespace, start)
                 except ApiError as err:
-                    if err.code != 410:
-                        raise
+                    if err.code != 410 or not self.gone_as_event:
+                        raise  # without the watch cache, the API server answers 410 on the request itself
                     await response.prepare(request)
                     await response.write(_line({"type": "ERROR", "object": err.status()}))
                     await response.write_eof()
@@ -421,6 +427,16 @@ class FakeApi:
         finally:
             self.store.watchers.discard(watcher)
             self._streams.discard(stream)
+
+
+_REASONS = {
+    400: "BadRequest",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    410: "Expired",
+    429: "TooManyRequests",
+}
 
 
 def _event(change: Change, match: Any) -> Obj | None:
