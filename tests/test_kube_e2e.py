@@ -67,6 +67,10 @@ def status_of(api: ThreadedFakeApi, name: str) -> Any:
     return (api.get("Ingress", "default", name).get("status") or {}).get("loadBalancer", {}).get("ingress")
 
 
+def lease_holder(api: ThreadedFakeApi) -> Any:
+    return api.get("Lease", "ingressctl", "ingressctl-leader")["spec"]["holderIdentity"]
+
+
 def web(name: str, host: str, **kwargs: Any) -> dict[str, Any]:
     return ingress(name, rules=[rule(host, ("/", "Prefix", backend("web")))], **kwargs)
 
@@ -165,7 +169,7 @@ def test_watch_faults_and_an_api_outage_keep_serving(tmp_path: Path, cluster: Th
         wait_for(lambda: ctl.get("four.example.com").status == 200, timeout=8, what="caught up after the outage")
 
 
-def test_two_replicas_one_leader_writes_status_and_a_crash_hands_over(tmp_path: Path, cluster: ThreadedFakeApi) -> None:
+def test_one_leader_writes_status_and_hands_over_on_crash_and_on_stop(tmp_path: Path, cluster: ThreadedFakeApi) -> None:
     api = cluster
     api.create(service("web", target=PORT))
     api.create(endpoint_slice("web", ["127.0.9.21"], port=PORT))
@@ -195,3 +199,11 @@ def test_two_replicas_one_leader_writes_status_and_a_crash_hands_over(tmp_path: 
         api.update_status(lb_service([{"ip": "198.51.100.7"}]))
         wait_for(lambda: status_of(api, "web") == [{"ip": "198.51.100.7"}], what="new leader writes")
         assert follower.get("a.example.com").pod == "127.0.9.21"
+
+        # A graceful stop (SIGTERM) releases the Lease: a third replica takes over at once.
+        with api_controller(tmp_path, api, "c3") as c3:
+            wait_for(lambda: c3.get("a.example.com").pod == "127.0.9.21", what="c3 serves")
+            follower.stop()
+            stopped = time.monotonic()
+            wait_for(lambda: lease_holder(api) == "c3", timeout=3, what="c3 leads")
+            assert time.monotonic() - stopped < 1.5  # well before the 3 s lease could expire
