@@ -19,6 +19,7 @@ from ingressctl.config import Backend, Endpoint
 from ingressctl.sources.base import ENDPOINT_SLICE, ENDPOINTS, SERVICE, Obj
 from ingressctl.translate import validate
 from ingressctl.translate.ingress import ServiceRef
+from ingressctl.translate.memo import Memo
 from ingressctl.translate.validate import Invalid
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -33,23 +34,29 @@ class Resolved:
 class BackendResolver:
     """Resolves ServiceRefs against one snapshot; indexes EndpointSlices by Service once."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, memo: Memo) -> None:
         self._services = snapshot.of(SERVICE)
         self._endpoints = snapshot.of(ENDPOINTS)
         self._slices: dict[Key, list[Obj]] = defaultdict(list)
-        for (namespace, _), obj in sorted(snapshot.of(ENDPOINT_SLICE).items()):
+        for (namespace, _), obj in snapshot.of(ENDPOINT_SLICE).items():
             owner = ((obj.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL)
             if owner:
                 self._slices[(namespace, owner)].append(obj)
-        self._memo: dict[ServiceRef, Resolved] = {}
+        self._memo = memo
 
     def resolve(self, ref: ServiceRef) -> Resolved:
-        if ref not in self._memo:
-            self._memo[ref] = self._resolve(ref)
-        return self._memo[ref]
+        key = (ref.namespace, ref.name)
+        service = self._services.get(key)
+        slices = tuple(self._slices.get(key, ()))
+        endpoints = self._endpoints.get(key)
+        anchors = (service, endpoints, *slices)
+        return self._memo.get(
+            ("backend", ref, *map(id, anchors)), anchors, lambda: self._resolve(ref, service, slices, endpoints)
+        )
 
-    def _resolve(self, ref: ServiceRef) -> Resolved:
-        service = self._services.get((ref.namespace, ref.name))
+    def _resolve(
+        self, ref: ServiceRef, service: Obj | None, slices: tuple[Obj, ...], endpoints_obj: Obj | None
+    ) -> Resolved:
         if service is None:
             return Resolved(Backend(f"{ref.namespace}/{ref.name}:{ref.port}", ()), "Service not found")
         spec = service.get("spec") or {}
@@ -59,11 +66,10 @@ class BackendResolver:
         name = f"{ref.namespace}/{ref.name}:{port.get('port')}"
         if spec.get("type") == "ExternalName":
             return Resolved(Backend(name, ()), "ExternalName Services are not supported")
-        slices = self._slices.get((ref.namespace, ref.name))
         if slices:
             endpoints = _from_slices(slices, port)
         else:
-            endpoints = _from_endpoints(self._endpoints.get((ref.namespace, ref.name)), port)
+            endpoints = _from_endpoints(endpoints_obj, port)
         return Resolved(Backend(name, tuple(sorted(endpoints, key=_endpoint_order))))
 
 
@@ -99,7 +105,7 @@ def _add(out: set[Endpoint], address: object, port: int | None) -> None:
         out.add(Endpoint(validate.ip_address(address), validate.port_number(port)))
 
 
-def _from_slices(slices: list[Obj], service_port: Mapping[str, Any]) -> set[Endpoint]:
+def _from_slices(slices: tuple[Obj, ...], service_port: Mapping[str, Any]) -> set[Endpoint]:
     out: set[Endpoint] = set()
     for obj in slices:
         if obj.get("addressType", "IPv4") not in ("IPv4", "IPv6"):
