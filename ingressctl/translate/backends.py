@@ -53,12 +53,13 @@ class BackendResolver:
         if service is None:
             return Resolved(Backend(f"{ref.namespace}/{ref.name}:{ref.port}", ()), "Service not found")
         spec = service.get("spec") or {}
+        unresolved = Backend(f"{ref.namespace}/{ref.name}:{ref.port}", ())
+        if spec.get("type") == "ExternalName":
+            return Resolved(unresolved, "ExternalName Services are not supported")
         port = _find_port(spec.get("ports") or [], ref.port)
         if port is None:
-            return Resolved(Backend(f"{ref.namespace}/{ref.name}:{ref.port}", ()), f"Service has no port {ref.port!r}")
+            return Resolved(unresolved, f"Service has no port {ref.port!r}")
         name = f"{ref.namespace}/{ref.name}:{port.get('port')}"
-        if spec.get("type") == "ExternalName":
-            return Resolved(Backend(name, ()), "ExternalName Services are not supported")
         slices = self._slices.get((ref.namespace, ref.name))
         if slices:
             endpoints = _from_slices(slices, port)
