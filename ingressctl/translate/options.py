@@ -70,7 +70,9 @@ def apply_configmap(base: GlobalOptions, data: Mapping[str, object]) -> tuple[Gl
     """Returns the options with the ConfigMap's valid keys applied, and one error per bad key."""
     changes: dict[str, object] = {}
     errors: list[str] = []
-    for key in sorted(data):
+    if not isinstance(data, Mapping):
+        return base, ["data: is not an object"]
+    for key in sorted(data, key=str):
         option = _BY_KEY.get(key)
         if option is None:
             errors.append(f"data.{key}: unknown option")
