@@ -783,6 +783,33 @@ BACKEND_CASES: dict[str, Case] = {
             ingresses=[ing("a")],
         ),
     ),
+    "backends/ipv6-slices-merge-after-ipv4-fqdn-slices-and-bad-addresses-skipped": Case(
+        [
+            CLASS,
+            service("app"),
+            endpoint_slice("app", ["10.0.0.2"], name="app-v4"),
+            raw_slice(
+                "app",
+                "app-v6",
+                [{"name": "http", "port": 8080}],
+                [{"addresses": ["fd00::1"]}, {"addresses": ["10.0.0.3; drop", "not-an-ip"]}],
+                addressType="IPv6",
+            ),
+            raw_slice(
+                "app",
+                "app-fqdn",
+                [{"name": "http", "port": 8080}],
+                [{"addresses": ["pod.example.com"]}],
+                addressType="FQDN",
+            ),
+            simple("a", "a.example.com"),
+        ],
+        config(
+            server("a.example.com", loc("/", APP_BE)),
+            backends=[Backend(APP_BE, eps("10.0.0.2", "fd00::1"))],
+            ingresses=[ing("a")],
+        ),
+    ),
     "backends/selector-less-service-with-hand-written-slice": Case(
         [
             CLASS,
@@ -952,6 +979,31 @@ DEFAULT_BACKEND_CASES: dict[str, Case] = {
                     "the catch-all default backend is already set by Ingress default/zzz-old, the older one wins",
                 )
             ],
+        ),
+    ),
+    "default-backend/two-ingresses-on-one-host-the-oldest-default-backend-wins": Case(
+        [
+            CLASS,
+            *APP,
+            *OTHER,
+            ingress(
+                "aaa-new",
+                default_backend=backend("other"),
+                rules=[rule("a.example.com", ("/new", "Prefix", backend("app")))],
+                created=ts(2),
+            ),
+            ingress(
+                "zzz-old",
+                default_backend=backend("app"),
+                rules=[rule("a.example.com", ("/old", "Prefix", backend("app")))],
+                created=ts(1),
+            ),
+        ],
+        config(
+            # Not reported: only a true conflict of host, path and type is.
+            server("a.example.com", fallback(APP_BE), prefix("/new", APP_BE), prefix("/old", APP_BE)),
+            backends=[APP_BACKEND, OTHER_BACKEND],
+            ingresses=[ing("aaa-new"), ing("zzz-old")],
         ),
     ),
     "default-backend/flag-serves-every-server-without-its-own": Case(
