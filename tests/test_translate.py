@@ -411,6 +411,22 @@ PATH_CASES: dict[str, Case] = {
             ingresses=[ing("a")],
         ),
     ),
+    "paths/are-case-sensitive": Case(
+        [
+            CLASS,
+            *APP,
+            *OTHER,
+            ingress(
+                "a",
+                rules=[rule("a.example.com", ("/Foo", "Exact", backend("app")), ("/foo", "Prefix", backend("other")))],
+            ),
+        ],
+        config(
+            server("a.example.com", fallback(), exact("/Foo", APP_BE), prefix("/foo", OTHER_BE)),
+            backends=[APP_BACKEND, OTHER_BACKEND],
+            ingresses=[ing("a")],
+        ),
+    ),
     "paths/prefix-is-element-wise": Case(
         [CLASS, *APP, simple("a", "a.example.com", path="/foo")],
         config(
