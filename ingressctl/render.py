@@ -18,9 +18,10 @@ import jinja2
 from ingressctl.config import GlobalOptions, Server, StaticConfig
 
 _REPO = Path(__file__).resolve().parent.parent
-# Quoted-string content: no quote, whitespace, control character, ';', '{', '}' or '#'; a
-# backslash only to escape a dot (server_name regexes).
-_QUOTABLE = re.compile(r'(?:[^"\\\s;{}#\x00-\x1f\x7f]|\\\.)*')
+# Quoted-string content: no quote, whitespace, control character, ';', '{', '}', '#' or '$' (nginx
+# expands variables inside quotes in set, return, ssl_certificate...); a backslash only to escape
+# a dot, and a '$' only as the end anchor of a `~` server_name regex.
+_QUOTABLE = re.compile(r'(?:[^"\\\s;{}#$\x00-\x1f\x7f]|\\\.)*')
 
 
 class UnsafeValue(ValueError):
@@ -30,7 +31,10 @@ class UnsafeValue(ValueError):
 def quote(value: object, *, semicolons: bool = False) -> str:
     """Checks and double-quotes a value. `semicolons` only for the controller's own lua_package_path."""
     text = str(value)
-    if not _QUOTABLE.fullmatch(text.replace(";", "") if semicolons else text):
+    checked = text.replace(";", "") if semicolons else text
+    if checked.startswith("~") and checked.endswith("$"):
+        checked = checked[:-1]  # the end anchor of a server_name regex
+    if not _QUOTABLE.fullmatch(checked):
         raise UnsafeValue(f"refusing to emit {text!r} into nginx.conf")
     return f'"{text}"'
 

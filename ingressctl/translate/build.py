@@ -150,9 +150,11 @@ class _Builder:
         if not self.settings.default_backend_service:
             return None
         ns, name = self.settings.default_backend_service
-        service = self.snapshot.of(SERVICE).get((ns, name))
-        ports = ((service or {}).get("spec") or {}).get("ports") or [{}]
-        port = ports[0].get("port", 80)
+        spec = (self.snapshot.of(SERVICE).get((ns, name)) or {}).get("spec")
+        ports = spec.get("ports") if isinstance(spec, dict) else None
+        first = ports[0] if isinstance(ports, list) and ports and isinstance(ports[0], dict) else {}
+        port = first.get("port", 80)
+        port = port if isinstance(port, int) else 80  # a bad port is then reported by the resolver
         return self.use(ing.ServiceRef(ns, name, port), ObjectRef(SERVICE, ns, name), "--default-backend-service")
 
     def parsed_ingresses(self) -> list[ing.ParsedIngress]:

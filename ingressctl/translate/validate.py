@@ -29,6 +29,9 @@ def host(value: object) -> str:
     """A DNS-1123 subdomain, optionally with a `*.` first label; returned lower-cased."""
     if not isinstance(value, str) or not value:
         raise Invalid("must be a non-empty string")
+    if not value.isascii():
+        # Checked before lower(): 'K' (KELVIN SIGN) lower-cases to an ASCII 'k'.
+        raise Invalid(f"{value!r} is not a DNS-1123 host name (ASCII only; use the punycode form)")
     v = value.lower()
     if len(v) > 253:
         raise Invalid("must be at most 253 characters")
