@@ -95,21 +95,23 @@ class Applier:
         self.backends = backends
         self.metrics.backend_updates.inc()
 
-    async def _install_static(self, static: StaticConfig) -> None:
-        """Renders, tests and installs nginx.conf; raises ApplyError and leaves the old one on failure."""
+    async def _install_static(self, static: StaticConfig) -> str:
+        """Renders, tests and installs nginx.conf; returns its digest. Raises ApplyError and leaves
+        the running configuration alone on failure."""
         self._write_certificates(static)
         try:
-            text = self.renderer.render(static)
+            rendered = await asyncio.to_thread(self.renderer.render, static)
         except UnsafeValue as exc:
             self.metrics.reload_errors.inc()
             raise ConfigRejected(f"render refused the configuration, keeping the running one: {exc}") from None
         candidate = self.nginx.conf.with_name("nginx.conf.new")
-        candidate.write_text(text)
+        candidate.write_text(rendered.text)
         result = await self.nginx.test(candidate)
         if not result.ok:
             self.metrics.reload_errors.inc()
             raise ConfigRejected(f"nginx -t rejected the new configuration, keeping the running one: {result.output}")
         os.replace(candidate, self.nginx.conf)
+        return rendered.digest
 
     async def apply(self, config: Configuration, *, defer_reload: bool = False) -> ApplyResult:
         """Applies config. With defer_reload, a static change is held back (the caller retries
@@ -117,10 +119,10 @@ class Applier:
         static = config.static
         if not self.nginx.alive():
             self.nginx.prepare()
-            await self._install_static(static)
+            digest = await self._install_static(static)
             await self.nginx.start()
             self.last_reload = time.monotonic()
-            await self._wait_live(static.digest())
+            await self._wait_live(digest)
             self.static = static
             await self._post(config)
             self._remove_unused_certificates(static)
@@ -132,7 +134,7 @@ class Applier:
                 return ApplyResult(reloaded=False, backends_updated=True, deferred=True)
             return ApplyResult(reloaded=False, backends_updated=False, deferred=True)
         if static != self.static:
-            await self._install_static(static)
+            digest = await self._install_static(static)
             # New routes must find their backends the moment the new workers take over.
             await self._post(config)
             started = time.monotonic()
@@ -141,7 +143,7 @@ class Applier:
             self.reloads += 1
             self.metrics.reloads.inc()
             try:
-                await self._wait_live(static.digest())
+                await self._wait_live(digest)
             except ApplyError:
                 self.metrics.reload_errors.inc()
                 raise

@@ -37,6 +37,7 @@ from ingressctl.sources.base import Source
 from ingressctl.sources.manifests import ManifestsSource
 from ingressctl.translate import Settings, translate
 from ingressctl.translate import validate as v
+from ingressctl.translate.memo import Memo
 
 log = logging.getLogger("ingressctl")
 
@@ -175,7 +176,7 @@ def render_command(args: argparse.Namespace) -> int:
     if args.backends:
         print(json.dumps(config.backends_document(), indent=2))
     else:
-        print(Renderer(paths=Paths(work=work, lua=str(lua_dir()))).render(config.static), end="")
+        print(Renderer(paths=Paths(work=work, lua=str(lua_dir()))).render(config.static).text, end="")
     for _, error in sorted(source.errors.items()):
         print(f"error: {error}", file=sys.stderr)
     for problem in config.problems:
@@ -204,7 +205,7 @@ async def run_controller(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     controller = Controller(
         source=source,
-        translate=functools.partial(translate, settings=settings),
+        translate=functools.partial(translate, settings=settings, memo=Memo()),
         applier=applier,
         publishers=publishers,
     )

@@ -96,13 +96,6 @@ class StaticConfig:
     default_certificate: str  # Certificate.name
     options: GlobalOptions
 
-    def digest(self) -> str:
-        """A stable hash of everything nginx.conf is rendered from."""
-        h = hashlib.sha256(repr(self).encode())
-        for cert in self.certificates:
-            h.update(cert.pem)
-        return h.hexdigest()[:16]
-
 
 @dataclass(frozen=True)
 class Endpoint:
