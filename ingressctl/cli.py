@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -33,9 +32,8 @@ from ingressctl.metrics import Metrics
 from ingressctl.nginx import Nginx
 from ingressctl.render import Paths, Renderer, lua_dir
 from ingressctl.sources.manifests import ManifestsSource
-from ingressctl.translate import Settings, translate
+from ingressctl.translate import Settings, Translator, translate
 from ingressctl.translate import validate as v
-from ingressctl.translate.memo import Memo
 
 log = logging.getLogger("ingressctl")
 
@@ -195,7 +193,7 @@ async def run_controller(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     controller = Controller(
         source=ManifestsSource(args.manifests),
-        translate=functools.partial(translate, settings=settings, memo=Memo()),
+        translator=Translator(settings),
         applier=applier,
     )
     health = await start_health_server(
