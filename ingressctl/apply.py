@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingressctl.config import Backend, Configuration, StaticConfig
-from ingressctl.luaapi import LuaApi
+from ingressctl.luaapi import BackendsEncoder, LuaApi
 from ingressctl.metrics import Metrics
 from ingressctl.nginx import Nginx
 from ingressctl.render import Renderer, UnsafeValue
@@ -51,6 +51,7 @@ class Applier:
         self.static: StaticConfig | None = None  # what nginx runs
         self.backends: tuple[Backend, ...] | None = None  # what the balancer holds
         self.reloads = 0
+        self.encoder = BackendsEncoder()
         self.last_reload = float("-inf")  # time.monotonic() of the last reload
 
     @property
@@ -88,10 +89,11 @@ class Applier:
 
     async def _post(self, config: Configuration, *, keep: tuple[Backend, ...] = ()) -> None:
         """Posts the config's backends, plus those of `keep` it lacks (routes still running)."""
-        names = {b.name for b in config.backends}
-        backends = tuple(sorted((*config.backends, *(b for b in keep if b.name not in names)), key=lambda b: b.name))
-        document = Configuration(static=config.static, backends=backends).backends_document()
-        await self.lua.post_backends(document)
+        backends = config.backends
+        if keep:
+            names = {b.name for b in backends}
+            backends = tuple(sorted((*backends, *(b for b in keep if b.name not in names)), key=lambda b: b.name))
+        await self.lua.post_backends(self.encoder.encode(backends))
         self.backends = backends
         self.metrics.backend_updates.inc()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -35,9 +34,8 @@ from ingressctl.render import Paths, Renderer, lua_dir
 from ingressctl.sources import kube
 from ingressctl.sources.base import Source
 from ingressctl.sources.manifests import ManifestsSource
-from ingressctl.translate import Settings, translate
+from ingressctl.translate import Settings, Translator, translate
 from ingressctl.translate import validate as v
-from ingressctl.translate.memo import Memo
 
 log = logging.getLogger("ingressctl")
 
@@ -205,7 +203,7 @@ async def run_controller(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     controller = Controller(
         source=source,
-        translate=functools.partial(translate, settings=settings, memo=Memo()),
+        translator=Translator(settings),
         applier=applier,
         publishers=publishers,
     )

@@ -116,6 +116,9 @@ class Configuration:
     # Ingresses this controller serves (accepted, even if partly degraded), for status updates.
     ingresses: tuple[ObjectRef, ...] = ()
     problems: tuple[Problem, ...] = ()
+    # How each backend was asked for: (backend name, namespace, Service, port number or name).
+    # Lets an endpoint-only change re-resolve just the backends of the Services it touched.
+    backend_sources: tuple[tuple[str, str, str, int | str], ...] = field(default=(), compare=False, repr=False)
 
     def backends_document(self) -> dict[str, object]:
         """The JSON document the Lua configuration API accepts."""

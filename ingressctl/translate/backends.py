@@ -37,12 +37,20 @@ class BackendResolver:
     def __init__(self, snapshot: Snapshot, memo: Memo) -> None:
         self._services = snapshot.of(SERVICE)
         self._endpoints = snapshot.of(ENDPOINTS)
-        self._slices: dict[Key, list[Obj]] = defaultdict(list)
-        for (namespace, _), obj in snapshot.of(ENDPOINT_SLICE).items():
-            owner = _mapping(_mapping(obj.get("metadata")).get("labels")).get(SERVICE_NAME_LABEL)
-            if owner and isinstance(owner, str):
-                self._slices[(namespace, owner)].append(obj)
+        self._all_slices = snapshot.of(ENDPOINT_SLICE)
+        self._index: dict[Key, list[Obj]] | None = None
         self._memo = memo
+
+    @property
+    def _slices(self) -> dict[Key, list[Obj]]:
+        """EndpointSlices by the Service they belong to, indexed on first use."""
+        if self._index is None:
+            self._index = defaultdict(list)
+            for (namespace, _), obj in self._all_slices.items():
+                owner = _mapping(_mapping(obj.get("metadata")).get("labels")).get(SERVICE_NAME_LABEL)
+                if owner and isinstance(owner, str):
+                    self._index[(namespace, owner)].append(obj)
+        return self._index
 
     def resolve(self, ref: ServiceRef) -> Resolved:
         key = (ref.namespace, ref.name)

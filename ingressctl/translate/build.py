@@ -8,6 +8,7 @@ match); Exact becomes `= /foo`; ImplementationSpecific a plain string prefix. Ea
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -98,6 +99,7 @@ class _Builder:
         self.memo = memo
         self.problems: list[Problem] = []
         self.resolver = BackendResolver(snapshot, memo)
+        self.sources: set[tuple[str, str, str, int | str]] = set()
         self.backends: dict[str, Backend] = {}
         self.certificates: dict[str, Certificate] = {}
 
@@ -107,6 +109,7 @@ class _Builder:
     def use(self, ref: ing.ServiceRef, owner: ObjectRef, where: str) -> str:
         resolved = self.resolver.resolve(ref)
         self.backends[resolved.backend.name] = resolved.backend
+        self.sources.add((resolved.backend.name, ref.namespace, ref.name, ref.port))
         if resolved.problem:
             self.problem(owner, where, f"{resolved.problem}: {ref.namespace}/{ref.name} (answers 503)")
         return resolved.backend.name
@@ -264,4 +267,36 @@ def translate(snapshot: Snapshot, settings: Settings, memo: Memo | None = None) 
         backends=backends,
         ingresses=tuple(sorted({p.ref for p in parsed}, key=lambda r: (r.namespace, r.name))),
         problems=tuple(sorted(set(b.problems), key=lambda x: (x.ref.namespace, x.ref.name, x.field, x.reason))),
+        backend_sources=tuple(sorted(b.sources, key=str)),
     )
+
+
+def update_endpoints(
+    previous: Configuration, snapshot: Snapshot, services: set[tuple[str, str]], memo: Memo
+) -> Configuration:
+    """translate() for a snapshot that differs from the one `previous` came from only in the
+    EndpointSlices/Endpoints of `services`: re-resolves just their backends, in O(changes).
+    Endpoints never change the static part or the problems, so those are kept as they are."""
+    resolver = BackendResolver(snapshot, memo)
+    fresh: dict[str, Backend] = {}
+    for name, namespace, service, port in previous.backend_sources:
+        if (namespace, service) in services:
+            fresh[name] = resolver.resolve(ing.ServiceRef(namespace, service, port)).backend
+    if not fresh:
+        return previous
+    backends = tuple(fresh.get(b.name, b) for b in previous.backends)
+    return dataclasses.replace(previous, backends=backends)
+
+
+class Translator:
+    """translate() and update_endpoints() with one Memo carried from sync to sync."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.memo = Memo()
+
+    def full(self, snapshot: Snapshot) -> Configuration:
+        return translate(snapshot, self.settings, self.memo)
+
+    def endpoints(self, previous: Configuration, snapshot: Snapshot, services: set[tuple[str, str]]) -> Configuration:
+        return update_endpoints(previous, snapshot, services, self.memo)
