@@ -129,6 +129,14 @@ def test_serving_follows_the_api(tmp_path: Path, cluster: ThreadedFakeApi) -> No
         assert broken[0]["involvedObject"]["uid"] == api.get("Ingress", "default", "broken")["metadata"]["uid"]
         assert broken[0]["message"].startswith("spec.rules[0]") and "default/missing" in broken[0]["message"]
 
+        # An invalid Ingress is rejected alone, with an Event naming the field.
+        api.create(ingress("hostile", rules=[rule("h.example.com", ("/x;return 200", "Prefix", backend("web")))]))
+        wait_for(lambda: any(e["involvedObject"]["name"] == "hostile" for e in api.list("Event")), what="event")
+        (hostile,) = [e for e in api.list("Event") if e["involvedObject"]["name"] == "hostile"]
+        assert hostile["message"].startswith("spec.rules[0].http.paths[0].path") and "rejected" in hostile["message"]
+        assert ctl.get("h.example.com", "/x;return%20200").status == 404
+        assert ctl.get("c.example.com").status == 200
+
         # The Service goes away (503) and comes back.
         api.delete("Service", "default", "web")
         wait_for(lambda: ctl.get("c.example.com").status == 503, what="Service deleted")
