@@ -3,7 +3,7 @@
 Interface for cli.py (only used when --manifests is not given)::
 
     kube.add_arguments(parser)              # adds the flags below to an argparse parser
-    source, publishers = await kube.build(args)   # raises kube.ConfigError (a ValueError) if unusable
+    source, publishers = await kube.build(args)  # kube.ConfigError (a ValueError) if unusable
     # build() also reads args.configmap (NS/NAME tuple or None), the cli's own --configmap flag.
     # source.events() runs every informer and the background work of the publishers (leader
     # election, status and Event writers) and stops all of it, and closes the API client, when the
@@ -26,9 +26,10 @@ Endpoints are not watched (EndpointSlices are); the source reports them, and the
 the others' current objects, so REPLACED always carries the whole kind.
 
 RBAC, exactly the API calls this code makes (deploy/'s ClusterRole must match):
-- list, watch: networking.k8s.io ingresses, ingressclasses; "" services, secrets, configmaps;
+- list, watch: networking.k8s.io ingresses, ingressclasses; "" services, secrets;
   discovery.k8s.io endpointslices. (Namespaced Role per namespace is enough with --watch-namespace,
   except ingressclasses, which are cluster-scoped.)
+- list, watch: "" configmaps, only in the --configmap namespace (field selector metadata.name).
 - update: networking.k8s.io ingresses/status (PUT with resourceVersion; no get: the current object
   comes from the watch). Only with --update-status (default).
 - list, watch: "" services in the --publish-service namespace (field selector metadata.name; no get).
