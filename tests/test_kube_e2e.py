@@ -18,6 +18,7 @@ from tests.harness import (
     Controller,
     backend,
     endpoint_slice,
+    free_port,
     ingress,
     ingress_class,
     pods,
@@ -27,7 +28,8 @@ from tests.harness import (
     wait_for,
 )
 
-PORT = 18991
+# The backends' port: free now, so concurrent runs of the suite on one machine do not collide.
+PORT = free_port()
 LB = [{"ip": "203.0.113.10"}]
 LEASE = ["--lease-duration", "3", "--lease-renew-deadline", "2", "--lease-retry-period", "0.5"]
 
