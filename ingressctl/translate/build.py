@@ -1,0 +1,255 @@
+"""translate(): a cache snapshot plus settings to the whole Configuration.
+
+Ingresses are taken oldest first (creationTimestamp, then namespace/name), so the oldest one wins
+every conflict. A Prefix rule `/foo` becomes the nginx locations `= /foo` and `/foo/` (element-wise
+match); Exact becomes `= /foo`; ImplementationSpecific a plain string prefix. Each server ends with a
+`/` fallback: the Ingress's own defaultBackend, else the --default-backend-service, else 404.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from ingressctl.cache import Snapshot
+from ingressctl.config import (
+    EXACT,
+    PREFIX,
+    Backend,
+    Certificate,
+    Configuration,
+    GlobalOptions,
+    Location,
+    ObjectRef,
+    Problem,
+    Server,
+    StaticConfig,
+)
+from ingressctl.sources.base import CONFIG_MAP, INGRESS, INGRESS_CLASS, SECRET, SERVICE
+from ingressctl.translate import ingress as ing
+from ingressctl.translate.backends import BackendResolver
+from ingressctl.translate.classes import is_ours, our_classes
+from ingressctl.translate.options import apply_configmap
+from ingressctl.translate.tls import BadCertificate, certificate_from_secret
+
+_TYPE_PRIORITY = {ing.EXACT: 0, ing.PREFIX: 1, ing.IMPLEMENTATION_SPECIFIC: 2}
+
+
+@dataclass(frozen=True)
+class Settings:
+    fallback_certificate: Certificate  # self-signed, generated at start when no default is given
+    controller_class: str = "ingressctl.io/controller"
+    ingress_class: str = "ingressctl"
+    watch_without_class: bool = False
+    default_backend_service: tuple[str, str] | None = None
+    default_ssl_certificate: tuple[str, str] | None = None
+    configmap: tuple[str, str] | None = None
+    options: GlobalOptions = field(default_factory=GlobalOptions)
+
+
+def server_name(host: str) -> str:
+    """nginx's `*.foo.com` would match any depth; Kubernetes wildcards match exactly one label."""
+    if host.startswith("*."):
+        return "~^[^.]+" + host[1:].replace(".", r"\.") + "$"
+    return host
+
+
+def tls_covers(tls_host: str, host: str) -> bool:
+    if tls_host == host:
+        return True
+    return tls_host.startswith("*.") and not host.startswith("*.") and host.split(".", 1)[-1] == tls_host[2:]
+
+
+def _locations(routes: dict[tuple[str, str], str], fallback: str | None) -> tuple[Location, ...]:
+    out: dict[tuple[str, str], str | None] = {}
+    for (path, path_type), backend in sorted(routes.items(), key=lambda kv: _TYPE_PRIORITY[kv[0][1]]):
+        if path_type == ing.EXACT:
+            out.setdefault((EXACT, path), backend)
+        elif path_type == ing.PREFIX and path != "/":
+            out.setdefault((EXACT, path), backend)
+            out.setdefault((PREFIX, path + "/"), backend)
+        else:
+            out.setdefault((PREFIX, path), backend)
+    out.setdefault((PREFIX, "/"), fallback)
+    return tuple(
+        Location(path, match, backend)
+        for (match, path), backend in sorted(out.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+    )
+
+
+class _Builder:
+    def __init__(self, snapshot: Snapshot, settings: Settings) -> None:
+        self.snapshot = snapshot
+        self.settings = settings
+        self.problems: list[Problem] = []
+        self.resolver = BackendResolver(snapshot)
+        self.backends: dict[str, Backend] = {}
+        self.certificates: dict[str, Certificate] = {}
+
+    def problem(self, ref: ObjectRef, where: str, reason: str) -> None:
+        self.problems.append(Problem(ref, where, reason))
+
+    def use(self, ref: ing.ServiceRef, owner: ObjectRef, where: str) -> str:
+        resolved = self.resolver.resolve(ref)
+        self.backends[resolved.backend.name] = resolved.backend
+        if resolved.problem:
+            self.problem(owner, where, f"{resolved.problem}: {ref.namespace}/{ref.name} (answers 503)")
+        return resolved.backend.name
+
+    def certificate(self, namespace: str, name: str, owner: ObjectRef, where: str) -> str | None:
+        secret = self.snapshot.of(SECRET).get((namespace, name))
+        if secret is None:
+            self.problem(
+                owner, where, f"TLS Secret {namespace}/{name} not found; serving the default certificate"
+            )
+            return None
+        try:
+            cert = certificate_from_secret(secret)
+        except BadCertificate as exc:
+            self.problem(
+                owner, where, f"TLS Secret {namespace}/{name}: {exc}; serving the default certificate"
+            )
+            return None
+        self.certificates[cert.name] = cert
+        return cert.name
+
+    def options(self) -> GlobalOptions:
+        options = self.settings.options
+        if self.settings.configmap:
+            cm = self.snapshot.of(CONFIG_MAP).get(self.settings.configmap)
+            if cm is not None:
+                options, errors = apply_configmap(options, cm.get("data") or {})
+                ref = ObjectRef(CONFIG_MAP, *self.settings.configmap)
+                for error in errors:
+                    where, _, reason = error.partition(": ")
+                    self.problem(ref, where, reason + " (ignored)")
+        return options
+
+    def default_certificate(self) -> str:
+        fallback = self.settings.fallback_certificate
+        self.certificates[fallback.name] = fallback
+        if self.settings.default_ssl_certificate:
+            ns, name = self.settings.default_ssl_certificate
+            chosen = self.certificate(ns, name, ObjectRef(SECRET, ns, name), "--default-ssl-certificate")
+            if chosen:
+                return chosen
+        return fallback.name
+
+    def global_default_backend(self) -> str | None:
+        if not self.settings.default_backend_service:
+            return None
+        ns, name = self.settings.default_backend_service
+        service = self.snapshot.of(SERVICE).get((ns, name))
+        ports = ((service or {}).get("spec") or {}).get("ports") or [{}]
+        port = ports[0].get("port", 80)
+        return self.use(
+            ing.ServiceRef(ns, name, port), ObjectRef(SERVICE, ns, name), "--default-backend-service"
+        )
+
+    def parsed_ingresses(self) -> list[ing.ParsedIngress]:
+        classes = our_classes(self.snapshot.of(INGRESS_CLASS), self.settings.controller_class)
+        parsed: list[ing.ParsedIngress] = []
+        for obj in self.snapshot.of(INGRESS).values():
+            if not is_ours(
+                obj,
+                classes=classes,
+                ingress_class=self.settings.ingress_class,
+                watch_without_class=self.settings.watch_without_class,
+            ):
+                continue
+            try:
+                parsed.append(ing.parse(obj))
+            except ing.InvalidField as exc:
+                self.problem(ing.ingress_ref(obj), exc.field, f"{exc.reason}; Ingress rejected")
+        parsed.sort(key=lambda p: p.order)
+        return parsed
+
+
+def translate(snapshot: Snapshot, settings: Settings) -> Configuration:
+    b = _Builder(snapshot, settings)
+    options = b.options()
+    default_cert = b.default_certificate()
+    global_default = b.global_default_backend()
+    parsed = b.parsed_ingresses()
+
+    routes: dict[str, dict[tuple[str, str], str]] = defaultdict(dict)
+    owners: dict[tuple[str, str, str], ObjectRef] = {}
+    host_default: dict[str, str] = {}
+    host_tls: dict[str, str | None] = {}
+    catch_all: tuple[str, ObjectRef] | None = None
+    for p in parsed:
+        hosts = sorted({r.host for r in p.rules if r.host})
+        for i, rule in enumerate(p.rules):
+            host_routes = routes[rule.host]
+            for j, path in enumerate(rule.paths):
+                where = f"spec.rules[{i}].http.paths[{j}]"
+                key = (path.path, path.path_type)
+                if key in host_routes:
+                    winner = owners[(rule.host, *key)]
+                    b.problem(
+                        p.ref,
+                        where,
+                        f"host {rule.host or '*'} path {path.path} ({path.path_type}) is already served by "
+                        f"Ingress {winner.namespace}/{winner.name}, the older one wins",
+                    )
+                    continue
+                host_routes[key] = b.use(path.backend, p.ref, f"{where}.backend")
+                owners[(rule.host, *key)] = p.ref
+        if p.default_backend is not None:
+            name = b.use(p.default_backend, p.ref, "spec.defaultBackend")
+            if hosts:
+                for host in hosts:
+                    host_default.setdefault(host, name)
+            elif catch_all is None:
+                catch_all = (name, p.ref)
+            else:
+                b.problem(
+                    p.ref,
+                    "spec.defaultBackend",
+                    f"the catch-all default backend is already set by Ingress "
+                    f"{catch_all[1].namespace}/{catch_all[1].name}, the older one wins",
+                )
+        for i, tls in enumerate(p.tls):
+            covered = [h for h in hosts if h not in host_tls and any(tls_covers(t, h) for t in tls.hosts)]
+            if not covered:
+                continue
+            cert = (
+                b.certificate(p.ref.namespace, tls.secret, p.ref, f"spec.tls[{i}].secretName")
+                if tls.secret
+                else None
+            )
+            for host in covered:
+                host_tls[host] = cert
+
+    servers = tuple(
+        Server(
+            host=host,
+            server_name=server_name(host),
+            locations=_locations(routes[host], host_default.get(host, global_default)),
+            certificate=host_tls.get(host) or (default_cert if host in host_tls else None),
+            redirect_https=host in host_tls and options.ssl_redirect,
+        )
+        for host in sorted(h for h in routes if h)
+    )
+    default_server = Server(
+        host="",
+        server_name="_",
+        locations=_locations(routes.get("", {}), catch_all[0] if catch_all else global_default),
+    )
+    used_certs = {default_cert} | {s.certificate for s in servers if s.certificate}
+    static = StaticConfig(
+        servers=servers,
+        default_server=default_server,
+        certificates=tuple(sorted((b.certificates[n] for n in used_certs), key=lambda c: c.name)),
+        default_certificate=default_cert,
+        options=options,
+    )
+    backends = tuple(sorted(b.backends.values(), key=lambda x: x.name))
+    return Configuration(
+        static=static,
+        backends=backends,
+        ingresses=tuple(sorted({p.ref for p in parsed}, key=lambda r: (r.namespace, r.name))),
+        problems=tuple(
+            sorted(set(b.problems), key=lambda x: (x.ref.namespace, x.ref.name, x.field, x.reason))
+        ),
+    )

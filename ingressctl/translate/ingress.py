@@ -1,0 +1,146 @@
+"""Parsing one Ingress (networking.k8s.io/v1 shape) into validated, normalised routing data.
+
+Every string that could reach nginx.conf is checked here; an Ingress with any invalid field is
+rejected whole, with the field named, and the caller reports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ingressctl.config import ObjectRef
+from ingressctl.sources.base import INGRESS, Obj
+from ingressctl.translate import validate
+from ingressctl.translate.validate import Invalid
+
+EXACT = "Exact"
+PREFIX = "Prefix"
+IMPLEMENTATION_SPECIFIC = "ImplementationSpecific"
+PATH_TYPES = (EXACT, PREFIX, IMPLEMENTATION_SPECIFIC)
+
+
+class InvalidField(ValueError):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ServiceRef:
+    namespace: str
+    name: str
+    port: int | str  # number or port name
+
+
+@dataclass(frozen=True)
+class PathRule:
+    path: str
+    path_type: str
+    backend: ServiceRef
+
+
+@dataclass(frozen=True)
+class Rule:
+    host: str  # "" matches any host
+    paths: tuple[PathRule, ...]
+
+
+@dataclass(frozen=True)
+class TLS:
+    hosts: tuple[str, ...]
+    secret: str  # "" = the default certificate
+
+
+@dataclass(frozen=True)
+class ParsedIngress:
+    ref: ObjectRef
+    order: tuple[str, str, str]  # creationTimestamp, namespace, name: older sorts first
+    rules: tuple[Rule, ...]
+    default_backend: ServiceRef | None
+    tls: tuple[TLS, ...]
+
+
+def ingress_ref(obj: Obj) -> ObjectRef:
+    meta = obj.get("metadata") or {}
+    return ObjectRef(INGRESS, str(meta.get("namespace") or "default"), str(meta.get("name") or ""))
+
+
+def _check(field: str, check: Any, value: object) -> Any:
+    try:
+        return check(value)
+    except Invalid as exc:
+        raise InvalidField(field, str(exc)) from None
+
+
+def _backend(namespace: str, spec: Any, field: str) -> ServiceRef:
+    if not isinstance(spec, dict):
+        raise InvalidField(field, "must be an object")
+    if spec.get("resource") is not None:
+        raise InvalidField(f"{field}.resource", "resource backends are not supported")
+    service = spec.get("service")
+    if not isinstance(service, dict):
+        raise InvalidField(f"{field}.service", "is required")
+    name = _check(f"{field}.service.name", validate.service_name, service.get("name"))
+    port = service.get("port")
+    if not isinstance(port, dict):
+        raise InvalidField(f"{field}.service.port", "is required")
+    if port.get("number") is not None:
+        value: int | str = _check(f"{field}.service.port.number", validate.port_number, port["number"])
+    elif port.get("name") is not None:
+        value = _check(f"{field}.service.port.name", validate.port_name, port["name"])
+    else:
+        raise InvalidField(f"{field}.service.port", "needs a number or a name")
+    return ServiceRef(namespace, name, value)
+
+
+def _path(namespace: str, spec: Any, field: str) -> PathRule:
+    if not isinstance(spec, dict):
+        raise InvalidField(field, "must be an object")
+    path_type = spec.get("pathType") or IMPLEMENTATION_SPECIFIC
+    if path_type not in PATH_TYPES:
+        raise InvalidField(f"{field}.pathType", f"{path_type!r} is not one of {', '.join(PATH_TYPES)}")
+    raw = spec.get("path")
+    if raw is None and path_type == IMPLEMENTATION_SPECIFIC:
+        raw = "/"
+    path = _check(f"{field}.path", validate.path, raw)
+    if path_type == PREFIX and len(path) > 1:
+        path = path.rstrip("/")
+    return PathRule(path, path_type, _backend(namespace, spec.get("backend"), f"{field}.backend"))
+
+
+def parse(obj: Obj) -> ParsedIngress:
+    """Validates and normalises one Ingress; raises InvalidField naming the first bad field."""
+    ref = ingress_ref(obj)
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    if not isinstance(spec, dict):
+        raise InvalidField("spec", "must be an object")
+    rules: list[Rule] = []
+    for i, rule in enumerate(spec.get("rules") or []):
+        field = f"spec.rules[{i}]"
+        if not isinstance(rule, dict):
+            raise InvalidField(field, "must be an object")
+        host = "" if rule.get("host") in (None, "") else _check(f"{field}.host", validate.host, rule["host"])
+        http = rule.get("http") or {}
+        paths = tuple(
+            _path(ref.namespace, p, f"{field}.http.paths[{j}]") for j, p in enumerate(http.get("paths") or [])
+        )
+        rules.append(Rule(host, paths))
+    default = spec.get("defaultBackend")
+    default_backend = None if default is None else _backend(ref.namespace, default, "spec.defaultBackend")
+    tls: list[TLS] = []
+    for i, entry in enumerate(spec.get("tls") or []):
+        field = f"spec.tls[{i}]"
+        if not isinstance(entry, dict):
+            raise InvalidField(field, "must be an object")
+        hosts = tuple(
+            _check(f"{field}.hosts[{j}]", validate.host, h) for j, h in enumerate(entry.get("hosts") or [])
+        )
+        secret = entry.get("secretName") or ""
+        if secret:
+            _check(f"{field}.secretName", lambda v: validate.name(v, "Secret name"), secret)
+        tls.append(TLS(hosts, secret))
+    order = (str(meta.get("creationTimestamp") or ""), ref.namespace, ref.name)
+    return ParsedIngress(ref, order, tuple(rules), default_backend, tuple(tls))

@@ -1,0 +1,87 @@
+"""Global options from the controller's ConfigMap, each key declared once with its validator."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from ingressctl.config import GlobalOptions
+from ingressctl.translate import validate
+from ingressctl.translate.validate import Invalid
+
+
+def _seconds(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 3600:
+        raise Invalid(f"{value!r} is not a number of seconds (1-3600)")
+    return int(value)
+
+
+def _count(limit: int) -> Callable[[str], int]:
+    def check(value: str) -> int:
+        if not value.isdigit() or not 0 <= int(value) <= limit:
+            raise Invalid(f"{value!r} is not a number from 0 to {limit}")
+        return int(value)
+
+    return check
+
+
+def _bool(value: str) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise Invalid(f"{value!r} is not true or false")
+    return value.lower() == "true"
+
+
+def _workers(value: str) -> str:
+    if value != "auto" and not (value.isdigit() and 1 <= int(value) <= 64):
+        raise Invalid(f"{value!r} is not 'auto' or a number from 1 to 64")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    attribute: str
+    check: Callable[[str], object]
+    doc: str
+
+
+OPTIONS = (
+    Option("proxy-connect-timeout", "proxy_connect_timeout", _seconds, "Seconds to connect to an endpoint."),
+    Option(
+        "proxy-read-timeout", "proxy_read_timeout", _seconds, "Seconds between two reads from an endpoint."
+    ),
+    Option(
+        "proxy-send-timeout", "proxy_send_timeout", _seconds, "Seconds between two writes to an endpoint."
+    ),
+    Option(
+        "proxy-body-size", "proxy_body_size", validate.size, "Largest request body (nginx size, 0 = any)."
+    ),
+    Option(
+        "proxy-next-upstream-tries", "proxy_next_upstream_tries", _count(10), "Tries on connection errors."
+    ),
+    Option(
+        "upstream-keepalive-connections", "upstream_keepalive", _count(10000), "Idle upstream connections."
+    ),
+    Option("enable-access-log", "access_log", _bool, "Write an access log line per request."),
+    Option("ssl-redirect", "ssl_redirect", _bool, "Redirect HTTP to HTTPS (308) for TLS hosts."),
+    Option("worker-processes", "worker_processes", _workers, "nginx worker processes."),
+    Option("worker-shutdown-timeout", "worker_shutdown_timeout", _seconds, "Seconds old workers may drain."),
+)
+_BY_KEY = {o.key: o for o in OPTIONS}
+
+
+def apply_configmap(base: GlobalOptions, data: Mapping[str, object]) -> tuple[GlobalOptions, list[str]]:
+    """Returns the options with the ConfigMap's valid keys applied, and one error per bad key."""
+    changes: dict[str, object] = {}
+    errors: list[str] = []
+    for key in sorted(data):
+        option = _BY_KEY.get(key)
+        if option is None:
+            errors.append(f"data.{key}: unknown option")
+            continue
+        try:
+            changes[option.attribute] = option.check(str(data[key]))
+        except Invalid as exc:
+            errors.append(f"data.{key}: {exc}")
+    return dataclasses.replace(base, **changes), errors  # type: ignore[arg-type]

@@ -1,0 +1,63 @@
+"""TLS Secrets to certificates: decode, check the PEM, check the key matches the certificate.
+
+Validation is pure CPU work (no I/O) and memoised by content, so resyncs of many Ingresses sharing
+one Secret cost nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from ingressctl.config import Certificate
+from ingressctl.sources.base import Obj
+
+
+class BadCertificate(ValueError):
+    pass
+
+
+def _public(key: PrivateKeyTypes) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def certificate_from_pem(cert: bytes, key: bytes) -> Certificate:
+    """Checks a PEM chain and key; returns the Certificate or raises BadCertificate."""
+    try:
+        chain = x509.load_pem_x509_certificates(cert)
+    except ValueError as exc:
+        raise BadCertificate(f"tls.crt is not a valid PEM certificate: {exc}") from None
+    try:
+        private = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError) as exc:
+        raise BadCertificate(f"tls.key is not a valid unencrypted PEM private key: {exc}") from None
+    leaf_public = (
+        chain[0]
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    if leaf_public != _public(private):
+        raise BadCertificate("tls.key does not match the certificate in tls.crt")
+    return Certificate.from_pem(cert, key)
+
+
+def certificate_from_secret(secret: Obj) -> Certificate:
+    if secret.get("type") != "kubernetes.io/tls":
+        raise BadCertificate("Secret is not of type kubernetes.io/tls")
+    data = secret.get("data") or {}
+    try:
+        cert = base64.b64decode(data.get("tls.crt") or "", validate=True)
+        key = base64.b64decode(data.get("tls.key") or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise BadCertificate("tls.crt or tls.key is not valid base64") from None
+    if not cert or not key:
+        raise BadCertificate("Secret lacks tls.crt or tls.key")
+    return certificate_from_pem(cert, key)

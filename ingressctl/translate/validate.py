@@ -1,0 +1,96 @@
+"""Anchored allowlist checks for every string that can reach nginx.conf.
+
+Each check uses re.fullmatch (never `$`, which also matches before a trailing newline). A value
+that passes is safe to emit quoted; translate rejects the object that carries one that fails.
+"""
+
+from __future__ import annotations
+
+import re
+
+_DNS_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_DNS_SUBDOMAIN = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
+_DNS_LABEL_RE = re.compile(_DNS_LABEL)
+_WILDCARD_HOST = re.compile(rf"\*(\.{_DNS_LABEL})+")
+# Exact/Prefix paths: RFC 3986 path characters minus everything nginx.conf or a regex could read
+# as syntax (quotes, braces, semicolons, $, #, whitespace, backslash, %).
+_PATH = re.compile(r"/[A-Za-z0-9._~!&()*+,=:@/-]*")
+_PORT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?")
+_IPV4 = re.compile(
+    r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}"
+)
+_IPV6 = re.compile(r"[0-9a-fA-F:.]{2,45}")
+_SIZE = re.compile(r"[0-9]{1,9}[kKmMgG]?")
+
+
+class Invalid(ValueError):
+    """A value failed its allowlist check; the message says why."""
+
+
+def host(value: object) -> str:
+    """A DNS-1123 subdomain, optionally with a `*.` first label; returned lower-cased."""
+    if not isinstance(value, str) or not value:
+        raise Invalid("must be a non-empty string")
+    v = value.lower()
+    if len(v) > 253:
+        raise Invalid("must be at most 253 characters")
+    if _DNS_SUBDOMAIN.fullmatch(v) or _WILDCARD_HOST.fullmatch(v):
+        return v
+    raise Invalid(f"{value!r} is not a DNS-1123 host name (optionally with a '*.' first label)")
+
+
+def path(value: object) -> str:
+    """A plain absolute path for Exact and Prefix rules."""
+    if not isinstance(value, str) or not value:
+        raise Invalid("must be a non-empty string")
+    if len(value) > 1024:
+        raise Invalid("must be at most 1024 characters")
+    if not _PATH.fullmatch(value):
+        raise Invalid(
+            f"{value!r} is not a plain path: it must start with '/' and contain only letters, digits "
+            "and ._~!&()*+,=:@/- (no whitespace, quotes, braces, ';', '$', '#', '%' or '\\')"
+        )
+    if "//" in value:
+        raise Invalid(f"{value!r} contains '//'")
+    if any(seg in (".", "..") for seg in value.split("/")):
+        raise Invalid(f"{value!r} contains a '.' or '..' segment")
+    return value
+
+
+def name(value: object, what: str = "name") -> str:
+    """A Kubernetes object name (DNS-1123 subdomain; Service names are labels, a subset)."""
+    if not isinstance(value, str) or len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
+        raise Invalid(f"{value!r} is not a valid {what} (DNS-1123)")
+    return value
+
+
+def service_name(value: object) -> str:
+    if not isinstance(value, str) or not _DNS_LABEL_RE.fullmatch(value):
+        raise Invalid(f"{value!r} is not a valid Service name (DNS-1123 label)")
+    return value
+
+
+def port_number(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise Invalid(f"{value!r} is not a port number (1-65535)")
+    return value
+
+
+def port_name(value: object) -> str:
+    if not isinstance(value, str) or not _PORT_NAME.fullmatch(value) or "--" in value:
+        raise Invalid(f"{value!r} is not a valid port name (IANA_SVC_NAME)")
+    return value
+
+
+def ip_address(value: object) -> str:
+    """An endpoint address: an IPv4 or IPv6 literal (never a host name)."""
+    if isinstance(value, str) and (_IPV4.fullmatch(value) or (":" in value and _IPV6.fullmatch(value))):
+        return value
+    raise Invalid(f"{value!r} is not an IP address")
+
+
+def size(value: object) -> str:
+    """An nginx size such as 1m, 512k, 0."""
+    if not isinstance(value, str) or not _SIZE.fullmatch(value):
+        raise Invalid(f"{value!r} is not a size (digits with an optional k, m or g)")
+    return value
