@@ -116,15 +116,17 @@ done
 kc -n hostnames get ingress hostnames
 
 # --- the defining behaviour: endpoints change, nginx does not reload ----------------------------
-# The controller logs one line containing "reload" each time it reloads nginx; count them in
-# every controller pod (a pod's whole log since it started).
+# Every controller counts its nginx reloads in a Prometheus counter on its health port (/metrics);
+# read it from each controller pod through the API server's pod proxy and add them up.
+reload_metric="ingressctl_nginx_reloads_total"
 reloads() {
-  local pods pod log n total=0
-  pods="$(kc -n ingressctl get pods -l app.kubernetes.io/name=ingressctl -o name)"
+  local pods pod metrics n total=0
+  pods="$(kc -n ingressctl get pods -l app.kubernetes.io/name=ingressctl -o jsonpath='{.items[*].metadata.name}')"
   for pod in ${pods}; do
-    log="$(kc -n ingressctl logs "${pod}")"
-    n="$(grep -ci 'reload' <<<"${log}" || true)"
-    total=$((total + n))
+    metrics="$(kc get --raw "/api/v1/namespaces/ingressctl/pods/${pod}:10254/proxy/metrics")"
+    n="$(sed -n "s/^${reload_metric} \([0-9.e+]*\)\$/\1/p" <<<"${metrics}")"
+    [[ -n "${n}" ]] || die "no ${reload_metric} in the metrics of ${pod}"
+    total=$((total + ${n%.0}))
   done
   echo "${total}"
 }
@@ -150,7 +152,7 @@ requests 50
 after="$(reloads)"
 pods_after="$(kc -n ingressctl get pods -l app.kubernetes.io/name=ingressctl -o jsonpath='{.items[*].metadata.uid}')"
 [[ "${pods_before}" == "${pods_after}" ]] || die "the controller pods changed during the demo; run it again"
-step "nginx reloads logged by the controllers: ${before} before scaling, ${after} after"
+step "nginx reloads (${reload_metric}, all controller pods): ${before} before scaling, ${after} after"
 if [[ "${after}" != "${before}" ]]; then
   die "nginx reloaded for an endpoints-only change: that is a bug, please report it"
 fi
