@@ -80,7 +80,5 @@ class Cache:
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
-            objects=MappingProxyType(
-                {kind: MappingProxyType(dict(store)) for kind, store in self._objects.items()}
-            )
+            objects=MappingProxyType({kind: MappingProxyType(dict(store)) for kind, store in self._objects.items()})
         )

@@ -29,7 +29,5 @@ def self_signed(common_name: str = "ingressctl default certificate", days: int =
     )
     return Certificate.from_pem(
         cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ),
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     )

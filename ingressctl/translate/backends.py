@@ -8,6 +8,7 @@ Only ready, non-terminating endpoints serve.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,9 +55,7 @@ class BackendResolver:
         spec = service.get("spec") or {}
         port = _find_port(spec.get("ports") or [], ref.port)
         if port is None:
-            return Resolved(
-                Backend(f"{ref.namespace}/{ref.name}:{ref.port}", ()), f"Service has no port {ref.port!r}"
-            )
+            return Resolved(Backend(f"{ref.namespace}/{ref.name}:{ref.port}", ()), f"Service has no port {ref.port!r}")
         name = f"{ref.namespace}/{ref.name}:{port.get('port')}"
         if spec.get("type") == "ExternalName":
             return Resolved(Backend(name, ()), "ExternalName Services are not supported")
@@ -74,9 +73,7 @@ def _endpoint_order(e: Endpoint) -> tuple[int, str, int]:
 
 def _find_port(ports: list[Any], want: int | str) -> Mapping[str, Any] | None:
     for port in ports:
-        if isinstance(port, dict) and (
-            port.get("port") == want if isinstance(want, int) else port.get("name") == want
-        ):
+        if isinstance(port, dict) and (port.get("port") == want if isinstance(want, int) else port.get("name") == want):
             return port
     return None
 
@@ -98,10 +95,8 @@ def _endpoint_port(ports: list[Any], service_port: Mapping[str, Any]) -> int | N
 def _add(out: set[Endpoint], address: object, port: int | None) -> None:
     if port is None:
         return
-    try:
+    with contextlib.suppress(Invalid):  # malformed addresses never reach the balancer
         out.add(Endpoint(validate.ip_address(address), validate.port_number(port)))
-    except Invalid:
-        pass  # FQDN slices and malformed addresses never reach the balancer
 
 
 def _from_slices(slices: list[Obj], service_port: Mapping[str, Any]) -> set[Endpoint]:

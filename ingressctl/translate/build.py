@@ -99,16 +99,12 @@ class _Builder:
     def certificate(self, namespace: str, name: str, owner: ObjectRef, where: str) -> str | None:
         secret = self.snapshot.of(SECRET).get((namespace, name))
         if secret is None:
-            self.problem(
-                owner, where, f"TLS Secret {namespace}/{name} not found; serving the default certificate"
-            )
+            self.problem(owner, where, f"TLS Secret {namespace}/{name} not found; serving the default certificate")
             return None
         try:
             cert = certificate_from_secret(secret)
         except BadCertificate as exc:
-            self.problem(
-                owner, where, f"TLS Secret {namespace}/{name}: {exc}; serving the default certificate"
-            )
+            self.problem(owner, where, f"TLS Secret {namespace}/{name}: {exc}; serving the default certificate")
             return None
         self.certificates[cert.name] = cert
         return cert.name
@@ -142,9 +138,7 @@ class _Builder:
         service = self.snapshot.of(SERVICE).get((ns, name))
         ports = ((service or {}).get("spec") or {}).get("ports") or [{}]
         port = ports[0].get("port", 80)
-        return self.use(
-            ing.ServiceRef(ns, name, port), ObjectRef(SERVICE, ns, name), "--default-backend-service"
-        )
+        return self.use(ing.ServiceRef(ns, name, port), ObjectRef(SERVICE, ns, name), "--default-backend-service")
 
     def parsed_ingresses(self) -> list[ing.ParsedIngress]:
         classes = our_classes(self.snapshot.of(INGRESS_CLASS), self.settings.controller_class)
@@ -214,9 +208,7 @@ def translate(snapshot: Snapshot, settings: Settings) -> Configuration:
             if not covered:
                 continue
             cert = (
-                b.certificate(p.ref.namespace, tls.secret, p.ref, f"spec.tls[{i}].secretName")
-                if tls.secret
-                else None
+                b.certificate(p.ref.namespace, tls.secret, p.ref, f"spec.tls[{i}].secretName") if tls.secret else None
             )
             for host in covered:
                 host_tls[host] = cert
@@ -249,7 +241,5 @@ def translate(snapshot: Snapshot, settings: Settings) -> Configuration:
         static=static,
         backends=backends,
         ingresses=tuple(sorted({p.ref for p in parsed}, key=lambda r: (r.namespace, r.name))),
-        problems=tuple(
-            sorted(set(b.problems), key=lambda x: (x.ref.namespace, x.ref.name, x.field, x.reason))
-        ),
+        problems=tuple(sorted(set(b.problems), key=lambda x: (x.ref.namespace, x.ref.name, x.field, x.reason))),
     )

@@ -13,14 +13,10 @@ DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 
 def our_classes(classes: Mapping[Key, Obj], controller: str) -> dict[str, Obj]:
     """IngressClasses (by name) whose spec.controller is ours."""
-    return {
-        key[1]: obj for key, obj in classes.items() if (obj.get("spec") or {}).get("controller") == controller
-    }
+    return {key[1]: obj for key, obj in classes.items() if (obj.get("spec") or {}).get("controller") == controller}
 
 
-def is_ours(
-    ingress: Obj, *, classes: Mapping[str, Obj], ingress_class: str, watch_without_class: bool
-) -> bool:
+def is_ours(ingress: Obj, *, classes: Mapping[str, Obj], ingress_class: str, watch_without_class: bool) -> bool:
     spec = ingress.get("spec") or {}
     class_name = spec.get("ingressClassName")
     if class_name:

@@ -135,9 +135,7 @@ def parse(obj: Obj) -> ParsedIngress:
         field = f"spec.tls[{i}]"
         if not isinstance(entry, dict):
             raise InvalidField(field, "must be an object")
-        hosts = tuple(
-            _check(f"{field}.hosts[{j}]", validate.host, h) for j, h in enumerate(entry.get("hosts") or [])
-        )
+        hosts = tuple(_check(f"{field}.hosts[{j}]", validate.host, h) for j, h in enumerate(entry.get("hosts") or []))
         secret = entry.get("secretName") or ""
         if secret:
             _check(f"{field}.secretName", lambda v: validate.name(v, "Secret name"), secret)

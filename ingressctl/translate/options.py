@@ -48,21 +48,11 @@ class Option:
 
 OPTIONS = (
     Option("proxy-connect-timeout", "proxy_connect_timeout", _seconds, "Seconds to connect to an endpoint."),
-    Option(
-        "proxy-read-timeout", "proxy_read_timeout", _seconds, "Seconds between two reads from an endpoint."
-    ),
-    Option(
-        "proxy-send-timeout", "proxy_send_timeout", _seconds, "Seconds between two writes to an endpoint."
-    ),
-    Option(
-        "proxy-body-size", "proxy_body_size", validate.size, "Largest request body (nginx size, 0 = any)."
-    ),
-    Option(
-        "proxy-next-upstream-tries", "proxy_next_upstream_tries", _count(10), "Tries on connection errors."
-    ),
-    Option(
-        "upstream-keepalive-connections", "upstream_keepalive", _count(10000), "Idle upstream connections."
-    ),
+    Option("proxy-read-timeout", "proxy_read_timeout", _seconds, "Seconds between two reads from an endpoint."),
+    Option("proxy-send-timeout", "proxy_send_timeout", _seconds, "Seconds between two writes to an endpoint."),
+    Option("proxy-body-size", "proxy_body_size", validate.size, "Largest request body (nginx size, 0 = any)."),
+    Option("proxy-next-upstream-tries", "proxy_next_upstream_tries", _count(10), "Tries on connection errors."),
+    Option("upstream-keepalive-connections", "upstream_keepalive", _count(10000), "Idle upstream connections."),
     Option("enable-access-log", "access_log", _bool, "Write an access log line per request."),
     Option("ssl-redirect", "ssl_redirect", _bool, "Redirect HTTP to HTTPS (308) for TLS hosts."),
     Option("worker-processes", "worker_processes", _workers, "nginx worker processes."),

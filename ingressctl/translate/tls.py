@@ -23,9 +23,7 @@ class BadCertificate(ValueError):
 
 
 def _public(key: PrivateKeyTypes) -> bytes:
-    return key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -40,9 +38,7 @@ def certificate_from_pem(cert: bytes, key: bytes) -> Certificate:
     except (ValueError, TypeError) as exc:
         raise BadCertificate(f"tls.key is not a valid unencrypted PEM private key: {exc}") from None
     leaf_public = (
-        chain[0]
-        .public_key()
-        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        chain[0].public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     if leaf_public != _public(private):
         raise BadCertificate("tls.key does not match the certificate in tls.crt")

@@ -16,9 +16,7 @@ _WILDCARD_HOST = re.compile(rf"\*(\.{_DNS_LABEL})+")
 # as syntax (quotes, braces, semicolons, $, #, whitespace, backslash, %).
 _PATH = re.compile(r"/[A-Za-z0-9._~!&()*+,=:@/-]*")
 _PORT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?")
-_IPV4 = re.compile(
-    r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}"
-)
+_IPV4 = re.compile(r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}")
 _IPV6 = re.compile(r"[0-9a-fA-F:.]{2,45}")
 _SIZE = re.compile(r"[0-9]{1,9}[kKmMgG]?")
 

@@ -1,0 +1,51 @@
+# ingressctl: `make demo` runs the local example, `make test` runs every test.
+# Both install what is missing first (Debian/Ubuntu packages, a virtualenv), as root or with sudo.
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := nginx libnginx-mod-http-lua lua-resty-core lua-resty-lrucache lua-cjson \
+	openssl curl wrk shellcheck python3 python3-venv python3-pip
+STAMP := $(VENV)/.installed
+
+.PHONY: all deps venv demo test lint unit bench clean
+
+all: test
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: deps $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check ingressctl tests bench demo
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(PY) -m pytest -q -m 'not slow'
+
+test: venv lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+demo: venv
+	$(PY) demo/hostnames/run.py
+
+bench: venv
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

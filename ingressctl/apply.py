@@ -1,0 +1,155 @@
+"""Apply: make nginx and the Lua balancer run a Configuration, reloading only when needed.
+
+Static part changed -> write certificates, render to a temporary file, `nginx -t` it, POST the
+backends, atomically replace nginx.conf, SIGHUP the master and wait until the new digest answers
+on the configuration API. Only backends changed -> POST to the Lua API, no reload. A failed test
+keeps the last good configuration running and reports why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingressctl.config import Backend, Configuration, StaticConfig
+from ingressctl.luaapi import LuaApi
+from ingressctl.metrics import Metrics
+from ingressctl.nginx import Nginx
+from ingressctl.render import Renderer, UnsafeValue
+
+log = logging.getLogger(__name__)
+
+
+class ApplyError(RuntimeError):
+    pass
+
+
+class ConfigRejected(ApplyError):
+    """nginx -t refused the candidate: retrying the same configuration cannot help."""
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    reloaded: bool
+    backends_updated: bool
+    deferred: bool = False  # the static part changed but its reload was held back
+
+
+class Applier:
+    def __init__(
+        self, *, nginx: Nginx, renderer: Renderer, lua: LuaApi, metrics: Metrics, live_timeout: float = 60.0
+    ) -> None:
+        self.nginx = nginx
+        self.renderer = renderer
+        self.lua = lua
+        self.metrics = metrics
+        self.live_timeout = live_timeout
+        self.static: StaticConfig | None = None  # what nginx runs
+        self.backends: tuple[Backend, ...] | None = None  # what the balancer holds
+        self.reloads = 0
+        self.last_reload = float("-inf")  # time.monotonic() of the last reload
+
+    @property
+    def ready(self) -> bool:
+        return self.static is not None and self.backends is not None and self.nginx.alive()
+
+    def _write_certificates(self, static: StaticConfig) -> None:
+        certs = Path(self.nginx.paths.certs)
+        for cert in static.certificates:
+            path = certs / f"{cert.name}.pem"
+            if path.exists():
+                continue
+            tmp = certs / f".{cert.name}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(cert.pem)
+            os.replace(tmp, path)
+
+    def _remove_unused_certificates(self, static: StaticConfig) -> None:
+        keep = {f"{c.name}.pem" for c in static.certificates}
+        for path in Path(self.nginx.paths.certs).glob("*.pem"):
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+
+    async def _wait_live(self, digest: str) -> None:
+        deadline = time.monotonic() + self.live_timeout
+        while time.monotonic() < deadline:
+            if not self.nginx.alive():
+                raise ApplyError("nginx exited")
+            if await self.lua.digest() == digest:
+                return
+            await asyncio.sleep(0.005)
+        raise ApplyError(f"configuration {digest} was not live after {self.live_timeout:.0f}s")
+
+    async def _post(self, config: Configuration, *, keep: tuple[Backend, ...] = ()) -> None:
+        """Posts the config's backends, plus those of `keep` it lacks (routes still running)."""
+        names = {b.name for b in config.backends}
+        backends = tuple(sorted((*config.backends, *(b for b in keep if b.name not in names)), key=lambda b: b.name))
+        document = Configuration(static=config.static, backends=backends).backends_document()
+        await self.lua.post_backends(document)
+        self.backends = backends
+        self.metrics.backend_updates.inc()
+
+    async def _install_static(self, static: StaticConfig) -> None:
+        """Renders, tests and installs nginx.conf; raises ApplyError and leaves the old one on failure."""
+        self._write_certificates(static)
+        try:
+            text = self.renderer.render(static)
+        except UnsafeValue as exc:
+            self.metrics.reload_errors.inc()
+            raise ConfigRejected(f"render refused the configuration, keeping the running one: {exc}") from None
+        candidate = self.nginx.conf.with_name("nginx.conf.new")
+        candidate.write_text(text)
+        result = await self.nginx.test(candidate)
+        if not result.ok:
+            self.metrics.reload_errors.inc()
+            raise ConfigRejected(f"nginx -t rejected the new configuration, keeping the running one: {result.output}")
+        os.replace(candidate, self.nginx.conf)
+
+    async def apply(self, config: Configuration, *, defer_reload: bool = False) -> ApplyResult:
+        """Applies config. With defer_reload, a static change is held back (the caller retries
+        later) while backend changes still go out, keeping the backends the running routes use."""
+        static = config.static
+        if not self.nginx.alive():
+            self.nginx.prepare()
+            await self._install_static(static)
+            await self.nginx.start()
+            self.last_reload = time.monotonic()
+            await self._wait_live(static.digest())
+            self.static = static
+            await self._post(config)
+            self._remove_unused_certificates(static)
+            return ApplyResult(reloaded=True, backends_updated=True)
+        if static != self.static and defer_reload:
+            running = self.backends or ()
+            if any(b not in running for b in config.backends):
+                await self._post(config, keep=running)
+                return ApplyResult(reloaded=False, backends_updated=True, deferred=True)
+            return ApplyResult(reloaded=False, backends_updated=False, deferred=True)
+        if static != self.static:
+            await self._install_static(static)
+            # New routes must find their backends the moment the new workers take over.
+            await self._post(config)
+            started = time.monotonic()
+            self.nginx.reload()
+            self.last_reload = started
+            self.reloads += 1
+            self.metrics.reloads.inc()
+            try:
+                await self._wait_live(static.digest())
+            except ApplyError:
+                self.metrics.reload_errors.inc()
+                raise
+            self.static = static
+            self._remove_unused_certificates(static)
+            log.info("nginx reload %d done in %.0f ms", self.reloads, (time.monotonic() - started) * 1000)
+            return ApplyResult(reloaded=True, backends_updated=True)
+        if config.backends != self.backends:
+            await self._post(config)
+            log.debug("backends updated without reload")
+            return ApplyResult(reloaded=False, backends_updated=True)
+        return ApplyResult(reloaded=False, backends_updated=False)

@@ -1,0 +1,253 @@
+"""The command line: `ingressctl run` (the controller) and `ingressctl render` (dry run).
+
+Every flag of `run` can also be set by an environment variable INGRESSCTL_<FLAG> (upper case,
+dashes as underscores); a flag given on the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ingressctl import __version__
+from ingressctl.apply import Applier
+from ingressctl.cache import Cache
+from ingressctl.certs import self_signed
+from ingressctl.config import GlobalOptions
+from ingressctl.controller import Controller
+from ingressctl.health import start_health_server
+from ingressctl.luaapi import LuaApi
+from ingressctl.metrics import Metrics
+from ingressctl.nginx import Nginx
+from ingressctl.render import Paths, Renderer, lua_dir
+from ingressctl.sources.manifests import ManifestsSource
+from ingressctl.translate import Settings, translate
+from ingressctl.translate import validate as v
+
+log = logging.getLogger("ingressctl")
+
+
+def _env(flag: str) -> str | None:
+    return os.environ.get("INGRESSCTL_" + flag.lstrip("-").upper().replace("-", "_"))
+
+
+def _bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"{value!r} is not a boolean")
+
+
+def _ref(value: str) -> tuple[str, str]:
+    ns, sep, name = value.partition("/")
+    try:
+        if not sep:
+            raise v.Invalid("must be NAMESPACE/NAME")
+        return v.name(ns, "namespace"), v.name(name)
+    except v.Invalid as exc:
+        raise argparse.ArgumentTypeError(f"{value!r}: {exc}") from None
+
+
+def _port(value: str) -> int:
+    try:
+        return v.port_number(int(value))
+    except (ValueError, v.Invalid):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+
+
+def add_flag(parser: argparse.ArgumentParser, flag: str, *, help: str, **kwargs: Any) -> None:
+    """Adds a flag whose default comes from INGRESSCTL_<FLAG> when set."""
+    env = _env(flag)
+    name = "INGRESSCTL_" + flag.lstrip("-").upper().replace("-", "_")
+    if env is not None:
+        convert = kwargs.get("type", str)
+        kwargs["default"] = convert(env) if kwargs.get("action") != "append" else [convert(x) for x in env.split(",")]
+    if kwargs.pop("boolean", False):
+        kwargs.setdefault("default", False)
+        kwargs["type"] = _bool
+        kwargs["nargs"] = "?"
+        kwargs["const"] = True
+    default = kwargs.get("default")
+    parser.add_argument(flag, help=f"{help} [env {name}; default: {default!r}]", **kwargs)
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    add_flag(parser, "--manifests", help="Read objects from this folder of YAML manifests (watched for changes)")
+    add_flag(parser, "--http-port", type=_port, default=80, help="Port nginx serves HTTP on")
+    add_flag(parser, "--https-port", type=_port, default=443, help="Port nginx serves HTTPS on")
+    add_flag(parser, "--listen-address", default="", help="Address nginx listens on ('' = all addresses)")
+    add_flag(
+        parser,
+        "--work-dir",
+        default=None,
+        help="Where nginx.conf, certificates, pid and sockets go (default: a private temporary directory)",
+    )
+    add_flag(
+        parser,
+        "--controller-class",
+        default="ingressctl.io/controller",
+        help="IngressClass spec.controller value this controller serves",
+    )
+    add_flag(
+        parser,
+        "--ingress-class",
+        default="ingressctl",
+        help="Value of the legacy kubernetes.io/ingress.class annotation this controller serves",
+    )
+    add_flag(
+        parser,
+        "--watch-ingress-without-class",
+        boolean=True,
+        help="Also serve Ingresses with no class at all",
+    )
+    add_flag(
+        parser,
+        "--default-ssl-certificate",
+        type=_ref,
+        default=None,
+        help="NS/NAME of the kubernetes.io/tls Secret served when no other certificate applies "
+        "(default: a self-signed certificate generated at start)",
+    )
+    add_flag(
+        parser,
+        "--default-backend-service",
+        type=_ref,
+        default=None,
+        help="NS/NAME of the Service answering unmatched hosts and paths (default: a built-in 404)",
+    )
+    add_flag(parser, "--configmap", type=_ref, default=None, help="NS/NAME of the ConfigMap with global options")
+    add_flag(parser, "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="Log level")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ingressctl", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"ingressctl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="Run the controller", description="Run the controller and nginx.")
+    add_common(run)
+    add_flag(run, "--health-port", type=_port, default=10254, help="Port of /healthz, /readyz and /metrics")
+    add_flag(run, "--health-address", default="", help="Address of the health server ('' = all addresses)")
+    add_flag(run, "--nginx-binary", default="nginx", help="The nginx executable")
+    render = sub.add_parser("render", help="Print the nginx.conf (or backends JSON) without starting anything")
+    add_common(render)
+    render.add_argument("--backends", action="store_true", help="Print the backends JSON for the Lua API instead")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return Settings(
+        fallback_certificate=self_signed(),
+        controller_class=args.controller_class,
+        ingress_class=args.ingress_class,
+        watch_without_class=args.watch_ingress_without_class,
+        default_backend_service=args.default_backend_service,
+        default_ssl_certificate=args.default_ssl_certificate,
+        configmap=args.configmap,
+        options=GlobalOptions(http_port=args.http_port, https_port=args.https_port, listen_address=args.listen_address),
+    )
+
+
+def render_command(args: argparse.Namespace) -> int:
+    if not args.manifests:
+        print("ingressctl render: --manifests DIR is required", file=sys.stderr)
+        return 2
+    source = ManifestsSource(args.manifests)
+    cache = Cache()
+    cache.load(source.load_once())
+    config = translate(cache.snapshot(), settings_from(args))
+    work = args.work_dir or "/var/run/ingressctl"
+    if args.backends:
+        print(json.dumps(config.backends_document(), indent=2))
+    else:
+        print(Renderer(paths=Paths(work=work, lua=str(lua_dir()))).render(config.static), end="")
+    for _, error in sorted(source.errors.items()):
+        print(f"error: {error}", file=sys.stderr)
+    for problem in config.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if config.problems or source.errors else 0
+
+
+async def run_controller(args: argparse.Namespace) -> int:
+    if not args.manifests:
+        log.error("no --manifests folder given")
+        return 2
+    created = args.work_dir is None
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="ingressctl-")).resolve()
+    paths = Paths(work=str(work), lua=str(lua_dir()))
+    metrics = Metrics()
+    nginx = Nginx(binary=args.nginx_binary, paths=paths)
+    lua = LuaApi(paths.socket)
+    applier = Applier(nginx=nginx, renderer=Renderer(paths=paths, user=nginx.user), lua=lua, metrics=metrics)
+    settings = settings_from(args)
+    controller = Controller(
+        source=ManifestsSource(args.manifests),
+        translate=functools.partial(translate, settings=settings),
+        applier=applier,
+    )
+    health = await start_health_server(
+        host=args.health_address,
+        port=args.health_port,
+        alive=nginx.alive,
+        ready=lambda: controller.ready,
+        metrics=metrics,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "ingressctl %s: work dir %s, http %d, https %d, health %d",
+        __version__,
+        work,
+        args.http_port,
+        args.https_port,
+        args.health_port,
+    )
+    task = asyncio.create_task(controller.run(), name="controller")
+    stopper = asyncio.create_task(stop.wait())
+    code = 0
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done() and task.exception():
+            log.error("controller stopped: %s", task.exception())
+            code = 1
+    finally:
+        log.info("shutting down")
+        for t in (task, stopper):
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await nginx.stop()
+        await lua.close()
+        await health.cleanup()
+        if created:
+            shutil.rmtree(work, ignore_errors=True)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "render":
+        return render_command(args)
+    return asyncio.run(run_controller(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

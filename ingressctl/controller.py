@@ -1,0 +1,157 @@
+"""The sync loop: events -> cache -> debounce -> translate -> apply -> publish.
+
+Events that change nothing translate reads are dropped by the cache. The first event after a quiet
+period opens a window; the sync runs once no event came for `holdoff` seconds, or `max_delay` after
+the window opened, whichever is first. Reloads are further spaced by `min_reload_interval`: a
+static change that comes sooner is held back until then (endpoint changes still go out at once),
+so a burst of host/path changes costs one reload at its start and one after it. Translate runs in
+a thread so the health endpoints stay responsive at scale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from ingressctl.apply import Applier, ApplyError, ConfigRejected
+from ingressctl.cache import Cache, Snapshot
+from ingressctl.config import Configuration, Problem
+from ingressctl.luaapi import LuaApiError
+from ingressctl.sources.base import EventType, Source
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    """Told about every configuration that went live (status writer, event recorder...)."""
+
+    async def publish(self, config: Configuration) -> None: ...
+
+
+class Controller:
+    def __init__(
+        self,
+        *,
+        source: Source,
+        translate: Callable[[Snapshot], Configuration],
+        applier: Applier,
+        publishers: Sequence[Publisher] = (),
+        holdoff: float = 0.03,
+        max_delay: float = 1.0,
+        retry_delay: float = 1.0,
+        min_reload_interval: float = 1.0,
+    ) -> None:
+        self.source = source
+        self.translate = translate
+        self.applier = applier
+        self.publishers = publishers
+        self.holdoff = holdoff
+        self.max_delay = max_delay
+        self.retry_delay = retry_delay
+        self.min_reload_interval = min_reload_interval
+        self._deferred: asyncio.TimerHandle | None = None
+        self.cache = Cache()
+        self.synced = False
+        self.config: Configuration | None = None
+        self._dirty = asyncio.Event()
+        self._first_change = 0.0
+        self._last_change = 0.0
+        self._reported: set[Problem] = set()
+
+    @property
+    def ready(self) -> bool:
+        return self.synced and self.applier.ready
+
+    async def run(self) -> None:
+        consumer = asyncio.create_task(self._consume(), name="source")
+        try:
+            while True:
+                await self._dirty.wait()
+                if consumer.done():
+                    consumer.result()  # re-raise a failed source
+                await self._debounce()
+                self._dirty.clear()
+                await self.sync()
+        finally:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+
+    async def _consume(self) -> None:
+        async for event in self.source.events():
+            if event.type is EventType.SYNCED:
+                if not self.synced:
+                    log.info("source synced: applying the first configuration")
+                self.synced = True
+                self._mark()
+            elif self.cache.apply(event) and self.synced:
+                self._mark()
+        self._dirty.set()  # the source ended: wake the loop so run() re-raises or sees it
+
+    def _mark(self) -> None:
+        now = time.monotonic()
+        if not self._dirty.is_set():
+            self._first_change = now
+        self._last_change = now
+        self._dirty.set()
+
+    async def _debounce(self) -> None:
+        while True:
+            now = time.monotonic()
+            wait = min(self._last_change + self.holdoff, self._first_change + self.max_delay) - now
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
+
+    async def sync(self) -> None:
+        snapshot = self.cache.snapshot()
+        started = time.monotonic()
+        config = await asyncio.to_thread(self.translate, snapshot)
+        self._report(config)
+        m = self.applier.metrics
+        m.syncs.inc()
+        wait = self.applier.last_reload + self.min_reload_interval - time.monotonic()
+        try:
+            result = await self.applier.apply(config, defer_reload=wait > 0)
+        except ConfigRejected as exc:
+            log.error("%s", exc)
+            return
+        except (ApplyError, LuaApiError, OSError) as exc:
+            log.error("apply failed, retrying in %.0fs: %s", self.retry_delay, exc)
+            asyncio.get_running_loop().call_later(self.retry_delay, self._mark)
+            return
+        if result.deferred:
+            if self._deferred is None or self._deferred.cancelled() or self._deferred.when() < time.monotonic():
+                self._deferred = asyncio.get_running_loop().call_later(wait, self._mark)
+            log.debug("reload held back %.0f ms (min reload interval)", wait * 1000)
+        m.sync_seconds.observe(time.monotonic() - started)
+        m.ready.set(1 if self.ready else 0)
+        self.config = config
+        if result.reloaded or result.backends_updated:
+            log.info(
+                "configuration applied (%s) in %.0f ms: %d servers, %d backends, %d problems",
+                "reload" if result.reloaded else "backends only, no reload",
+                (time.monotonic() - started) * 1000,
+                len(config.static.servers),
+                len(config.backends),
+                len(config.problems),
+            )
+        for publisher in self.publishers:
+            try:
+                await publisher.publish(config)
+            except Exception:  # a publisher must never stop serving
+                log.exception("publisher %s failed", type(publisher).__name__)
+
+    def _report(self, config: Configuration) -> None:
+        """Logs each problem once, when it appears; and once more when it is gone."""
+        current = set(config.problems)
+        for problem in sorted(current - self._reported, key=str):
+            log.warning("rejected: %s", problem)
+        for problem in sorted(self._reported - current, key=str):
+            log.info("resolved: %s", problem)
+        self._reported = current
+        self.applier.metrics.problems.set(len(current))

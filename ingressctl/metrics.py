@@ -1,0 +1,28 @@
+"""Prometheus metrics of the controller (served on the health port at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.reloads = Counter("ingressctl_nginx_reloads", "nginx reloads done", registry=self.registry)
+        self.reload_errors = Counter(
+            "ingressctl_nginx_reload_errors",
+            "configurations rejected by nginx -t or not confirmed live",
+            registry=self.registry,
+        )
+        self.backend_updates = Counter(
+            "ingressctl_backend_updates", "backend documents posted to the Lua API", registry=self.registry
+        )
+        self.syncs = Counter("ingressctl_syncs", "sync loop runs", registry=self.registry)
+        self.problems = Gauge("ingressctl_problems", "rejected or degraded objects", registry=self.registry)
+        self.sync_seconds = Histogram(
+            "ingressctl_sync_seconds",
+            "time from translate to applied",
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.ready = Gauge("ingressctl_ready", "1 once the first configuration is live", registry=self.registry)

@@ -1,0 +1,127 @@
+"""The nginx process: prepare the work dir, test a config, start, reload by SIGHUP, stop.
+
+One master per controller, started in the foreground (`daemon off`) as our child, so its PID is
+known and it dies with us. Reload is `nginx -t` on the candidate file followed by SIGHUP to the
+master (not `nginx -s reload`, which would parse the configuration a third time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import grp
+import logging
+import os
+import pwd
+import re
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingressctl.render import Paths
+
+log = logging.getLogger(__name__)
+_SYSTEM_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
+
+@dataclass(frozen=True)
+class TestResult:
+    ok: bool
+    output: str
+
+
+def worker_user() -> tuple[str, int, int] | None:
+    """When started as root, workers run as nobody (nginx's default user), never as root."""
+    if os.geteuid() != 0:
+        return None
+    user = pwd.getpwnam("nobody")
+    group = grp.getgrgid(user.pw_gid).gr_name
+    if not (_SYSTEM_NAME.fullmatch(user.pw_name) and _SYSTEM_NAME.fullmatch(group)):
+        raise RuntimeError(f"unexpected worker user {user.pw_name}:{group}")
+    return f"{user.pw_name} {group}", user.pw_uid, user.pw_gid
+
+
+class Nginx:
+    def __init__(self, *, binary: str, paths: Paths) -> None:
+        self.binary = binary
+        self.paths = paths
+        self.process: asyncio.subprocess.Process | None = None
+        self.conf = Path(paths.work) / "nginx.conf"
+
+    @property
+    def user(self) -> str | None:
+        wu = worker_user()
+        return wu[0] if wu else None
+
+    def prepare(self) -> None:
+        """Creates the work dir layout: keys private to us, temp dirs writable by the workers."""
+        work = Path(self.paths.work)
+        work.mkdir(parents=True, exist_ok=True)
+        wu = worker_user()
+        os.chmod(work, 0o711 if wu else 0o700)
+        certs = Path(self.paths.certs)
+        certs.mkdir(exist_ok=True)
+        os.chmod(certs, 0o700)
+        tmp = Path(self.paths.tmp)
+        tmp.mkdir(exist_ok=True)
+        for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (tmp / sub).mkdir(exist_ok=True)
+        for directory in [tmp, *tmp.iterdir()]:
+            if wu:
+                os.chown(directory, wu[1], wu[2])
+            os.chmod(directory, 0o700)
+
+    async def test(self, conf: Path) -> TestResult:
+        proc = await asyncio.create_subprocess_exec(
+            self.binary,
+            "-t",
+            "-q",
+            "-p",
+            self.paths.work,
+            "-c",
+            str(conf),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+        return TestResult(proc.returncode == 0, out.decode(errors="replace").strip())
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process and self.process.returncode is None else None
+
+    def alive(self) -> bool:
+        return self.pid is not None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            self.binary, "-p", self.paths.work, "-c", str(self.conf), stdin=asyncio.subprocess.DEVNULL
+        )
+        log.info("nginx started (master pid %d)", self.process.pid)
+
+    def reload(self) -> None:
+        if self.pid is None:
+            raise RuntimeError("nginx is not running")
+        os.kill(self.pid, signal.SIGHUP)
+
+    def worker_pids(self) -> list[int]:
+        if self.pid is None:
+            return []
+        try:
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
+        except OSError:
+            return []
+        return sorted(int(p) for p in children.split())
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Graceful stop (SIGQUIT lets workers finish requests); SIGKILL after the timeout."""
+        proc = self.process
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(signal.SIGQUIT)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            log.warning("nginx did not stop within %.0fs; killing it", timeout)
+            proc.kill()
+            await proc.wait()
+        log.info("nginx stopped")

@@ -1,0 +1,24 @@
+"""Shared fixtures: a manifests folder with our IngressClass, and a running controller on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import Controller, ingress_class, running_controller, write_manifests
+
+
+@pytest.fixture
+def manifests(tmp_path: Path) -> Path:
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    write_manifests(folder, "class.yaml", [ingress_class()])
+    return folder
+
+
+@pytest.fixture
+def controller(tmp_path: Path, manifests: Path) -> Iterator[Controller]:
+    with running_controller(tmp_path, manifests) as ctl:
+        yield ctl

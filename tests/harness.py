@@ -1,0 +1,418 @@
+"""Test harness: real backends on 127.0.0.x, the real controller (and so real nginx) as a
+subprocess, and an HTTP(S) client that sets Host and SNI while connecting to 127.0.0.1.
+
+Every process started here is stopped by PID when the test ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import http.server
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.02, what: str = "") -> Any:
+    """Polls check() until it returns a truthy value; fails the test after the timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (OSError, http.client.HTTPException) as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last {last!r}")
+
+
+# --- backends ---------------------------------------------------------------------------------
+
+
+class Pod:
+    """A backend "pod": an HTTP server on its own 127.0.0.x address that answers with JSON naming
+    itself and echoing what it received."""
+
+    def __init__(self, address: str, port: int, name: str | None = None) -> None:
+        self.address = address
+        self.port = port
+        self.name = name or address
+        self.requests = 0
+        pod = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                pod.requests += 1
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                body = json.dumps(
+                    {"pod": pod.name, "path": self.path, "method": self.command, "headers": dict(self.headers)}
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 128
+
+        self.server = Server((address, port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextlib.contextmanager
+def pods(addresses: list[str], port: int) -> Iterator[list[Pod]]:
+    started = [Pod(a, port) for a in addresses]
+    try:
+        yield started
+    finally:
+        for pod in started:
+            pod.stop()
+
+
+# --- client -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    peer_cert: dict[str, Any] | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def pod(self) -> str | None:
+        try:
+            return str(self.json()["pod"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def request(
+    port: int,
+    *,
+    host: str,
+    path: str = "/",
+    tls: bool = False,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    address: str = "127.0.0.1",
+    timeout: float = 5.0,
+) -> Response:
+    """One request to nginx at address:port with the given Host (and SNI for TLS)."""
+    sock = socket.create_connection((address, port), timeout=timeout)
+    peer_cert = None
+    if tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        sock = ctx.wrap_socket(sock, server_hostname=host if not host.startswith("*") else None)
+        der = sock.getpeercert(binary_form=True)
+        if der:
+            from cryptography import x509
+
+            cert = x509.load_der_x509_certificate(der)
+            peer_cert = {"subject": cert.subject.rfc4514_string()}
+    conn = http.client.HTTPConnection(address, port, timeout=timeout)
+    conn.sock = sock
+    try:
+        conn.request(method, path, headers={"Host": host, **(headers or {})})
+        resp = conn.getresponse()
+        body = resp.read()
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body, peer_cert)
+    finally:
+        conn.close()
+
+
+# --- manifests --------------------------------------------------------------------------------
+
+
+def write_manifests(directory: Path, name: str, docs: list[dict[str, Any]] | str) -> Path:
+    """Writes a manifest file atomically (the controller never sees a half-written file)."""
+    path = directory / name
+    text = docs if isinstance(docs, str) else yaml.safe_dump_all(docs, sort_keys=False)
+    tmp = directory / f".{name}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def ingress_class(name: str = "ingressctl", *, default: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if default:
+        meta["annotations"] = {"ingressclass.kubernetes.io/is-default-class": "true"}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": meta,
+        "spec": {"controller": "ingressctl.io/controller"},
+    }
+
+
+def service(
+    name: str, *, port: int = 80, target: int | str = 8080, namespace: str = "default", port_name: str | None = "http"
+) -> dict[str, Any]:
+    spec_port: dict[str, Any] = {"port": port, "targetPort": target}
+    if port_name:
+        spec_port["name"] = port_name
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"selector": {"app": name}, "ports": [spec_port]},
+    }
+
+
+def endpoint_slice(
+    service_name: str,
+    addresses: list[str],
+    *,
+    port: int = 8080,
+    namespace: str = "default",
+    name: str | None = None,
+    port_name: str | None = "http",
+    not_ready: tuple[str, ...] = (),
+    terminating: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    slice_port: dict[str, Any] = {"port": port, "protocol": "TCP"}
+    if port_name:
+        slice_port["name"] = port_name
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name or f"{service_name}-slice",
+            "namespace": namespace,
+            "labels": {"kubernetes.io/service-name": service_name},
+        },
+        "addressType": "IPv4",
+        "ports": [slice_port],
+        "endpoints": [
+            {
+                "addresses": [a],
+                "conditions": {"ready": a not in not_ready, "terminating": a in terminating},
+            }
+            for a in addresses
+        ],
+    }
+
+
+def backend(service_name: str, port: int | str = 80) -> dict[str, Any]:
+    return {"service": {"name": service_name, "port": {"number": port} if isinstance(port, int) else {"name": port}}}
+
+
+def ingress(
+    name: str,
+    *,
+    rules: list[dict[str, Any]] | None = None,
+    namespace: str = "default",
+    class_name: str | None = "ingressctl",
+    default_backend: dict[str, Any] | None = None,
+    tls: list[dict[str, Any]] | None = None,
+    annotations: dict[str, str] | None = None,
+    created: str | None = None,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": namespace}
+    if annotations:
+        meta["annotations"] = annotations
+    if created:
+        meta["creationTimestamp"] = created
+    spec: dict[str, Any] = {}
+    if class_name:
+        spec["ingressClassName"] = class_name
+    if default_backend:
+        spec["defaultBackend"] = default_backend
+    if tls:
+        spec["tls"] = tls
+    if rules is not None:
+        spec["rules"] = rules
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec}
+
+
+def rule(host: str | None, *paths: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"http": {"paths": [{"path": p, "pathType": t, "backend": b} for p, t, b in paths]}}
+    if host:
+        out["host"] = host
+    return out
+
+
+# --- the controller ---------------------------------------------------------------------------
+
+
+@dataclass
+class Controller:
+    """`ingressctl run` as a subprocess, on free ports, with its own work dir."""
+
+    manifests: Path | None
+    work_dir: Path
+    extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    http_port: int = field(default_factory=free_port)
+    https_port: int = field(default_factory=free_port)
+    health_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def start(self, *, wait_ready: bool = True) -> Controller:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.work_dir.parent / f"{self.work_dir.name}.log"
+        args = [
+            sys.executable,
+            "-m",
+            "ingressctl",
+            "run",
+            "--work-dir",
+            str(self.work_dir),
+            "--http-port",
+            str(self.http_port),
+            "--https-port",
+            str(self.https_port),
+            "--health-port",
+            str(self.health_port),
+            "--listen-address",
+            "127.0.0.1",
+            "--health-address",
+            "127.0.0.1",
+            "--log-level",
+            "debug",
+            *self.extra_args,
+        ]
+        if self.manifests is not None:
+            args += ["--manifests", str(self.manifests)]
+        env = {**os.environ, "PYTHONPATH": str(REPO), **self.env}
+        self.process = subprocess.Popen(
+            args, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        )
+        if wait_ready:
+            self.wait_ready()
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def health(self, path: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", self.health_port, timeout=2)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status
+        finally:
+            conn.close()
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"controller exited with {self.process.returncode}:\n{self.log()}")
+            return self.health("/readyz") == 200
+
+        wait_for(ready, timeout=timeout, what="controller ready")
+
+    def metric(self, name: str) -> float:
+        conn = http.client.HTTPConnection("127.0.0.1", self.health_port, timeout=2)
+        try:
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        match = re.search(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+        return float(match.group(1)) if match else 0.0
+
+    def reloads(self) -> int:
+        return int(self.metric("ingressctl_nginx_reloads_total"))
+
+    def backend_updates(self) -> int:
+        return int(self.metric("ingressctl_backend_updates_total"))
+
+    def master_pid(self) -> int:
+        return int((self.work_dir / "nginx.pid").read_text())
+
+    def worker_pids(self) -> list[int]:
+        pid = self.master_pid()
+        return sorted(int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+
+    def get(self, host: str, path: str = "/", **kwargs: Any) -> Response:
+        tls = kwargs.pop("tls", False)
+        return request(self.https_port if tls else self.http_port, host=host, path=path, tls=tls, **kwargs)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        master = None
+        with contextlib.suppress(OSError, ValueError):
+            master = self.master_pid()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        # The controller stops nginx; make sure, by PID, that it did.
+        if master is not None and _alive(master):
+            os.kill(master, signal.SIGKILL)
+            wait_for(lambda: not _alive(master), timeout=5, what="nginx master gone")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    return False
+
+
+@contextlib.contextmanager
+def running_controller(tmp: Path, manifests: Path | None, **kwargs: Any) -> Iterator[Controller]:
+    ctl = Controller(manifests=manifests, work_dir=tmp / "work", **kwargs)
+    try:
+        ctl.start()
+        yield ctl
+    finally:
+        ctl.stop()
