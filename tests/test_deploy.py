@@ -144,9 +144,7 @@ def test_manifest_validates_against_supported_kubernetes_versions(path: Path) ->
         _validate(doc, f"{path.relative_to(ROOT)}: {doc['kind']} {doc['metadata'].get('name')}")
 
 
-@pytest.mark.parametrize(
-    "folder", [k.parent for k in kustomizations()], ids=lambda p: str(p.relative_to(ROOT))
-)
+@pytest.mark.parametrize("folder", [k.parent for k in kustomizations()], ids=lambda p: str(p.relative_to(ROOT)))
 def test_kustomize_build_validates(folder: Path) -> None:
     built = kubectl_kustomize(folder)
     assert built
@@ -190,9 +188,7 @@ def test_namespaced_objects_live_in_the_ingressctl_namespace() -> None:
 def test_kind_cluster_config_publishes_the_service_node_ports() -> None:
     (config,) = load_docs(KIND_CLUSTER_CONFIG)
     assert (config["apiVersion"], config["kind"]) == ("kind.x-k8s.io/v1alpha4", "Cluster")
-    mappings = {
-        m["hostPort"]: m["containerPort"] for node in config["nodes"] for m in node["extraPortMappings"]
-    }
+    mappings = {m["hostPort"]: m["containerPort"] for node in config["nodes"] for m in node["extraPortMappings"]}
     assert set(mappings) == {80, 443}
     service = find(kubectl_kustomize(KIND / "controller"), "Service", "ingressctl")
     node_ports = {p["port"]: p["nodePort"] for p in service["spec"]["ports"]}

@@ -146,9 +146,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
 
 def test_data_trees_are_where_the_controller_is_told_to_look() -> None:
     env = key_values(runtime("ENV"))
-    destinations = {
-        sources[0].rstrip("/"): dest.rstrip("/") for sources, dest, stage in copies() if stage is None
-    }
+    destinations = {sources[0].rstrip("/"): dest.rstrip("/") for sources, dest, stage in copies() if stage is None}
     assert env["INGRESSCTL_TEMPLATES_DIR"] == destinations["templates"] == "/app/templates"
     assert env["INGRESSCTL_LUA_DIR"] == destinations["lua"] == "/app/lua"
     assert (ROOT / "templates" / "nginx.conf.j2").is_file()
@@ -198,9 +196,7 @@ def test_runtime_packages_are_the_tested_data_plane_and_tini() -> None:
 def test_runs_as_the_deployments_non_root_user_with_a_writable_work_dir() -> None:
     (user,) = runtime("USER")
     pod = deployment()["spec"]["template"]["spec"]
-    assert (
-        user == f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}" == "101:101"
-    )
+    assert user == f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}" == "101:101"
     env = key_values(runtime("ENV"))
     args = dict(a.split("=", 1) for a in pod["containers"][0]["args"][1:])
     assert env["INGRESSCTL_WORK_DIR"] == args["--work-dir"] == "/var/run/ingressctl"

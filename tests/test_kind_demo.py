@@ -125,9 +125,7 @@ def test_down_deletes_the_cluster_once_and_is_idempotent(tmp_path: Path) -> None
     assert calls.read_text().splitlines() == ["get clusters"]
 
     calls.unlink()
-    named = run_script(
-        KIND / "down.sh", bin_dir, KIND_CLUSTERS="ingressctl-x", CLUSTER_NAME="ingressctl-x", **env
-    )
+    named = run_script(KIND / "down.sh", bin_dir, KIND_CLUSTERS="ingressctl-x", CLUSTER_NAME="ingressctl-x", **env)
     assert named.returncode == 0, named.stderr
     assert calls.read_text().splitlines() == ["get clusters", "delete cluster --name ingressctl-x"]
 
@@ -148,8 +146,9 @@ def test_up_uses_the_clusters_published_port_and_the_demo_host() -> None:
 
 
 def test_up_reads_the_reload_counter_the_controller_exports() -> None:
-    from ingressctl.metrics import Metrics
     from prometheus_client import generate_latest
+
+    from ingressctl.metrics import Metrics
 
     match = re.search(r'^reload_metric="([a-z_]+)"$', (KIND / "up.sh").read_text(), re.MULTILINE)
     assert match

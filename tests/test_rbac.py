@@ -63,9 +63,7 @@ def api_classes_instantiated() -> set[str]:
 @cache
 def api_methods(api_class: str) -> frozenset[str]:
     cls = getattr(client, api_class)
-    return frozenset(
-        name for name in dir(cls) if not name.startswith("_") and hasattr(cls, f"{name}_with_http_info")
-    )
+    return frozenset(name for name in dir(cls) if not name.startswith("_") and hasattr(cls, f"{name}_with_http_info"))
 
 
 def api_calls() -> set[ApiCall]:
