@@ -7,6 +7,10 @@ Nothing here needs a cluster. `kubectl kustomize` is run when kubectl is install
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -217,29 +221,28 @@ def test_kind_demo_hostnames_app() -> None:
 
 # ---- the controller Deployment against the CLI, the health server and the rest of deploy/ ------
 
-# `ingressctl run` flags (issues 2 and 3): flag -> takes a value.
-RUN_FLAGS = {
-    "--manifests": True,
-    "--http-port": True,
-    "--https-port": True,
-    "--health-port": True,
-    "--work-dir": True,
-    "--nginx-binary": True,
-    "--controller-class": True,
-    "--ingress-class": True,
-    "--watch-ingress-without-class": False,
-    "--default-ssl-certificate": True,
-    "--default-backend-service": True,
-    "--log-level": True,
-    "--kubeconfig": True,
-    "--context": True,
-    "--watch-namespace": True,
-    "--configmap": True,
-    "--election-id": True,
-    "--publish-service": True,
-    "--publish-status-address": True,
-    "--update-status": True,
-}
+
+@pytest.fixture
+def run_parser(monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser:
+    """The real `ingressctl run` parser, built without INGRESSCTL_* variables (they set defaults)."""
+    for key in list(os.environ):
+        if key.startswith("INGRESSCTL_"):
+            monkeypatch.delenv(key)
+    from ingressctl.cli import build_parser
+
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    parser = commands.choices["run"]
+    assert isinstance(parser, argparse.ArgumentParser)
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser, args: list[str], where: str) -> argparse.Namespace:
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            return parser.parse_args(args)
+    except SystemExit:
+        pytest.fail(f"{where}: `ingressctl run` rejects {args}: {errors.getvalue()}")
 
 
 def controller_deployments() -> Iterator[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
@@ -258,19 +261,25 @@ def ports_by_name(container: Obj) -> dict[str, int]:
     return {p["name"]: p["containerPort"] for p in container["ports"]}
 
 
-def test_deployment_args_are_run_flags_with_valid_values() -> None:
+def test_deployment_args_are_run_flags_with_valid_values(run_parser: argparse.ArgumentParser) -> None:
+    known = {o for action in run_parser._actions for o in action.option_strings}
+    documented = run_parser.format_help()
     for where, deployment, objects in controller_deployments():
         container = the_container(deployment)
         args = args_of(container)
-        for flag, value in args.items():
-            assert flag in RUN_FLAGS, f"{where}: {flag} is not a flag of `ingressctl run`"
-            assert bool(value) == RUN_FLAGS[flag], f"{where}: {flag}={value!r}"
+        for flag in args:
+            # Exact names: argparse would also accept an abbreviation.
+            assert flag in known, f"{where}: {flag} is not a flag of `ingressctl run`"
+            assert flag in documented
+        parsed = parse(run_parser, container["args"][1:], where)
         assert "--manifests" not in args, "in a cluster the controller watches the API"
         assert "--watch-ingress-without-class" not in args
         ports = ports_by_name(container)
-        assert int(args["--http-port"]) == ports["http"]
-        assert int(args["--https-port"]) == ports["https"]
-        assert int(args["--health-port"]) == ports["health"]
+        assert parsed.http_port == ports["http"]
+        assert parsed.https_port == ports["https"]
+        assert parsed.health_port == ports["health"]
+        assert parsed.health_address == "", "the kubelet probes the pod IP"
+        assert parsed.work_dir == args["--work-dir"]
         ingress_class = find(objects, "IngressClass")
         assert args["--controller-class"] == ingress_class["spec"]["controller"] == "ingressctl.io/controller"
         assert args["--ingress-class"] == ingress_class["metadata"]["name"] == "ingressctl"
@@ -302,6 +311,39 @@ def test_deployment_probes_hit_the_health_server() -> None:
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
         assert "health" in ports_by_name(container)
+
+
+async def test_probe_paths_are_the_health_servers() -> None:
+    # The real health server: liveness answers while nginx runs, readiness only once the first
+    # configuration is live; the probes of the Deployment use exactly these paths.
+    import aiohttp
+
+    from ingressctl.health import start_health_server
+    from ingressctl.metrics import Metrics
+    from tests.harness import free_port
+
+    deployment = find(deploy_objects(), "Deployment")
+    container = the_container(deployment)
+    liveness, readiness = container["livenessProbe"]["httpGet"]["path"], container["readinessProbe"]["httpGet"]["path"]
+    state = {"alive": True, "ready": False}
+    port = free_port()
+    runner = await start_health_server(
+        host="127.0.0.1", port=port, alive=lambda: state["alive"], ready=lambda: state["ready"], metrics=Metrics()
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def status(path: str) -> int:
+                async with session.get(f"http://127.0.0.1:{port}{path}") as response:
+                    return response.status
+
+            assert (await status(liveness), await status(readiness)) == (200, 503)
+            state["ready"] = True
+            assert (await status(liveness), await status(readiness)) == (200, 200)
+            state["alive"] = False
+            assert await status(liveness) == 503
+    finally:
+        await runner.cleanup()
 
 
 def test_deployment_pod_identity_and_service_account() -> None:

@@ -5,7 +5,9 @@ Deployment in deploy/.
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import re
 import shlex
 import tomllib
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 import ingressctl
@@ -216,14 +219,30 @@ def test_image_defaults_match_the_deployment_ports() -> None:
     assert {int(p) for p in expose.split()} == set(ports.values())
 
 
-def test_controller_env_vars_name_run_flags() -> None:
-    from tests.test_deploy import RUN_FLAGS
+def test_image_environment_configures_the_controller(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CLI reads INGRESSCTL_<FLAG> as the default of --<flag>; the data dirs are env-only.
+    for key in list(os.environ):
+        if key.startswith("INGRESSCTL_"):
+            monkeypatch.delenv(key)
+    env = key_values(runtime("ENV"))
+    for key, value in env.items():
+        if key.startswith("INGRESSCTL_"):
+            monkeypatch.setenv(key, value)
+    from ingressctl.cli import build_parser
+    from ingressctl.render import lua_dir, templates_dir
 
-    env_only = {"INGRESSCTL_TEMPLATES_DIR", "INGRESSCTL_LUA_DIR"}
-    for key in key_values(runtime("ENV")):
-        if key.startswith("INGRESSCTL_") and key not in env_only:
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    flags = {o for action in commands.choices["run"]._actions for o in action.option_strings}
+    for key in env:
+        if key.startswith("INGRESSCTL_") and key not in {"INGRESSCTL_TEMPLATES_DIR", "INGRESSCTL_LUA_DIR"}:
             flag = "--" + key.removeprefix("INGRESSCTL_").lower().replace("_", "-")
-            assert flag in RUN_FLAGS, f"{key} is not the env var of a flag of `ingressctl run`"
+            assert flag in flags, f"{key} is not the env var of a flag of `ingressctl run`"
+    args = parser.parse_args(["run"])
+    assert (args.http_port, args.https_port) == (8080, 8443)
+    assert args.work_dir == "/var/run/ingressctl"
+    assert args.nginx_binary == "/usr/sbin/nginx"
+    assert (templates_dir(), lua_dir()) == (Path("/app/templates"), Path("/app/lua"))
 
 
 def test_labels_carry_source_and_the_package_version() -> None:
