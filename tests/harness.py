@@ -154,7 +154,7 @@ def request(
             from cryptography import x509
 
             cert = x509.load_der_x509_certificate(der)
-            peer_cert = {"subject": cert.subject.rfc4514_string()}
+            peer_cert = {"subject": cert.subject.rfc4514_string(), "der": der}
     conn = http.client.HTTPConnection(address, port, timeout=timeout)
     conn.sock = sock
     try:
@@ -416,3 +416,18 @@ def running_controller(tmp: Path, manifests: Path | None, **kwargs: Any) -> Iter
         yield ctl
     finally:
         ctl.stop()
+
+
+def unix_request(socket_path: Path, method: str, url: str, body: bytes | None = None) -> Response:
+    """One HTTP request over a unix socket (the Lua configuration API)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect(str(socket_path))
+    conn = http.client.HTTPConnection("localhost")
+    conn.sock = sock
+    try:
+        conn.request(method, url, body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+    finally:
+        conn.close()
