@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import os
 import shutil
@@ -87,10 +88,14 @@ def kubectl_kustomize(folder: Path) -> list[dict[str, Any]]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl is not installed")
-    out = subprocess.run(
+    return [doc for doc in yaml.safe_load_all(_kustomize(kubectl, folder)) if doc is not None]
+
+
+@functools.cache
+def _kustomize(kubectl: str, folder: Path) -> str:
+    return subprocess.run(
         [kubectl, "kustomize", str(folder)], check=True, capture_output=True, text=True, timeout=60
     ).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc is not None]
 
 
 def args_of(container: Obj) -> dict[str, str]:
