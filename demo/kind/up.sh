@@ -68,7 +68,8 @@ kc -n ingressctl rollout status deployment/ingressctl --timeout=300s
 # Let the pods of a previous image finish terminating, so only the current ones are counted below.
 replicas="$(kc -n ingressctl get deployment ingressctl -o jsonpath='{.spec.replicas}')"
 for attempt in $(seq 1 90); do
-  mapfile -t names < <(kc -n ingressctl get pods -l app.kubernetes.io/name=ingressctl -o name)
+  current="$(kc -n ingressctl get pods -l app.kubernetes.io/name=ingressctl -o jsonpath='{.items[*].metadata.name}')"
+  read -ra names <<<"${current}"
   [[ "${#names[@]}" == "${replicas}" ]] && break
   [[ "${attempt}" == 90 ]] && die "old controller pods are still terminating after 90 s"
   sleep 1
