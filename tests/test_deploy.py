@@ -259,7 +259,7 @@ def controller_deployments() -> Iterator[tuple[str, dict[str, Any], list[dict[st
 
 def the_container(deployment: Obj) -> dict[str, Any]:
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    return container
+    return dict(container)
 
 
 def ports_by_name(container: Obj) -> dict[str, int]:
