@@ -193,6 +193,10 @@ def test_runtime_packages_are_the_tested_data_plane_and_tini() -> None:
     start = words.index("--no-install-recommends") + 1
     packages = set(words[start : words.index("&&", start)])
     assert packages == DATA_PLANE | {"tini"}
+    # ... the same Debian packages `make test` installs for the test suite.
+    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    (apt,) = re.findall(r"^APT_PACKAGES\s*:?=(.*)$", makefile, re.MULTILINE)
+    assert set(apt.split()) >= DATA_PLANE
     assert "rm -rf /var/lib/apt/lists/*" in install
 
 
