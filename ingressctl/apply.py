@@ -81,6 +81,7 @@ class Applier:
             if not self.nginx.alive():
                 raise ApplyError("nginx exited")
             if await self.lua.digest() == digest:
+                self.nginx.worker_pids()  # remembers the new workers
                 return
             await asyncio.sleep(0.005)
         raise ApplyError(f"configuration {digest} was not live after {self.live_timeout:.0f}s")

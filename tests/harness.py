@@ -381,9 +381,10 @@ class Controller:
     def stop(self) -> None:
         if self.process is None:
             return
-        master = None
+        master, workers = None, []
         with contextlib.suppress(OSError, ValueError):
             master = self.master_pid()
+            workers = self.worker_pids()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -391,10 +392,15 @@ class Controller:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        # The controller stops nginx; make sure, by PID, that it did.
-        if master is not None and _alive(master):
-            os.kill(master, signal.SIGKILL)
-            wait_for(lambda: not _alive(master), timeout=5, what="nginx master gone")
+        # The controller stops nginx; make sure, by PID, that it did (master first, so that it
+        # takes its workers down, then any worker left).
+        for pid in [p for p in (master, *workers) if p is not None]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGTERM)
+                with contextlib.suppress(AssertionError):
+                    wait_for(lambda pid=pid: not _alive(pid), timeout=5, what=f"pid {pid} gone")
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:
