@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ from ingressctl.metrics import Metrics
 from ingressctl.nginx import Nginx
 from ingressctl.render import Paths, Renderer, lua_dir
 from ingressctl.sources.manifests import ManifestsSource
-from ingressctl.translate import Settings, translate
+from ingressctl.translate import Settings, Translator, translate
 from ingressctl.translate import validate as v
 
 log = logging.getLogger("ingressctl")
@@ -172,7 +171,7 @@ def render_command(args: argparse.Namespace) -> int:
     if args.backends:
         print(json.dumps(config.backends_document(), indent=2))
     else:
-        print(Renderer(paths=Paths(work=work, lua=str(lua_dir()))).render(config.static), end="")
+        print(Renderer(paths=Paths(work=work, lua=str(lua_dir()))).render(config.static).text, end="")
     for _, error in sorted(source.errors.items()):
         print(f"error: {error}", file=sys.stderr)
     for problem in config.problems:
@@ -194,7 +193,7 @@ async def run_controller(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     controller = Controller(
         source=ManifestsSource(args.manifests),
-        translate=functools.partial(translate, settings=settings),
+        translator=Translator(settings),
         applier=applier,
     )
     health = await start_health_server(

@@ -143,3 +143,33 @@ def test_render_command(manifests: Path) -> None:
     assert bad.returncode == 1
     assert "error: Ingress default/bad: spec.rules[0].http.paths[0].path:" in bad.stderr
     assert 'server_name "good.example.com";' in bad.stdout
+
+
+def test_longest_valid_names_do_not_break_the_reload(controller: Controller, manifests: Path) -> None:
+    """Valid input must never break nginx for everyone: a 253-character host (nginx -t fails with a
+    small server_names_hash_bucket_size) and 254-character paths (nginx stops matching locations
+    longer than 255) are served next to the others."""
+    host = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+    path = "/" + "p" * 253
+    with pods(["127.0.4.7"], PORT):
+        _good(manifests, ["127.0.4.7"])
+        write_manifests(
+            manifests,
+            "long.yaml",
+            [
+                ingress(
+                    "long",
+                    rules=[
+                        rule(host, ("/", "Prefix", backend("good"))),
+                        rule("x.example.com", (path, "Exact", backend("good"))),
+                        rule("y.example.com", (path, "Prefix", backend("good"))),
+                    ],
+                )
+            ],
+        )
+        wait_for(lambda: controller.get(host).status == 200, what="longest host served")
+        assert controller.get("x.example.com", path).status == 200
+        assert controller.get("y.example.com", path).status == 200
+        assert controller.get("y.example.com", path + "/more").status == 200
+        assert controller.get("y.example.com", path + "x").status == 404
+        assert controller.get("good.example.com").status == 200

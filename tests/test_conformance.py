@@ -199,3 +199,48 @@ def test_load_balancing_over_10_endpoints(controller: Controller, manifests: Pat
         assert set(counts) == set(addresses)
         # Round robin per worker: every endpoint gets close to its share (20).
         assert min(counts.values()) >= 10, counts
+
+
+def test_default_backend_service_flag_legacy_endpoints_and_named_ports(tmp_path: Path, manifests: Path) -> None:
+    from tests.harness import running_controller
+
+    legacy = {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": "legacy", "namespace": "default"},
+        "subsets": [
+            {
+                "addresses": [{"ip": "127.0.1.32"}],
+                "notReadyAddresses": [{"ip": "127.0.1.33"}],
+                "ports": [{"name": "web", "port": PORT}],
+            }
+        ],
+    }
+    legacy_service = service("legacy", port=8000, target="web-port", port_name="web")
+    legacy_service["spec"].pop("selector")
+    with pods(["127.0.1.31", "127.0.1.32", "127.0.1.33"], PORT):
+        write_manifests(
+            manifests,
+            "app.yaml",
+            [
+                *[
+                    service("fallback", target=PORT, namespace="kube-system"),
+                    endpoint_slice("fallback", ["127.0.1.31"], port=PORT, namespace="kube-system"),
+                ],
+                legacy_service,
+                legacy,
+                ingress("legacy", rules=[rule("legacy.example.com", ("/", "Prefix", backend("legacy", "web")))]),
+                ingress("small", rules=[rule("small.example.com", ("/only", "Exact", backend("legacy", "web")))]),
+            ],
+        )
+        with running_controller(
+            tmp_path, manifests, extra_args=["--default-backend-service", "kube-system/fallback"]
+        ) as ctl:
+            wait_for(lambda: ctl.get("legacy.example.com").status == 200, what="legacy served")
+            assert {ctl.get("legacy.example.com").pod for _ in range(6)} == {"127.0.1.32"}
+            assert ctl.get("unknown.example.com").pod == "127.0.1.31", "unknown hosts go to the default backend"
+            assert ctl.get("small.example.com", "/other").pod == "127.0.1.31", "so do unmatched paths"
+            assert ctl.get("small.example.com", "/only").pod == "127.0.1.32"
+            # The global body-size limit (1m by default).
+            big = ctl.get("legacy.example.com", method="POST", headers={"Content-Length": str(2 * 1024 * 1024)})
+            assert big.status == 413
