@@ -87,14 +87,17 @@ class Controller:
                 await consumer
 
     async def _consume(self) -> None:
-        async for event in self.source.events():
-            if event.type is EventType.SYNCED:
-                if not self.synced:
-                    log.info("source synced: applying the first configuration")
-                self.synced = True
-                self._mark()
-            else:
-                self._record(event)
+        # aclosing: the source's own clean-up (closing watches, releasing the Lease) runs when we
+        # stop, not whenever the generator happens to be collected.
+        async with contextlib.aclosing(self.source.events()) as events:
+            async for event in events:
+                if event.type is EventType.SYNCED:
+                    if not self.synced:
+                        log.info("source synced: applying the first configuration")
+                    self.synced = True
+                    self._mark()
+                else:
+                    self._record(event)
         self._dirty.set()  # the source ended: wake the loop so run() re-raises or sees it
 
     def _record(self, event: Event) -> None:

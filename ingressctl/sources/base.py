@@ -7,7 +7,7 @@ serialises them (camelCase keys, ``metadata``, ``spec``...), whatever the source
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,4 +47,4 @@ class Source(Protocol):
     """Produces events until cancelled. It must emit REPLACED for each kind it serves and then
     one SYNCED once the first full listing is done."""
 
-    def events(self) -> AsyncIterator[Event]: ...
+    def events(self) -> AsyncGenerator[Event, None]: ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +167,7 @@ class ManifestsSource:
         ]
         return [*events, Event(EventType.SYNCED)]
 
-    async def events(self) -> AsyncIterator[Event]:
+    async def events(self) -> AsyncGenerator[Event, None]:
         if not self.directory.is_dir():
             raise ManifestError(f"{self.directory} is not a directory")
         for event in await asyncio.to_thread(self.load_once):
