@@ -244,7 +244,9 @@ async def run_controller(args: argparse.Namespace) -> int:
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        await nginx.stop()
+        # Let in-flight requests finish as long as a reload would let old workers drain.
+        drain = applier.static.options.worker_shutdown_timeout if applier.static else 10
+        await nginx.stop(timeout=drain + 5)
         await lua.close()
         await health.cleanup()
         if created:
