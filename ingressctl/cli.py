@@ -11,16 +11,14 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import shutil
 import signal
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from ingressctl import __version__
+from ingressctl import __version__, flags
 from ingressctl.apply import Applier
 from ingressctl.cache import Cache
 from ingressctl.certs import self_signed
@@ -35,102 +33,64 @@ from ingressctl.sources import kube
 from ingressctl.sources.base import Source
 from ingressctl.sources.manifests import ManifestsSource
 from ingressctl.translate import Settings, Translator, translate
-from ingressctl.translate import validate as v
 
 log = logging.getLogger("ingressctl")
 
 
-def _env(flag: str) -> str | None:
-    return os.environ.get("INGRESSCTL_" + flag.lstrip("-").upper().replace("-", "_"))
-
-
-def _bool(value: str) -> bool:
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off", ""):
-        return False
-    raise argparse.ArgumentTypeError(f"{value!r} is not a boolean")
-
-
-def _ref(value: str) -> tuple[str, str]:
-    ns, sep, name = value.partition("/")
-    try:
-        if not sep:
-            raise v.Invalid("must be NAMESPACE/NAME")
-        return v.name(ns, "namespace"), v.name(name)
-    except v.Invalid as exc:
-        raise argparse.ArgumentTypeError(f"{value!r}: {exc}") from None
-
-
-def _port(value: str) -> int:
-    try:
-        return v.port_number(int(value))
-    except (ValueError, v.Invalid):
-        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
-
-
-def add_flag(parser: argparse.ArgumentParser, flag: str, *, help: str, **kwargs: Any) -> None:
-    """Adds a flag whose default comes from INGRESSCTL_<FLAG> when set."""
-    env = _env(flag)
-    name = "INGRESSCTL_" + flag.lstrip("-").upper().replace("-", "_")
-    if env is not None:
-        convert = kwargs.get("type", str)
-        kwargs["default"] = convert(env) if kwargs.get("action") != "append" else [convert(x) for x in env.split(",")]
-    if kwargs.pop("boolean", False):
-        kwargs.setdefault("default", False)
-        kwargs["type"] = _bool
-        kwargs["nargs"] = "?"
-        kwargs["const"] = True
-    default = kwargs.get("default")
-    parser.add_argument(flag, help=f"{help} [env {name}; default: {default!r}]", **kwargs)
-
-
 def add_common(parser: argparse.ArgumentParser) -> None:
-    add_flag(parser, "--manifests", help="Read objects from this folder of YAML manifests (watched for changes)")
-    add_flag(parser, "--http-port", type=_port, default=80, help="Port nginx serves HTTP on")
-    add_flag(parser, "--https-port", type=_port, default=443, help="Port nginx serves HTTPS on")
-    add_flag(parser, "--listen-address", default="", help="Address nginx listens on ('' = all addresses)")
-    add_flag(
+    flags.add_flag(parser, "--manifests", help="Read objects from this folder of YAML manifests (watched for changes)")
+    flags.add_flag(parser, "--http-port", type=flags.port, default=80, help="Port nginx serves HTTP on")
+    flags.add_flag(parser, "--https-port", type=flags.port, default=443, help="Port nginx serves HTTPS on")
+    flags.add_flag(parser, "--listen-address", default="", help="Address nginx listens on ('' = all addresses)")
+    flags.add_flag(
         parser,
         "--work-dir",
         default=None,
         help="Where nginx.conf, certificates, pid and sockets go (default: a private temporary directory)",
     )
-    add_flag(
+    flags.add_flag(
         parser,
         "--controller-class",
         default="ingressctl.io/controller",
         help="IngressClass spec.controller value this controller serves",
     )
-    add_flag(
+    flags.add_flag(
         parser,
         "--ingress-class",
         default="ingressctl",
         help="Value of the legacy kubernetes.io/ingress.class annotation this controller serves",
     )
-    add_flag(
+    flags.add_flag(
         parser,
         "--watch-ingress-without-class",
         boolean=True,
         help="Also serve Ingresses with no class at all",
     )
-    add_flag(
+    flags.add_flag(
         parser,
         "--default-ssl-certificate",
-        type=_ref,
+        type=flags.namespaced_name,
         default=None,
         help="NS/NAME of the kubernetes.io/tls Secret served when no other certificate applies "
         "(default: a self-signed certificate generated at start)",
     )
-    add_flag(
+    flags.add_flag(
         parser,
         "--default-backend-service",
-        type=_ref,
+        type=flags.namespaced_name,
         default=None,
         help="NS/NAME of the Service answering unmatched hosts and paths (default: a built-in 404)",
     )
-    add_flag(parser, "--configmap", type=_ref, default=None, help="NS/NAME of the ConfigMap with global options")
-    add_flag(parser, "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="Log level")
+    flags.add_flag(
+        parser,
+        "--configmap",
+        type=flags.namespaced_name,
+        default=None,
+        help="NS/NAME of the ConfigMap with global options",
+    )
+    flags.add_flag(
+        parser, "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="Log level"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="Run the controller", description="Run the controller and nginx.")
     add_common(run)
-    add_flag(run, "--health-port", type=_port, default=10254, help="Port of /healthz, /readyz and /metrics")
-    add_flag(run, "--health-address", default="", help="Address of the health server ('' = all addresses)")
-    add_flag(run, "--nginx-binary", default="nginx", help="The nginx executable")
+    flags.add_flag(run, "--health-port", type=flags.port, default=10254, help="Port of /healthz, /readyz and /metrics")
+    flags.add_flag(run, "--health-address", default="", help="Address of the health server ('' = all addresses)")
+    flags.add_flag(run, "--nginx-binary", default="nginx", help="The nginx executable")
     kube.add_arguments(run)
     render = sub.add_parser("render", help="Print the nginx.conf (or backends JSON) without starting anything")
     add_common(render)

@@ -54,6 +54,7 @@ from typing import Any
 
 from kubernetes_asyncio import client, config
 
+from ingressctl import flags
 from ingressctl.cache import Key, object_key
 from ingressctl.controller import Publisher
 from ingressctl.events import EventRecorder
@@ -285,36 +286,12 @@ def empty_kinds(configmap: tuple[str, str] | None) -> list[str]:
 # Flags and wiring
 
 
-def _env(flag: str) -> str | None:
-    return os.environ.get("INGRESSCTL_" + flag.upper().replace("-", "_")) or None
-
-
-def parse_bool(value: str) -> bool:
-    low = value.strip().lower()
-    if low in ("1", "t", "true", "yes", "on"):
-        return True
-    if low in ("0", "f", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"not a boolean: {value!r}")
-
-
-def namespaced_name(value: str) -> tuple[str, str]:
-    ns, sep, name = value.partition("/")
-    if not sep or not ns or not name or "/" in name:
-        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {value!r}")
-    return ns, name
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the Kubernetes API flags; every one defaults to its INGRESSCTL_<FLAG> variable."""
     group = parser.add_argument_group("Kubernetes API (used when --manifests is not given)")
 
-    def flag(name: str, *, help: str, default: Any = None, type: Callable[[str], Any] = str, **kw: Any) -> None:
-        env_name = "INGRESSCTL_" + name.upper().replace("-", "_")
-        env = _env(name)
-        if env is not None:
-            default = type(env)
-        group.add_argument(f"--{name}", type=type, default=default, help=f"{help} [env {env_name}]", **kw)
+    def flag(name: str, **kw: Any) -> None:
+        flags.add_flag(group, f"--{name}", **kw)
 
     flag("kubeconfig", help="kubeconfig file (default: in-cluster config in a pod, else $KUBECONFIG)")
     flag("context", help="kubeconfig context (default: its current context)")
@@ -327,7 +304,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only watch namespaced objects in NS (repeatable; default: all namespaces) "
         "[env INGRESSCTL_WATCH_NAMESPACE, comma list]",
     )
-    env_ns = _env("watch-namespace") or ""
+    env_ns = flags.env("watch-namespace") or ""
     parser.set_defaults(watch_namespace_env=[ns.strip() for ns in env_ns.split(",") if ns.strip()])
     flag("election-id", default="ingressctl-leader", help="name of the leader election Lease, in the pod's namespace")
     flag("lease-duration", type=float, default=15.0, metavar="SECONDS", help="a Lease not renewed this long expires")
@@ -343,14 +320,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     flag(
         "publish-service",
-        type=namespaced_name,
+        type=flags.namespaced_name,
         metavar="NS/NAME",
         help="the LoadBalancer Service whose addresses go into Ingress status",
     )
     flag("publish-status-address", metavar="A,B", help="IPs or hostnames to put into Ingress status instead")
     flag(
         "update-status",
-        type=parse_bool,
+        type=flags.parse_bool,
         default=True,
         nargs="?",
         const=True,
