@@ -8,11 +8,11 @@ out immutable snapshots for translate. Secrets other than kubernetes.io/tls are 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ingressctl.sources.base import INGRESS, KINDS, SECRET, Event, EventType, Obj
+from ingressctl.sources.base import ENDPOINT_SLICE, INGRESS, KINDS, SECRET, Event, EventType, Obj
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -36,6 +36,19 @@ def relevant(kind: str, obj: Obj) -> Mapping[str, Any]:
     return out
 
 
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+def slice_owner(obj: Obj | None) -> Key | None:
+    """The Service (namespace, name) an EndpointSlice belongs to, by its service-name label."""
+    if obj is None:
+        return None
+    meta = obj.get("metadata")
+    labels = meta.get("labels") if isinstance(meta, dict) else None
+    owner = labels.get(SERVICE_NAME_LABEL) if isinstance(labels, dict) else None
+    return (object_key(obj)[0], owner) if isinstance(owner, str) and owner else None
+
+
 def _stored(kind: str, obj: Obj) -> bool:
     return not (kind == SECRET and obj.get("type") != "kubernetes.io/tls")
 
@@ -45,6 +58,8 @@ class Snapshot:
     """An immutable view of the cache: kind -> {(namespace, name): object}."""
 
     objects: Mapping[str, Mapping[Key, Obj]]
+    # EndpointSlices by the Service they belong to: {(namespace, service): {slice key: slice}}.
+    slices_by_service: Mapping[Key, Mapping[Key, Obj]] = field(default_factory=lambda: MappingProxyType({}))
 
     def of(self, kind: str) -> Mapping[Key, Obj]:
         return self.objects.get(kind, MappingProxyType({}))
@@ -53,6 +68,29 @@ class Snapshot:
 class Cache:
     def __init__(self) -> None:
         self._objects: dict[str, dict[Key, Obj]] = {kind: {} for kind in KINDS}
+        # Kept up to date on every change; inner dicts are replaced, never edited, so a snapshot
+        # needs only a shallow copy of the outer one.
+        self._slices_by_service: dict[Key, dict[Key, Obj]] = {}
+
+    def _index_slice(self, key: Key, old: Obj | None, new: Obj | None) -> None:
+        for owner in {slice_owner(old), slice_owner(new)} - {None}:
+            assert owner is not None
+            members = dict(self._slices_by_service.get(owner, {}))
+            members.pop(key, None)
+            if new is not None and slice_owner(new) == owner:
+                members[key] = new
+            if members:
+                self._slices_by_service[owner] = members
+            else:
+                self._slices_by_service.pop(owner, None)
+
+    def _reindex_slices(self) -> None:
+        index: dict[Key, dict[Key, Obj]] = {}
+        for key, obj in self._objects.get(ENDPOINT_SLICE, {}).items():
+            owner = slice_owner(obj)
+            if owner is not None:
+                index.setdefault(owner, {})[key] = obj
+        self._slices_by_service = index
 
     def apply(self, event: Event) -> bool:
         """Records an event; returns whether it changed anything translate reads."""
@@ -65,13 +103,20 @@ class Cache:
                 relevant(event.kind, o) != relevant(event.kind, store[k]) for k, o in new.items()
             )
             self._objects[event.kind] = new
+            if event.kind == ENDPOINT_SLICE:
+                self._reindex_slices()
             return changed
         assert event.obj is not None
         key = object_key(event.obj)
         if event.type is EventType.DELETED or not _stored(event.kind, event.obj):
-            return store.pop(key, None) is not None
+            removed = store.pop(key, None)
+            if removed is not None and event.kind == ENDPOINT_SLICE:
+                self._index_slice(key, removed, None)
+            return removed is not None
         old = store.get(key)
         store[key] = event.obj
+        if event.kind == ENDPOINT_SLICE:
+            self._index_slice(key, old, event.obj)
         return old is None or relevant(event.kind, old) != relevant(event.kind, event.obj)
 
     def get(self, kind: str, key: Key) -> Obj | None:
@@ -83,5 +128,6 @@ class Cache:
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
-            objects=MappingProxyType({kind: MappingProxyType(dict(store)) for kind, store in self._objects.items()})
+            objects=MappingProxyType({kind: MappingProxyType(dict(store)) for kind, store in self._objects.items()}),
+            slices_by_service=MappingProxyType(dict(self._slices_by_service)),
         )

@@ -18,12 +18,11 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ingressctl.apply import Applier, ApplyError, ConfigRejected
-from ingressctl.cache import Cache, Key, object_key
+from ingressctl.cache import Cache, Key, object_key, slice_owner
 from ingressctl.config import Configuration, Problem
 from ingressctl.luaapi import LuaApiError
 from ingressctl.sources.base import ENDPOINT_SLICE, ENDPOINTS, Event, EventType, Obj, Source
 from ingressctl.translate import Translator
-from ingressctl.translate.backends import SERVICE_NAME_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +190,4 @@ def _service_of(kind: str, obj: Obj | None) -> Key | None:
     """The Service whose endpoints an EndpointSlice or Endpoints object holds."""
     if obj is None:
         return None
-    namespace, name = object_key(obj)
-    if kind == ENDPOINTS:
-        return (namespace, name)
-    owner = ((obj.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL)
-    return (namespace, owner) if isinstance(owner, str) and owner else None
+    return object_key(obj) if kind == ENDPOINTS else slice_owner(obj)

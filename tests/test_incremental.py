@@ -124,3 +124,24 @@ def test_encoder_matches_plain_json_and_reuses_fragments() -> None:
     assert all(any(b is old for old in config.backends) for b in unchanged), "unchanged backends are the same objects"
     assert json.loads(encoder.encode(updated.backends)) == _document(updated)
     assert json.loads(encoder.encode(())) == {"backends": []}
+
+
+def test_cache_slice_index_follows_every_change() -> None:
+    """The EndpointSlice-by-Service index the cache keeps up to date equals one built from scratch,
+    whatever the sequence of adds, relabels and deletes."""
+    import random
+
+    rng = random.Random(7)
+    cache = Cache()
+    for step in range(300):
+        name = f"slice-{rng.randrange(12)}"
+        owner = f"svc-{rng.randrange(4)}"
+        obj = endpoint_slice(owner, [f"10.0.0.{step % 250}"], name=name, namespace=rng.choice(["a", "b"]))
+        kind = rng.choice([EventType.ADDED, EventType.MODIFIED, EventType.DELETED])
+        cache.apply(Event(kind, "EndpointSlice", obj))
+        index = cache.snapshot().slices_by_service
+        rebuilt: dict[tuple[str, str], dict[tuple[str, str], Any]] = {}
+        for key, slice_obj in cache.snapshot().of("EndpointSlice").items():
+            label = slice_obj["metadata"]["labels"]["kubernetes.io/service-name"]
+            rebuilt.setdefault((key[0], label), {})[key] = slice_obj
+        assert {k: dict(v) for k, v in index.items()} == rebuilt, step

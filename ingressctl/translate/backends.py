@@ -9,20 +9,17 @@ Only ready, non-terminating endpoints serve.
 from __future__ import annotations
 
 import contextlib
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ingressctl.cache import Key, Snapshot
+from ingressctl.cache import Snapshot
 from ingressctl.config import Backend, Endpoint
-from ingressctl.sources.base import ENDPOINT_SLICE, ENDPOINTS, SERVICE, Obj
+from ingressctl.sources.base import ENDPOINTS, SERVICE, Obj
 from ingressctl.translate import validate
 from ingressctl.translate.ingress import ServiceRef
 from ingressctl.translate.memo import Memo
 from ingressctl.translate.validate import Invalid
-
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 @dataclass(frozen=True)
@@ -37,25 +34,13 @@ class BackendResolver:
     def __init__(self, snapshot: Snapshot, memo: Memo) -> None:
         self._services = snapshot.of(SERVICE)
         self._endpoints = snapshot.of(ENDPOINTS)
-        self._all_slices = snapshot.of(ENDPOINT_SLICE)
-        self._index: dict[Key, list[Obj]] | None = None
+        self._slices = snapshot.slices_by_service
         self._memo = memo
-
-    @property
-    def _slices(self) -> dict[Key, list[Obj]]:
-        """EndpointSlices by the Service they belong to, indexed on first use."""
-        if self._index is None:
-            self._index = defaultdict(list)
-            for (namespace, _), obj in self._all_slices.items():
-                owner = _mapping(_mapping(obj.get("metadata")).get("labels")).get(SERVICE_NAME_LABEL)
-                if owner and isinstance(owner, str):
-                    self._index[(namespace, owner)].append(obj)
-        return self._index
 
     def resolve(self, ref: ServiceRef) -> Resolved:
         key = (ref.namespace, ref.name)
         service = self._services.get(key)
-        slices = tuple(self._slices.get(key, ()))
+        slices = tuple(v for _, v in sorted(self._slices.get(key, {}).items()))
         endpoints = self._endpoints.get(key)
         anchors = (service, endpoints, *slices)
         return self._memo.get(
