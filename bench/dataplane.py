@@ -48,6 +48,7 @@ class Options:
     repeats: int = 5
     connections: int = 32
     warmup: float = 2.0
+    access_log: tuple[bool, ...] = (False, True)  # the modes to measure
 
 
 @dataclass(frozen=True)
@@ -117,20 +118,23 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
     with Procs() as procs:
         pods = backend_nginx(backends, backend_port, name="dp-backends").start()
         procs.add(pods.stop)
-        _manifests(folder, backends, backend_port, access_log=False)
+        current = opts.access_log[0]
+        _manifests(folder, backends, backend_port, access_log=current)
         ctl = procs.controller(
             Controller(manifests=folder, work_dir=tmp / "work", extra_args=["--configmap", "default/ingressctl"])
         )
         ctl.start()
-        for mode, access_log in (("access log off", False), ("access log on", True)):
-            if access_log:
+        for access_log in opts.access_log:
+            mode = "access log on" if access_log else "access log off"
+            if access_log != current:
                 old = set(ctl.worker_pids())
-                _manifests(folder, backends, backend_port, access_log=True)
+                _manifests(folder, backends, backend_port, access_log=access_log)
                 wait_for(
                     lambda old=old: len(ctl.worker_pids()) == CPUS and not old & set(ctl.worker_pids()),
                     timeout=30,
-                    what="reload with the access log on, old workers gone",
+                    what=f"reload with the {mode}, old workers gone",
                 )
+                current = access_log
             http_port = free_port()
             base = NginxProcess(
                 baseline_conf(backends, backend_port, http_port, access_log=access_log), name="baseline"

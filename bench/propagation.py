@@ -51,6 +51,7 @@ class Options:
     changes: int = 60
     burst: int = 20
     burst_seconds: float = 1.0
+    api: bool = True  # also through the Kubernetes API source (fake API server), when it exists
 
 
 class Changer(Protocol):
@@ -239,6 +240,8 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
             got["reloads"] = max(got["reloads"], 1)
         raw["manifests"] = got
         rows += rows_for("manifests folder", got)
+    if not opts.api:
+        return rows, raw
     try:
         from bench import propagation_kube
     except ImportError as exc:

@@ -240,13 +240,25 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
     with Procs() as procs:
         pods = backend_nginx(pool, port, name="scale-backends").start()
         procs.add(pods.stop)
+        previous: tuple[int, float] | None = None  # (size, seconds it took)
         for n in opts.sizes:
-            if budget.left() < 30:
-                raw["sizes"][str(n)] = {"skipped": "section time budget spent"}
-                rows.append(Row(f"3 scale {n}", "skipped", "the section's time budget is spent"))
+            # Predict this size's time from the previous one (it grows at least linearly).
+            predicted = previous[1] * n / previous[0] if previous else 0.0
+            if budget.left() < max(30.0, predicted):
+                why = f"predicted {predicted:.0f} s from {previous[0] if previous else 0}, {budget.left():.0f} s left"
+                raw["sizes"][str(n)] = {"skipped": why}
+                rows.append(Row(f"3 scale {n}", "skipped (section time budget)", why))
                 continue
             log.info("scale: %d Ingresses (%.0f s of budget left)", n, budget.left())
-            got = one_size(tmp, n, opts, budget, port=port, pool=pool)
+            started = time.monotonic()
+            try:
+                got = one_size(tmp, n, opts, budget, port=port, pool=pool)
+            except (AssertionError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                raw["sizes"][str(n)] = {"error": f"{type(exc).__name__}: {exc}"}
+                rows.append(Row(f"3 scale {n}", "failed", f"{type(exc).__name__}: {exc}"[:160], ok=False))
+                break
+            previous = (n, time.monotonic() - started)
+            got["seconds"] = previous[1]
             raw["sizes"][str(n)] = got
             rows += _rows(n, got, last=n == max(opts.sizes))
     return rows, raw
