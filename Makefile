@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 venv: deps $(STAMP)
 
 lint: venv
-	$(VENV)/bin/ruff check ingressctl tests bench demo
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
 unit: venv

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingressctl.config import Backend, Configuration, StaticConfig
-from ingressctl.luaapi import LuaApi
+from ingressctl.luaapi import BackendsEncoder, LuaApi
 from ingressctl.metrics import Metrics
 from ingressctl.nginx import Nginx
 from ingressctl.render import Renderer, UnsafeValue
@@ -51,6 +51,7 @@ class Applier:
         self.static: StaticConfig | None = None  # what nginx runs
         self.backends: tuple[Backend, ...] | None = None  # what the balancer holds
         self.reloads = 0
+        self.encoder = BackendsEncoder()
         self.last_reload = float("-inf")  # time.monotonic() of the last reload
 
     @property
@@ -81,34 +82,38 @@ class Applier:
             if not self.nginx.alive():
                 raise ApplyError("nginx exited")
             if await self.lua.digest() == digest:
+                self.nginx.worker_pids()  # remembers the new workers
                 return
             await asyncio.sleep(0.005)
         raise ApplyError(f"configuration {digest} was not live after {self.live_timeout:.0f}s")
 
     async def _post(self, config: Configuration, *, keep: tuple[Backend, ...] = ()) -> None:
         """Posts the config's backends, plus those of `keep` it lacks (routes still running)."""
-        names = {b.name for b in config.backends}
-        backends = tuple(sorted((*config.backends, *(b for b in keep if b.name not in names)), key=lambda b: b.name))
-        document = Configuration(static=config.static, backends=backends).backends_document()
-        await self.lua.post_backends(document)
+        backends = config.backends
+        if keep:
+            names = {b.name for b in backends}
+            backends = tuple(sorted((*backends, *(b for b in keep if b.name not in names)), key=lambda b: b.name))
+        await self.lua.post_backends(self.encoder.encode(backends))
         self.backends = backends
         self.metrics.backend_updates.inc()
 
-    async def _install_static(self, static: StaticConfig) -> None:
-        """Renders, tests and installs nginx.conf; raises ApplyError and leaves the old one on failure."""
+    async def _install_static(self, static: StaticConfig) -> str:
+        """Renders, tests and installs nginx.conf; returns its digest. Raises ApplyError and leaves
+        the running configuration alone on failure."""
         self._write_certificates(static)
         try:
-            text = self.renderer.render(static)
+            rendered = await asyncio.to_thread(self.renderer.render, static)
         except UnsafeValue as exc:
             self.metrics.reload_errors.inc()
             raise ConfigRejected(f"render refused the configuration, keeping the running one: {exc}") from None
         candidate = self.nginx.conf.with_name("nginx.conf.new")
-        candidate.write_text(text)
+        candidate.write_text(rendered.text)
         result = await self.nginx.test(candidate)
         if not result.ok:
             self.metrics.reload_errors.inc()
             raise ConfigRejected(f"nginx -t rejected the new configuration, keeping the running one: {result.output}")
         os.replace(candidate, self.nginx.conf)
+        return rendered.digest
 
     async def apply(self, config: Configuration, *, defer_reload: bool = False) -> ApplyResult:
         """Applies config. With defer_reload, a static change is held back (the caller retries
@@ -116,10 +121,10 @@ class Applier:
         static = config.static
         if not self.nginx.alive():
             self.nginx.prepare()
-            await self._install_static(static)
+            digest = await self._install_static(static)
             await self.nginx.start()
             self.last_reload = time.monotonic()
-            await self._wait_live(static.digest())
+            await self._wait_live(digest)
             self.static = static
             await self._post(config)
             self._remove_unused_certificates(static)
@@ -131,7 +136,7 @@ class Applier:
                 return ApplyResult(reloaded=False, backends_updated=True, deferred=True)
             return ApplyResult(reloaded=False, backends_updated=False, deferred=True)
         if static != self.static:
-            await self._install_static(static)
+            digest = await self._install_static(static)
             # New routes must find their backends the moment the new workers take over.
             await self._post(config)
             started = time.monotonic()
@@ -140,7 +145,7 @@ class Applier:
             self.reloads += 1
             self.metrics.reloads.inc()
             try:
-                await self._wait_live(static.digest())
+                await self._wait_live(digest)
             except ApplyError:
                 self.metrics.reload_errors.inc()
                 raise

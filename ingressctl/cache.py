@@ -74,6 +74,9 @@ class Cache:
         store[key] = event.obj
         return old is None or relevant(event.kind, old) != relevant(event.kind, event.obj)
 
+    def get(self, kind: str, key: Key) -> Obj | None:
+        return self._objects.get(kind, {}).get(key)
+
     def load(self, events: Iterable[Event]) -> None:
         for event in events:
             self.apply(event)

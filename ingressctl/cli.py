@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ from ingressctl.metrics import Metrics
 from ingressctl.nginx import Nginx
 from ingressctl.render import Paths, Renderer, lua_dir
 from ingressctl.sources.manifests import ManifestsSource
-from ingressctl.translate import Settings, translate
+from ingressctl.translate import Settings, Translator, translate
 from ingressctl.translate import validate as v
 
 log = logging.getLogger("ingressctl")
@@ -172,7 +171,7 @@ def render_command(args: argparse.Namespace) -> int:
     if args.backends:
         print(json.dumps(config.backends_document(), indent=2))
     else:
-        print(Renderer(paths=Paths(work=work, lua=str(lua_dir()))).render(config.static), end="")
+        print(Renderer(paths=Paths(work=work, lua=str(lua_dir()))).render(config.static).text, end="")
     for _, error in sorted(source.errors.items()):
         print(f"error: {error}", file=sys.stderr)
     for problem in config.problems:
@@ -194,13 +193,13 @@ async def run_controller(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     controller = Controller(
         source=ManifestsSource(args.manifests),
-        translate=functools.partial(translate, settings=settings),
+        translator=Translator(settings),
         applier=applier,
     )
     health = await start_health_server(
         host=args.health_address,
         port=args.health_port,
-        alive=nginx.alive,
+        alive=lambda: not nginx.died(),
         ready=lambda: controller.ready,
         metrics=metrics,
     )
@@ -218,15 +217,19 @@ async def run_controller(args: argparse.Namespace) -> int:
     )
     task = asyncio.create_task(controller.run(), name="controller")
     stopper = asyncio.create_task(stop.wait())
+    watchdog = asyncio.create_task(_watch_nginx(nginx))
     code = 0
     try:
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, stopper, watchdog}, return_when=asyncio.FIRST_COMPLETED)
         if task.done() and task.exception():
             log.error("controller stopped: %s", task.exception())
             code = 1
+        if watchdog.done():
+            log.error("nginx exited unexpectedly (status %s); stopping", nginx.process and nginx.process.returncode)
+            code = 1
     finally:
         log.info("shutting down")
-        for t in (task, stopper):
+        for t in (task, stopper, watchdog):
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
@@ -236,6 +239,15 @@ async def run_controller(args: argparse.Namespace) -> int:
         if created:
             shutil.rmtree(work, ignore_errors=True)
     return code
+
+
+async def _watch_nginx(nginx: Nginx) -> None:
+    """Returns when the nginx master that was started exits: the controller cannot serve then.
+    Workers a killed master left behind (they would go on serving) are stopped first."""
+    while not nginx.died():
+        nginx.worker_pids()  # remembers the current workers
+        await asyncio.sleep(0.2)
+    nginx.stop_orphans()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -96,13 +96,6 @@ class StaticConfig:
     default_certificate: str  # Certificate.name
     options: GlobalOptions
 
-    def digest(self) -> str:
-        """A stable hash of everything nginx.conf is rendered from."""
-        h = hashlib.sha256(repr(self).encode())
-        for cert in self.certificates:
-            h.update(cert.pem)
-        return h.hexdigest()[:16]
-
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -123,6 +116,9 @@ class Configuration:
     # Ingresses this controller serves (accepted, even if partly degraded), for status updates.
     ingresses: tuple[ObjectRef, ...] = ()
     problems: tuple[Problem, ...] = ()
+    # How each backend was asked for: (backend name, namespace, Service, port number or name).
+    # Lets an endpoint-only change re-resolve just the backends of the Services it touched.
+    backend_sources: tuple[tuple[str, str, str, int | str], ...] = field(default=(), compare=False, repr=False)
 
     def backends_document(self) -> dict[str, object]:
         """The JSON document the Lua configuration API accepts."""

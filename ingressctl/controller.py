@@ -14,14 +14,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 from ingressctl.apply import Applier, ApplyError, ConfigRejected
-from ingressctl.cache import Cache, Snapshot
+from ingressctl.cache import Cache, Key, object_key
 from ingressctl.config import Configuration, Problem
 from ingressctl.luaapi import LuaApiError
-from ingressctl.sources.base import EventType, Source
+from ingressctl.sources.base import ENDPOINT_SLICE, ENDPOINTS, Event, EventType, Obj, Source
+from ingressctl.translate import Translator
+from ingressctl.translate.backends import SERVICE_NAME_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class Controller:
         self,
         *,
         source: Source,
-        translate: Callable[[Snapshot], Configuration],
+        translator: Translator,
         applier: Applier,
         publishers: Sequence[Publisher] = (),
         holdoff: float = 0.03,
@@ -46,7 +48,7 @@ class Controller:
         min_reload_interval: float = 1.0,
     ) -> None:
         self.source = source
-        self.translate = translate
+        self.translator = translator
         self.applier = applier
         self.publishers = publishers
         self.holdoff = holdoff
@@ -61,6 +63,9 @@ class Controller:
         self._first_change = 0.0
         self._last_change = 0.0
         self._reported: set[Problem] = set()
+        # What changed since the last sync: only endpoints of these Services, or more (full).
+        self._full = True
+        self._endpoint_services: set[Key] = set()
 
     @property
     def ready(self) -> bool:
@@ -88,9 +93,22 @@ class Controller:
                     log.info("source synced: applying the first configuration")
                 self.synced = True
                 self._mark()
-            elif self.cache.apply(event) and self.synced:
-                self._mark()
+            else:
+                self._record(event)
         self._dirty.set()  # the source ended: wake the loop so run() re-raises or sees it
+
+    def _record(self, event: Event) -> None:
+        endpoints_only = event.kind in (ENDPOINT_SLICE, ENDPOINTS) and event.obj is not None
+        old = self.cache.get(event.kind, object_key(event.obj)) if endpoints_only and event.obj else None
+        if not self.cache.apply(event) or not self.synced:
+            return
+        if endpoints_only:
+            self._endpoint_services |= {
+                s for s in (_service_of(event.kind, old), _service_of(event.kind, event.obj)) if s
+            }
+        else:
+            self._full = True
+        self._mark()
 
     def _mark(self) -> None:
         now = time.monotonic()
@@ -109,8 +127,15 @@ class Controller:
 
     async def sync(self) -> None:
         snapshot = self.cache.snapshot()
+        previous, services = self.config, self._endpoint_services
+        full = self._full or previous is None
+        self._full, self._endpoint_services = False, set()
         started = time.monotonic()
-        config = await asyncio.to_thread(self.translate, snapshot)
+        if full or previous is None:
+            config = await asyncio.to_thread(self.translator.full, snapshot)
+        else:
+            # Endpoints only: no translate of the whole snapshot, no render, no reload.
+            config = self.translator.endpoints(previous, snapshot, services)
         self._report(config)
         m = self.applier.metrics
         m.syncs.inc()
@@ -119,9 +144,11 @@ class Controller:
             result = await self.applier.apply(config, defer_reload=wait > 0)
         except ConfigRejected as exc:
             log.error("%s", exc)
+            self._full = True
             return
         except (ApplyError, LuaApiError, OSError) as exc:
             log.error("apply failed, retrying in %.0fs: %s", self.retry_delay, exc)
+            self._full = True
             asyncio.get_running_loop().call_later(self.retry_delay, self._mark)
             return
         if result.deferred:
@@ -155,3 +182,14 @@ class Controller:
             log.info("resolved: %s", problem)
         self._reported = current
         self.applier.metrics.problems.set(len(current))
+
+
+def _service_of(kind: str, obj: Obj | None) -> Key | None:
+    """The Service whose endpoints an EndpointSlice or Endpoints object holds."""
+    if obj is None:
+        return None
+    namespace, name = object_key(obj)
+    if kind == ENDPOINTS:
+        return (namespace, name)
+    owner = ((obj.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL)
+    return (namespace, owner) if isinstance(owner, str) and owner else None

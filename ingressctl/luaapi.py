@@ -7,13 +7,41 @@ connection could stay with an old worker for a while after a reload).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
 
+from ingressctl.config import Backend
+
 
 class LuaApiError(RuntimeError):
     pass
+
+
+class BackendsEncoder:
+    """Encodes the backends document for the Lua API. Each Backend's JSON is kept from one
+    encoding to the next (by identity: translate hands back the same object while its endpoints
+    do not change), so an update at 10,000 backends encodes only what changed."""
+
+    def __init__(self) -> None:
+        self._fragments: dict[int, tuple[Backend, str]] = {}
+
+    def encode(self, backends: Iterable[Backend]) -> str:
+        fragments: dict[int, tuple[Backend, str]] = {}
+        parts = []
+        for backend in backends:
+            entry = self._fragments.get(id(backend))
+            if entry is None:
+                document = {
+                    "name": backend.name,
+                    "endpoints": [{"address": e.address, "port": e.port} for e in backend.endpoints],
+                }
+                entry = (backend, json.dumps(document, separators=(",", ":")))
+            fragments[id(backend)] = entry
+            parts.append(entry[1])
+        self._fragments = fragments
+        return '{"backends":[' + ",".join(parts) + "]}"
 
 
 class LuaApi:
@@ -33,9 +61,8 @@ class LuaApi:
         if self._session is not None:
             await self._session.close()
 
-    async def post_backends(self, document: dict[str, Any]) -> int:
-        """Sends the backends document; returns the new version."""
-        body = json.dumps(document, separators=(",", ":"))
+    async def post_backends(self, body: str) -> int:
+        """Sends the backends document (JSON text); returns the new version."""
         async with self._client().post(
             "http://ingressctl/configuration/backends",
             data=body,

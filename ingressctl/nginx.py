@@ -8,6 +8,8 @@ master (not `nginx -s reload`, which would parse the configuration a third time)
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import grp
 import logging
 import os
@@ -20,6 +22,7 @@ from pathlib import Path
 from ingressctl.render import Paths
 
 log = logging.getLogger(__name__)
+_PR_SET_PDEATHSIG = 1
 _SYSTEM_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
 
@@ -40,12 +43,20 @@ def worker_user() -> tuple[str, int, int] | None:
     return f"{user.pw_name} {group}", user.pw_uid, user.pw_gid
 
 
+def _die_with_parent() -> None:
+    """In the forked child: the kernel sends SIGTERM (nginx's fast shutdown) to the master if the
+    controller dies, even by SIGKILL, so no orphaned nginx keeps serving a stale configuration."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Nginx:
     def __init__(self, *, binary: str, paths: Paths) -> None:
         self.binary = binary
         self.paths = paths
         self.process: asyncio.subprocess.Process | None = None
         self.conf = Path(paths.work) / "nginx.conf"
+        self.workers_seen: list[int] = []  # workers of the live configuration, for cleanup
 
     @property
     def user(self) -> str | None:
@@ -92,9 +103,19 @@ class Nginx:
     def alive(self) -> bool:
         return self.pid is not None
 
+    def died(self) -> bool:
+        """Started once and exited since (a stop() by us included)."""
+        return self.process is not None and self.process.returncode is not None
+
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
-            self.binary, "-p", self.paths.work, "-c", str(self.conf), stdin=asyncio.subprocess.DEVNULL
+            self.binary,
+            "-p",
+            self.paths.work,
+            "-c",
+            str(self.conf),
+            stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         log.info("nginx started (master pid %d)", self.process.pid)
 
@@ -110,7 +131,21 @@ class Nginx:
             children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
         except OSError:
             return []
-        return sorted(int(p) for p in children.split())
+        pids = sorted(int(p) for p in children.split())
+        if pids:
+            self.workers_seen = pids
+        return pids
+
+    def stop_orphans(self) -> None:
+        """Terminates the workers a killed master left behind (they would go on serving)."""
+        for pid in self.workers_seen:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if cmdline.startswith(b"nginx: worker process"):
+                    os.kill(pid, signal.SIGTERM)
+                    log.warning("stopped nginx worker %d left by the dead master", pid)
+            except (OSError, ProcessLookupError):
+                continue
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Graceful stop (SIGQUIT lets workers finish requests); SIGKILL after the timeout."""

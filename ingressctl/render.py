@@ -6,19 +6,22 @@ allowlist and emits it double-quoted, so nothing from an object can end a token 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
-from ingressctl.config import StaticConfig
+from ingressctl.config import GlobalOptions, Server, StaticConfig
 
 _REPO = Path(__file__).resolve().parent.parent
-# Quoted-string content: no quote, whitespace, control character, ';', '{', '}' or '#'; a
-# backslash only to escape a dot (server_name regexes).
-_QUOTABLE = re.compile(r'(?:[^"\\\s;{}#\x00-\x1f\x7f]|\\\.)*')
+# Quoted-string content: no quote, whitespace, control character, ';', '{', '}', '#' or '$' (nginx
+# expands variables inside quotes in set, return, ssl_certificate...); a backslash only to escape
+# a dot, and a '$' only as the end anchor of a `~` server_name regex.
+_QUOTABLE = re.compile(r'(?:[^"\\\s;{}#$\x00-\x1f\x7f]|\\\.)*')
 
 
 class UnsafeValue(ValueError):
@@ -28,7 +31,10 @@ class UnsafeValue(ValueError):
 def quote(value: object, *, semicolons: bool = False) -> str:
     """Checks and double-quotes a value. `semicolons` only for the controller's own lua_package_path."""
     text = str(value)
-    if not _QUOTABLE.fullmatch(text.replace(";", "") if semicolons else text):
+    checked = text.replace(";", "") if semicolons else text
+    if checked.startswith("~") and checked.endswith("$"):
+        checked = checked[:-1]  # the end anchor of a server_name regex
+    if not _QUOTABLE.fullmatch(checked):
         raise UnsafeValue(f"refusing to emit {text!r} into nginx.conf")
     return f'"{text}"'
 
@@ -68,6 +74,16 @@ class Paths:
         return f"{self.certs}/{name}.pem"
 
 
+_SEPARATOR = "\n#@ingressctl-server-end@\n"  # cannot occur in a block: `q` refuses '#'
+_DIGEST_PLACEHOLDER = "0000digest0000"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    digest: str  # hash of the text; the running nginx answers it on /configuration/digest
+
+
 class Renderer:
     def __init__(self, *, paths: Paths, user: str | None = None, directory: Path | None = None) -> None:
         self.paths = paths
@@ -82,20 +98,43 @@ class Renderer:
         )
         env.filters["q"] = quote
         self._template = env.get_template("nginx.conf.j2")
+        self._server_template = env.get_template("server.conf.j2")
+        # Server blocks of the last render, reused while the Server and options are unchanged:
+        # with thousands of hosts, a change of one re-renders one block.
+        self._blocks: dict[tuple[Server, GlobalOptions], str] = {}
 
-    def render(self, static: StaticConfig) -> str:
-        address = static.options.listen_address
-
-        def listen(port: int) -> str:
-            if not address:
-                return str(int(port))
-            return quote(f"[{address}]:{int(port)}" if ":" in address else f"{address}:{int(port)}")
-
-        return self._template.render(
+    def render(self, static: StaticConfig) -> Rendered:
+        """nginx.conf for the static part, and the digest the configuration API will answer."""
+        options = static.options
+        servers = (static.default_server, *static.servers)
+        missing = [s for s in dict.fromkeys(servers) if (s, options) not in self._blocks]
+        if missing:
+            text = self._server_template.render(
+                servers=missing, o=options, paths=self.paths, listen=_listen(options), separator=_SEPARATOR
+            )
+            self._blocks.update(
+                ((server, options), block) for server, block in zip(missing, text.split(_SEPARATOR), strict=False)
+            )
+        blocks = {(s, options): self._blocks[(s, options)] for s in servers}
+        self._blocks = blocks
+        body = self._template.render(
             static=static,
-            o=static.options,
-            digest=static.digest(),
+            o=options,
             paths=self.paths,
             user=self.user,
-            listen=listen,
+            server_blocks=blocks.values(),
+            digest=_DIGEST_PLACEHOLDER,
         )
+        digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+        return Rendered(text=body.replace(_DIGEST_PLACEHOLDER, digest), digest=digest)
+
+
+def _listen(options: GlobalOptions) -> Callable[[int], str]:
+    address = options.listen_address
+
+    def listen(port: int) -> str:
+        if not address:
+            return str(int(port))
+        return quote(f"[{address}]:{int(port)}" if ":" in address else f"{address}:{int(port)}")
+
+    return listen

@@ -154,7 +154,7 @@ def request(
             from cryptography import x509
 
             cert = x509.load_der_x509_certificate(der)
-            peer_cert = {"subject": cert.subject.rfc4514_string()}
+            peer_cert = {"subject": cert.subject.rfc4514_string(), "der": der}
     conn = http.client.HTTPConnection(address, port, timeout=timeout)
     conn.sock = sock
     try:
@@ -381,9 +381,10 @@ class Controller:
     def stop(self) -> None:
         if self.process is None:
             return
-        master = None
+        master, workers = None, []
         with contextlib.suppress(OSError, ValueError):
             master = self.master_pid()
+            workers = self.worker_pids()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -391,10 +392,15 @@ class Controller:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        # The controller stops nginx; make sure, by PID, that it did.
-        if master is not None and _alive(master):
-            os.kill(master, signal.SIGKILL)
-            wait_for(lambda: not _alive(master), timeout=5, what="nginx master gone")
+        # The controller stops nginx; make sure, by PID, that it did (master first, so that it
+        # takes its workers down, then any worker left).
+        for pid in [p for p in (master, *workers) if p is not None]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGTERM)
+                with contextlib.suppress(AssertionError):
+                    wait_for(lambda pid=pid: not _alive(pid), timeout=5, what=f"pid {pid} gone")
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:
@@ -416,3 +422,18 @@ def running_controller(tmp: Path, manifests: Path | None, **kwargs: Any) -> Iter
         yield ctl
     finally:
         ctl.stop()
+
+
+def unix_request(socket_path: Path, method: str, url: str, body: bytes | None = None) -> Response:
+    """One HTTP request over a unix socket (the Lua configuration API)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect(str(socket_path))
+    conn = http.client.HTTPConnection("localhost")
+    conn.sock = sock
+    try:
+        conn.request(method, url, body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+    finally:
+        conn.close()

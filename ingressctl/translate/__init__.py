@@ -3,6 +3,6 @@
 No I/O, no asyncio, deterministic output. All Kubernetes semantics live in this package.
 """
 
-from ingressctl.translate.build import Settings, translate
+from ingressctl.translate.build import Settings, Translator, translate, update_endpoints
 
-__all__ = ["Settings", "translate"]
+__all__ = ["Settings", "Translator", "translate", "update_endpoints"]

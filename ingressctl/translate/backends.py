@@ -19,6 +19,7 @@ from ingressctl.config import Backend, Endpoint
 from ingressctl.sources.base import ENDPOINT_SLICE, ENDPOINTS, SERVICE, Obj
 from ingressctl.translate import validate
 from ingressctl.translate.ingress import ServiceRef
+from ingressctl.translate.memo import Memo
 from ingressctl.translate.validate import Invalid
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -33,37 +34,57 @@ class Resolved:
 class BackendResolver:
     """Resolves ServiceRefs against one snapshot; indexes EndpointSlices by Service once."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, memo: Memo) -> None:
         self._services = snapshot.of(SERVICE)
         self._endpoints = snapshot.of(ENDPOINTS)
-        self._slices: dict[Key, list[Obj]] = defaultdict(list)
-        for (namespace, _), obj in sorted(snapshot.of(ENDPOINT_SLICE).items()):
-            owner = ((obj.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL)
-            if owner:
-                self._slices[(namespace, owner)].append(obj)
-        self._memo: dict[ServiceRef, Resolved] = {}
+        self._all_slices = snapshot.of(ENDPOINT_SLICE)
+        self._index: dict[Key, list[Obj]] | None = None
+        self._memo = memo
+
+    @property
+    def _slices(self) -> dict[Key, list[Obj]]:
+        """EndpointSlices by the Service they belong to, indexed on first use."""
+        if self._index is None:
+            self._index = defaultdict(list)
+            for (namespace, _), obj in self._all_slices.items():
+                owner = _mapping(_mapping(obj.get("metadata")).get("labels")).get(SERVICE_NAME_LABEL)
+                if owner and isinstance(owner, str):
+                    self._index[(namespace, owner)].append(obj)
+        return self._index
 
     def resolve(self, ref: ServiceRef) -> Resolved:
-        if ref not in self._memo:
-            self._memo[ref] = self._resolve(ref)
-        return self._memo[ref]
+        key = (ref.namespace, ref.name)
+        service = self._services.get(key)
+        slices = tuple(self._slices.get(key, ()))
+        endpoints = self._endpoints.get(key)
+        anchors = (service, endpoints, *slices)
+        return self._memo.get(
+            ("backend", ref, *map(id, anchors)), anchors, lambda: self._resolve(ref, service, slices, endpoints)
+        )
 
-    def _resolve(self, ref: ServiceRef) -> Resolved:
-        service = self._services.get((ref.namespace, ref.name))
+    def _resolve(
+        self, ref: ServiceRef, service: Obj | None, slices: tuple[Obj, ...], endpoints_obj: Obj | None
+    ) -> Resolved:
         if service is None:
             return Resolved(Backend(f"{ref.namespace}/{ref.name}:{ref.port}", ()), "Service not found")
-        spec = service.get("spec") or {}
-        port = _find_port(spec.get("ports") or [], ref.port)
-        if port is None:
-            return Resolved(Backend(f"{ref.namespace}/{ref.name}:{ref.port}", ()), f"Service has no port {ref.port!r}")
-        name = f"{ref.namespace}/{ref.name}:{port.get('port')}"
+        spec = _mapping(service.get("spec"))
+        unresolved = Backend(f"{ref.namespace}/{ref.name}:{ref.port}", ())
         if spec.get("type") == "ExternalName":
-            return Resolved(Backend(name, ()), "ExternalName Services are not supported")
-        slices = self._slices.get((ref.namespace, ref.name))
+            return Resolved(unresolved, "ExternalName Services are not supported")
+        port = _find_port(_objects(spec.get("ports")), ref.port)
+        if port is None:
+            return Resolved(unresolved, f"Service has no port {ref.port!r}")
+        try:
+            # The number names the backend, which nginx.conf carries: a Service read from a manifest is
+            # not schema-checked, and one bad port must not make render refuse everyone's configuration.
+            number = validate.port_number(port.get("port"))
+        except Invalid as exc:
+            return Resolved(unresolved, f"Service port {ref.port!r}: {exc}")
+        name = f"{ref.namespace}/{ref.name}:{number}"
         if slices:
             endpoints = _from_slices(slices, port)
         else:
-            endpoints = _from_endpoints(self._endpoints.get((ref.namespace, ref.name)), port)
+            endpoints = _from_endpoints(endpoints_obj, port)
         return Resolved(Backend(name, tuple(sorted(endpoints, key=_endpoint_order))))
 
 
@@ -71,9 +92,22 @@ def _endpoint_order(e: Endpoint) -> tuple[int, str, int]:
     return (":" in e.address, e.address, e.port)
 
 
-def _find_port(ports: list[Any], want: int | str) -> Mapping[str, Any] | None:
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _objects(value: object) -> list[Mapping[str, Any]]:
+    """The objects of a list field; any other shape reads as absent (manifests are not schema-checked)."""
+    return [item for item in _list(value) if isinstance(item, Mapping)]
+
+
+def _find_port(ports: list[Mapping[str, Any]], want: int | str) -> Mapping[str, Any] | None:
     for port in ports:
-        if isinstance(port, dict) and (port.get("port") == want if isinstance(want, int) else port.get("name") == want):
+        if port.get("port") == want if isinstance(want, int) else port.get("name") == want:
             return port
     return None
 
@@ -83,10 +117,10 @@ def _target_number(service_port: Mapping[str, Any]) -> int | None:
     return target if isinstance(target, int) and not isinstance(target, bool) else None
 
 
-def _endpoint_port(ports: list[Any], service_port: Mapping[str, Any]) -> int | None:
+def _endpoint_port(ports: list[Mapping[str, Any]], service_port: Mapping[str, Any]) -> int | None:
     want = service_port.get("name") or ""
-    for port in ports or []:
-        if isinstance(port, dict) and (port.get("name") or "") == want and port.get("port") is not None:
+    for port in ports:
+        if (port.get("name") or "") == want and port.get("port") is not None:
             value = port["port"]
             return value if isinstance(value, int) else None
     return _target_number(service_port)
@@ -99,26 +133,26 @@ def _add(out: set[Endpoint], address: object, port: int | None) -> None:
         out.add(Endpoint(validate.ip_address(address), validate.port_number(port)))
 
 
-def _from_slices(slices: list[Obj], service_port: Mapping[str, Any]) -> set[Endpoint]:
+def _from_slices(slices: tuple[Obj, ...], service_port: Mapping[str, Any]) -> set[Endpoint]:
     out: set[Endpoint] = set()
     for obj in slices:
         if obj.get("addressType", "IPv4") not in ("IPv4", "IPv6"):
             continue
-        port = _endpoint_port(obj.get("ports") or [], service_port)
-        for endpoint in obj.get("endpoints") or []:
-            conditions = endpoint.get("conditions") or {}
+        port = _endpoint_port(_objects(obj.get("ports")), service_port)
+        for endpoint in _objects(obj.get("endpoints")):
+            conditions = _mapping(endpoint.get("conditions"))
             # A nil `ready` means unknown and is treated as ready, as kube-proxy does.
             if conditions.get("ready") is False or conditions.get("terminating") is True:
                 continue
-            for address in endpoint.get("addresses") or []:
+            for address in _list(endpoint.get("addresses")):
                 _add(out, address, port)
     return out
 
 
 def _from_endpoints(obj: Obj | None, service_port: Mapping[str, Any]) -> set[Endpoint]:
     out: set[Endpoint] = set()
-    for subset in (obj or {}).get("subsets") or []:
-        port = _endpoint_port(subset.get("ports") or [], service_port)
-        for address in subset.get("addresses") or []:
-            _add(out, (address or {}).get("ip"), port)
+    for subset in _objects(_mapping(obj).get("subsets")):
+        port = _endpoint_port(_objects(subset.get("ports")), service_port)
+        for address in _objects(subset.get("addresses")):
+            _add(out, address.get("ip"), port)
     return out

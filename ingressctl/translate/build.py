@@ -8,6 +8,8 @@ match); Exact becomes `= /foo`; ImplementationSpecific a plain string prefix. Ea
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -25,10 +27,11 @@ from ingressctl.config import (
     Server,
     StaticConfig,
 )
-from ingressctl.sources.base import CONFIG_MAP, INGRESS, INGRESS_CLASS, SECRET, SERVICE
+from ingressctl.sources.base import CONFIG_MAP, INGRESS, INGRESS_CLASS, SECRET, SERVICE, Obj
 from ingressctl.translate import ingress as ing
 from ingressctl.translate.backends import BackendResolver
 from ingressctl.translate.classes import is_ours, our_classes
+from ingressctl.translate.memo import Memo
 from ingressctl.translate.options import apply_configmap
 from ingressctl.translate.tls import BadCertificate, certificate_from_secret
 
@@ -77,12 +80,26 @@ def _locations(routes: dict[tuple[str, str], str], fallback: str | None) -> tupl
     )
 
 
+def _parse(obj: Obj) -> ing.ParsedIngress | ing.InvalidField:
+    try:
+        return ing.parse(obj)
+    except ing.InvalidField as exc:
+        return exc
+
+
+def _memo_locations(memo: Memo, routes: dict[tuple[str, str], str], fallback: str | None) -> tuple[Location, ...]:
+    key = ("locations", fallback, *sorted(routes.items()))
+    return memo.get(key, (), lambda: _locations(routes, fallback))
+
+
 class _Builder:
-    def __init__(self, snapshot: Snapshot, settings: Settings) -> None:
+    def __init__(self, snapshot: Snapshot, settings: Settings, memo: Memo) -> None:
         self.snapshot = snapshot
         self.settings = settings
+        self.memo = memo
         self.problems: list[Problem] = []
-        self.resolver = BackendResolver(snapshot)
+        self.resolver = BackendResolver(snapshot, memo)
+        self.sources: set[tuple[str, str, str, int | str]] = set()
         self.backends: dict[str, Backend] = {}
         self.certificates: dict[str, Certificate] = {}
 
@@ -92,6 +109,7 @@ class _Builder:
     def use(self, ref: ing.ServiceRef, owner: ObjectRef, where: str) -> str:
         resolved = self.resolver.resolve(ref)
         self.backends[resolved.backend.name] = resolved.backend
+        self.sources.add((resolved.backend.name, ref.namespace, ref.name, ref.port))
         if resolved.problem:
             self.problem(owner, where, f"{resolved.problem}: {ref.namespace}/{ref.name} (answers 503)")
         return resolved.backend.name
@@ -135,9 +153,11 @@ class _Builder:
         if not self.settings.default_backend_service:
             return None
         ns, name = self.settings.default_backend_service
-        service = self.snapshot.of(SERVICE).get((ns, name))
-        ports = ((service or {}).get("spec") or {}).get("ports") or [{}]
-        port = ports[0].get("port", 80)
+        spec = (self.snapshot.of(SERVICE).get((ns, name)) or {}).get("spec")
+        ports = spec.get("ports") if isinstance(spec, dict) else None
+        first = ports[0] if isinstance(ports, list) and ports and isinstance(ports[0], dict) else {}
+        port = first.get("port", 80)
+        port = port if isinstance(port, int) else 80  # a bad port is then reported by the resolver
         return self.use(ing.ServiceRef(ns, name, port), ObjectRef(SERVICE, ns, name), "--default-backend-service")
 
     def parsed_ingresses(self) -> list[ing.ParsedIngress]:
@@ -151,16 +171,20 @@ class _Builder:
                 watch_without_class=self.settings.watch_without_class,
             ):
                 continue
-            try:
-                parsed.append(ing.parse(obj))
-            except ing.InvalidField as exc:
-                self.problem(ing.ingress_ref(obj), exc.field, f"{exc.reason}; Ingress rejected")
+            result = self.memo.get(("ingress", id(obj)), (obj,), functools.partial(_parse, obj))
+            if isinstance(result, ing.InvalidField):
+                self.problem(ing.ingress_ref(obj), result.field, f"{result.reason}; Ingress rejected")
+            else:
+                parsed.append(result)
         parsed.sort(key=lambda p: p.order)
         return parsed
 
 
-def translate(snapshot: Snapshot, settings: Settings) -> Configuration:
-    b = _Builder(snapshot, settings)
+def translate(snapshot: Snapshot, settings: Settings, memo: Memo | None = None) -> Configuration:
+    """The whole Configuration for a snapshot. Pass the same `memo` to successive calls to reuse
+    per-object results of objects that did not change (the result is the same either way)."""
+    memo = Memo() if memo is None else memo
+    b = _Builder(snapshot, settings, memo)
     options = b.options()
     default_cert = b.default_certificate()
     global_default = b.global_default_backend()
@@ -217,7 +241,7 @@ def translate(snapshot: Snapshot, settings: Settings) -> Configuration:
         Server(
             host=host,
             server_name=server_name(host),
-            locations=_locations(routes[host], host_default.get(host, global_default)),
+            locations=_memo_locations(memo, routes[host], host_default.get(host, global_default)),
             certificate=host_tls.get(host) or (default_cert if host in host_tls else None),
             redirect_https=host in host_tls and options.ssl_redirect,
         )
@@ -226,7 +250,7 @@ def translate(snapshot: Snapshot, settings: Settings) -> Configuration:
     default_server = Server(
         host="",
         server_name="_",
-        locations=_locations(routes.get("", {}), catch_all[0] if catch_all else global_default),
+        locations=_memo_locations(memo, routes.get("", {}), catch_all[0] if catch_all else global_default),
     )
     used_certs = {default_cert} | {s.certificate for s in servers if s.certificate}
     static = StaticConfig(
@@ -237,9 +261,42 @@ def translate(snapshot: Snapshot, settings: Settings) -> Configuration:
         options=options,
     )
     backends = tuple(sorted(b.backends.values(), key=lambda x: x.name))
+    memo.rotate()
     return Configuration(
         static=static,
         backends=backends,
         ingresses=tuple(sorted({p.ref for p in parsed}, key=lambda r: (r.namespace, r.name))),
         problems=tuple(sorted(set(b.problems), key=lambda x: (x.ref.namespace, x.ref.name, x.field, x.reason))),
+        backend_sources=tuple(sorted(b.sources, key=str)),
     )
+
+
+def update_endpoints(
+    previous: Configuration, snapshot: Snapshot, services: set[tuple[str, str]], memo: Memo
+) -> Configuration:
+    """translate() for a snapshot that differs from the one `previous` came from only in the
+    EndpointSlices/Endpoints of `services`: re-resolves just their backends, in O(changes).
+    Endpoints never change the static part or the problems, so those are kept as they are."""
+    resolver = BackendResolver(snapshot, memo)
+    fresh: dict[str, Backend] = {}
+    for name, namespace, service, port in previous.backend_sources:
+        if (namespace, service) in services:
+            fresh[name] = resolver.resolve(ing.ServiceRef(namespace, service, port)).backend
+    if not fresh:
+        return previous
+    backends = tuple(fresh.get(b.name, b) for b in previous.backends)
+    return dataclasses.replace(previous, backends=backends)
+
+
+class Translator:
+    """translate() and update_endpoints() with one Memo carried from sync to sync."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.memo = Memo()
+
+    def full(self, snapshot: Snapshot) -> Configuration:
+        return translate(snapshot, self.settings, self.memo)
+
+    def endpoints(self, previous: Configuration, snapshot: Snapshot, services: set[tuple[str, str]]) -> Configuration:
+        return update_endpoints(previous, snapshot, services, self.memo)

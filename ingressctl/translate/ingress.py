@@ -74,6 +74,15 @@ def _check(field: str, check: Any, value: object) -> Any:
         raise InvalidField(field, str(exc)) from None
 
 
+def _list(value: Any, field: str) -> list[Any]:
+    """An optional list: absent is empty; any other shape (a string, a number) is invalid."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidField(field, "must be a list")
+    return value
+
+
 def _backend(namespace: str, spec: Any, field: str) -> ServiceRef:
     if not isinstance(spec, dict):
         raise InvalidField(field, "must be an object")
@@ -118,24 +127,30 @@ def parse(obj: Obj) -> ParsedIngress:
     if not isinstance(spec, dict):
         raise InvalidField("spec", "must be an object")
     rules: list[Rule] = []
-    for i, rule in enumerate(spec.get("rules") or []):
+    for i, rule in enumerate(_list(spec.get("rules"), "spec.rules")):
         field = f"spec.rules[{i}]"
         if not isinstance(rule, dict):
             raise InvalidField(field, "must be an object")
         host = "" if rule.get("host") in (None, "") else _check(f"{field}.host", validate.host, rule["host"])
         http = rule.get("http") or {}
+        if not isinstance(http, dict):
+            raise InvalidField(f"{field}.http", "must be an object")
         paths = tuple(
-            _path(ref.namespace, p, f"{field}.http.paths[{j}]") for j, p in enumerate(http.get("paths") or [])
+            _path(ref.namespace, p, f"{field}.http.paths[{j}]")
+            for j, p in enumerate(_list(http.get("paths"), f"{field}.http.paths"))
         )
         rules.append(Rule(host, paths))
     default = spec.get("defaultBackend")
     default_backend = None if default is None else _backend(ref.namespace, default, "spec.defaultBackend")
     tls: list[TLS] = []
-    for i, entry in enumerate(spec.get("tls") or []):
+    for i, entry in enumerate(_list(spec.get("tls"), "spec.tls")):
         field = f"spec.tls[{i}]"
         if not isinstance(entry, dict):
             raise InvalidField(field, "must be an object")
-        hosts = tuple(_check(f"{field}.hosts[{j}]", validate.host, h) for j, h in enumerate(entry.get("hosts") or []))
+        hosts = tuple(
+            _check(f"{field}.hosts[{j}]", validate.host, h)
+            for j, h in enumerate(_list(entry.get("hosts"), f"{field}.hosts"))
+        )
         secret = entry.get("secretName") or ""
         if secret:
             _check(f"{field}.secretName", lambda v: validate.name(v, "Secret name"), secret)

@@ -11,15 +11,20 @@ from ingressctl.translate import validate
 from ingressctl.translate.validate import Invalid
 
 
+def _digits(value: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' (int() refuses it) and '٤' (nginx refuses it)."""
+    return value.isascii() and value.isdigit()
+
+
 def _seconds(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 3600:
+    if not _digits(value) or not 1 <= int(value) <= 3600:
         raise Invalid(f"{value!r} is not a number of seconds (1-3600)")
     return int(value)
 
 
 def _count(limit: int) -> Callable[[str], int]:
     def check(value: str) -> int:
-        if not value.isdigit() or not 0 <= int(value) <= limit:
+        if not _digits(value) or not 0 <= int(value) <= limit:
             raise Invalid(f"{value!r} is not a number from 0 to {limit}")
         return int(value)
 
@@ -33,7 +38,7 @@ def _bool(value: str) -> bool:
 
 
 def _workers(value: str) -> str:
-    if value != "auto" and not (value.isdigit() and 1 <= int(value) <= 64):
+    if value != "auto" and not (_digits(value) and 1 <= int(value) <= 64):
         raise Invalid(f"{value!r} is not 'auto' or a number from 1 to 64")
     return value
 
@@ -65,7 +70,9 @@ def apply_configmap(base: GlobalOptions, data: Mapping[str, object]) -> tuple[Gl
     """Returns the options with the ConfigMap's valid keys applied, and one error per bad key."""
     changes: dict[str, object] = {}
     errors: list[str] = []
-    for key in sorted(data):
+    if not isinstance(data, Mapping):
+        return base, ["data: is not an object"]
+    for key in sorted(data, key=str):
         option = _BY_KEY.get(key)
         if option is None:
             errors.append(f"data.{key}: unknown option")

@@ -49,10 +49,12 @@ def certificate_from_secret(secret: Obj) -> Certificate:
     if secret.get("type") != "kubernetes.io/tls":
         raise BadCertificate("Secret is not of type kubernetes.io/tls")
     data = secret.get("data") or {}
+    if not isinstance(data, dict):
+        raise BadCertificate("Secret data is not an object")
     try:
         cert = base64.b64decode(data.get("tls.crt") or "", validate=True)
         key = base64.b64decode(data.get("tls.key") or "", validate=True)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, TypeError):
         raise BadCertificate("tls.crt or tls.key is not valid base64") from None
     if not cert or not key:
         raise BadCertificate("Secret lacks tls.crt or tls.key")

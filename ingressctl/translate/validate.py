@@ -21,6 +21,9 @@ _IPV6 = re.compile(r"[0-9a-fA-F:.]{2,45}")
 _SIZE = re.compile(r"[0-9]{1,9}[kKmMgG]?")
 
 
+MAX_PATH = 254
+
+
 class Invalid(ValueError):
     """A value failed its allowlist check; the message says why."""
 
@@ -29,6 +32,9 @@ def host(value: object) -> str:
     """A DNS-1123 subdomain, optionally with a `*.` first label; returned lower-cased."""
     if not isinstance(value, str) or not value:
         raise Invalid("must be a non-empty string")
+    if not value.isascii():
+        # Checked before lower(): 'K' (KELVIN SIGN) lower-cases to an ASCII 'k'.
+        raise Invalid(f"{value!r} is not a DNS-1123 host name (ASCII only; use the punycode form)")
     v = value.lower()
     if len(v) > 253:
         raise Invalid("must be at most 253 characters")
@@ -41,8 +47,10 @@ def path(value: object) -> str:
     """A plain absolute path for Exact and Prefix rules."""
     if not isinstance(value, str) or not value:
         raise Invalid("must be a non-empty string")
-    if len(value) > 1024:
-        raise Invalid("must be at most 1024 characters")
+    # nginx keeps a location's length in one byte: longer locations silently stop matching.
+    # A Prefix path also becomes the location "<path>/", hence one less.
+    if len(value) > MAX_PATH:
+        raise Invalid(f"must be at most {MAX_PATH} characters (nginx cannot match longer locations)")
     if not _PATH.fullmatch(value):
         raise Invalid(
             f"{value!r} is not a plain path: it must start with '/' and contain only letters, digits "

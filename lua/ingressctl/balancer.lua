@@ -14,6 +14,8 @@ local ALGORITHMS = {
 local DEFAULT_ALGORITHM = "round_robin"
 
 local M = {}
+-- Counters for tests and debugging: how often this worker decoded the backends document.
+M.stats = { decodes = 0 }
 
 local version = nil -- the version this worker decoded last
 local backends = {} -- name -> algorithm instance
@@ -23,6 +25,7 @@ local function sync()
     if current == version then
         return
     end
+    M.stats.decodes = M.stats.decodes + 1
     local doc = cjson.decode(dict:get("backends") or '{"backends":[]}')
     if type(doc) ~= "table" or type(doc.backends) ~= "table" then
         ngx.log(ngx.ERR, "ingressctl: stored backends are not decodable; keeping the previous ones")

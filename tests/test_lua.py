@@ -1,0 +1,165 @@
+"""The Lua code in real nginx: unit tests run inside a worker, and the configuration API and
+balancer exercised through the nginx.conf the controller renders."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import (
+    REPO,
+    Controller,
+    backend,
+    endpoint_slice,
+    free_port,
+    ingress,
+    pods,
+    request,
+    rule,
+    service,
+    unix_request,
+    wait_for,
+    write_manifests,
+)
+
+UNIT_MODULES = ["test_configuration", "test_round_robin", "test_balancer"]
+
+
+@pytest.fixture(scope="module")
+def lua_results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, object]]]:
+    work = tmp_path_factory.mktemp("lua-unit")
+    port = free_port()
+    requires = "\n".join(f'        require("{m}")' for m in ["runner", *UNIT_MODULES])
+    modules = "{" + ", ".join(f'"{m}"' for m in UNIT_MODULES) + "}"
+    (work / "nginx.conf").write_text(
+        f"""
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+daemon off;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    lua_package_path "{REPO}/lua/?.lua;{REPO}/tests/lua/?.lua;;";
+    lua_shared_dict ingressctl 8m;
+    init_by_lua_block {{
+        require("ingressctl.configuration")
+        require("ingressctl.balancer")
+{requires}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location = /run {{
+            content_by_lua_block {{ require("runner").run({modules}) }}
+        }}
+    }}
+}}
+"""
+    )
+    nginx = subprocess.Popen(
+        ["nginx", "-p", str(work), "-c", str(work / "nginx.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "error.log").open("wb"),
+    )
+    try:
+        resp = wait_for(lambda: request(port, host="localhost", path="/run"), what="lua test nginx")
+        assert resp.status == 200, (resp.body, (work / "error.log").read_text())
+        yield {r["name"]: r for r in resp.json()}
+    finally:
+        nginx.send_signal(signal.SIGQUIT)
+        nginx.wait(timeout=10)
+
+
+def _unit_names() -> list[str]:
+    names = []
+    for module in UNIT_MODULES:
+        text = (REPO / "tests" / "lua" / f"{module}.lua").read_text()
+        names += [
+            f"{module}.{line.split('T.')[1].split('(')[0]}"
+            for line in text.splitlines()
+            if line.startswith("function T.")
+        ]
+    return names
+
+
+@pytest.mark.parametrize("name", _unit_names())
+def test_lua_unit(lua_results: dict[str, dict[str, object]], name: str) -> None:
+    assert name in lua_results, f"{name} did not run"
+    assert lua_results[name]["ok"], lua_results[name]["err"]
+
+
+PORT = 18941
+
+
+def _serve(controller: Controller, manifests: Path, addresses: list[str]) -> None:
+    write_manifests(
+        manifests,
+        "api.yaml",
+        [
+            service("api", target=PORT),
+            endpoint_slice("api", addresses, port=PORT),
+            ingress("api", rules=[rule("api.example.com", ("/", "Prefix", backend("api")))]),
+        ],
+    )
+    wait_for(lambda: controller.get("api.example.com").pod in addresses, what="api served")
+
+
+def test_configuration_api(controller: Controller, manifests: Path) -> None:
+    sock = controller.work_dir / "lua-api.sock"
+    assert oct(os.stat(controller.work_dir).st_mode & 0o777) in ("0o700", "0o711")
+    with pods(["127.0.0.61", "127.0.0.62"], PORT):
+        _serve(controller, manifests, ["127.0.0.61"])
+        state = json.loads(unix_request(sock, "GET", "/configuration/backends").body)
+        version = state["version"]
+        assert state["document"]["backends"] == [
+            {"name": "default/api:80", "endpoints": [{"address": "127.0.0.61", "port": PORT}]}
+        ]
+
+        # Bad input: 400 with a reason, and the old backends stay.
+        for body, reason in [
+            (b"{not json", "invalid JSON"),
+            (b'{"backends": [{"name": "default/api:80", "endpoints": [{"address": "x", "port": 1}]}]}', "address"),
+            (b'{"backends": [{"name": "default/api:80", "endpoints": [{"address": "1.2.3.4", "port": 0}]}]}', "port"),
+            (b'{"backends": "nope"}', "backends"),
+            (b"", "empty body"),
+        ]:
+            resp = unix_request(sock, "POST", "/configuration/backends", body)
+            assert resp.status == 400, body
+            assert reason in resp.json()["error"]
+        assert unix_request(sock, "PUT", "/configuration/backends", b"{}").status == 405
+        assert json.loads(unix_request(sock, "GET", "/configuration/backends").body)["version"] == version
+        assert controller.get("api.example.com").pod == "127.0.0.61"
+
+        # A valid document takes effect at once, in every worker, and survives a reload.
+        doc = {"backends": [{"name": "default/api:80", "endpoints": [{"address": "127.0.0.62", "port": PORT}]}]}
+        resp = unix_request(sock, "POST", "/configuration/backends", json.dumps(doc).encode())
+        assert resp.status == 201 and resp.json()["version"] == version + 1
+        assert {controller.get("api.example.com").pod for _ in range(10)} == {"127.0.0.62"}
+        workers = controller.worker_pids()
+        os.kill(controller.master_pid(), signal.SIGHUP)
+        wait_for(lambda: not set(controller.worker_pids()) & set(workers), what="new workers")
+        assert json.loads(unix_request(sock, "GET", "/configuration/backends").body)["version"] == version + 1
+        assert {controller.get("api.example.com").pod for _ in range(10)} == {"127.0.0.62"}
+
+
+def test_retries_the_next_endpoint_on_connection_error(controller: Controller, manifests: Path) -> None:
+    # 127.0.0.64 has nothing listening: connections are refused and nginx moves to the next peer.
+    with pods(["127.0.0.63"], PORT):
+        _serve(controller, manifests, ["127.0.0.63", "127.0.0.64"])
+        answers = [controller.get("api.example.com") for _ in range(20)]
+        assert all(a.status == 200 and a.pod == "127.0.0.63" for a in answers)
+
+
+def test_api_is_not_on_the_network(controller: Controller) -> None:
+    conf = (controller.work_dir / "nginx.conf").read_text()
+    api_server = conf.split("location = /configuration/backends")[0].rsplit("server {", 1)[1]
+    assert 'listen "unix:' in api_server
+    assert api_server.count("listen") == 1
