@@ -25,12 +25,14 @@ from ingressctl.apply import Applier
 from ingressctl.cache import Cache
 from ingressctl.certs import self_signed
 from ingressctl.config import GlobalOptions
-from ingressctl.controller import Controller
+from ingressctl.controller import Controller, Publisher
 from ingressctl.health import start_health_server
 from ingressctl.luaapi import LuaApi
 from ingressctl.metrics import Metrics
 from ingressctl.nginx import Nginx
 from ingressctl.render import Paths, Renderer, lua_dir
+from ingressctl.sources import kube
+from ingressctl.sources.base import Source
 from ingressctl.sources.manifests import ManifestsSource
 from ingressctl.translate import Settings, Translator, translate
 from ingressctl.translate import validate as v
@@ -140,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(run, "--health-port", type=_port, default=10254, help="Port of /healthz, /readyz and /metrics")
     add_flag(run, "--health-address", default="", help="Address of the health server ('' = all addresses)")
     add_flag(run, "--nginx-binary", default="nginx", help="The nginx executable")
+    kube.add_arguments(run)
     render = sub.add_parser("render", help="Print the nginx.conf (or backends JSON) without starting anything")
     add_common(render)
     render.add_argument("--backends", action="store_true", help="Print the backends JSON for the Lua API instead")
@@ -180,9 +183,16 @@ def render_command(args: argparse.Namespace) -> int:
 
 
 async def run_controller(args: argparse.Namespace) -> int:
-    if not args.manifests:
-        log.error("no --manifests folder given")
-        return 2
+    source: Source
+    publishers: list[Publisher] = []
+    if args.manifests:
+        source = ManifestsSource(args.manifests)
+    else:
+        try:
+            source, publishers = await kube.build(args)
+        except ValueError as exc:  # no usable client configuration, inconsistent flags
+            log.error("%s", exc)
+            return 2
     created = args.work_dir is None
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="ingressctl-")).resolve()
     paths = Paths(work=str(work), lua=str(lua_dir()))
@@ -192,9 +202,10 @@ async def run_controller(args: argparse.Namespace) -> int:
     applier = Applier(nginx=nginx, renderer=Renderer(paths=paths, user=nginx.user), lua=lua, metrics=metrics)
     settings = settings_from(args)
     controller = Controller(
-        source=ManifestsSource(args.manifests),
+        source=source,
         translator=Translator(settings),
         applier=applier,
+        publishers=publishers,
     )
     health = await start_health_server(
         host=args.health_address,
