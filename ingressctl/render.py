@@ -99,23 +99,30 @@ class Renderer:
         env.filters["q"] = quote
         self._template = env.get_template("nginx.conf.j2")
         self._server_template = env.get_template("server.conf.j2")
-        # Server blocks of the last render, reused while the Server and options are unchanged:
-        # with thousands of hosts, a change of one re-renders one block.
-        self._blocks: dict[tuple[Server, GlobalOptions], str] = {}
+        # Server blocks of the last render, reused while the Server, the options and the default
+        # certificate are unchanged: with thousands of hosts, a change of one re-renders one block.
+        self._blocks: dict[tuple[Server, GlobalOptions, str], str] = {}
 
     def render(self, static: StaticConfig) -> Rendered:
         """nginx.conf for the static part, and the digest the configuration API will answer."""
         options = static.options
+        default = static.default_certificate
         servers = (static.default_server, *static.servers)
-        missing = [s for s in dict.fromkeys(servers) if (s, options) not in self._blocks]
+        missing = [s for s in dict.fromkeys(servers) if (s, options, default) not in self._blocks]
         if missing:
             text = self._server_template.render(
-                servers=missing, o=options, paths=self.paths, listen=_listen(options), separator=_SEPARATOR
+                servers=missing,
+                o=options,
+                paths=self.paths,
+                listen=_listen(options),
+                separator=_SEPARATOR,
+                default_certificate=default,
             )
             self._blocks.update(
-                ((server, options), block) for server, block in zip(missing, text.split(_SEPARATOR), strict=False)
+                ((server, options, default), block)
+                for server, block in zip(missing, text.split(_SEPARATOR), strict=False)
             )
-        blocks = {(s, options): self._blocks[(s, options)] for s in servers}
+        blocks = {(s, options, default): self._blocks[(s, options, default)] for s in servers}
         self._blocks = blocks
         body = self._template.render(
             static=static,
