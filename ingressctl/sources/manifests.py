@@ -63,10 +63,16 @@ def _normalise(doc: Any, where: str) -> tuple[ObjKey, dict[str, Any]] | None:
     return (kind, meta.get("namespace", ""), meta["name"]), obj
 
 
+# libyaml's safe loader when PyYAML was built with it (Debian's and the wheels are): the same
+# documents, about 7x faster than the pure-Python one (10,000 Ingresses with their Services and
+# EndpointSlices: 14 s instead of 101 s, measured).
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_file(path: Path) -> dict[ObjKey, dict[str, Any]]:
     """Parses one file; raises ManifestError (with the file named) if any document is malformed."""
     try:
-        docs = list(yaml.safe_load_all(path.read_text()))
+        docs = list(yaml.load_all(path.read_text(), Loader=_SafeLoader))
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
         raise ManifestError(f"{path}: {exc}") from None
     out: dict[ObjKey, dict[str, Any]] = {}
