@@ -44,8 +44,8 @@ CPUS = os.cpu_count() or 1  # worker_processes auto, in both configurations
 
 @dataclass(frozen=True)
 class Options:
-    seconds: float = 5.0
-    repeats: int = 5
+    seconds: float = 4.0
+    repeats: int = 4
     connections: int = 32
     warmup: float = 2.0
     access_log: tuple[bool, ...] = (False, True)  # the modes to measure

@@ -68,7 +68,7 @@ class Options:
     repeats: int = 3
     reloads: int = 3
     endpoint_changes: int = 3
-    budget_seconds: float = 480.0  # for the whole section
+    budget_seconds: float = 540.0  # for the whole section
 
 
 def objects(n: int, probe: list[str], port: int) -> list[dict[str, Any]]:
@@ -158,6 +158,12 @@ def write_cluster(folder: Path, objs: list[dict[str, Any]]) -> None:
         )
 
 
+def _logged(ctl: Controller, pattern: str, count: int) -> list[int]:
+    """The last `count` integers the pattern captures in the controller's log (empty: not yet)."""
+    found = [int(x) for x in re.findall(pattern, ctl.log())]
+    return found[-count:] if len(found) >= count else []
+
+
 def _log_time(stamp: str) -> float:
     """A logging asctime ("2026-11-29 15:14:07,473", local time) as a Unix time."""
     day, clock = stamp.split(" ")
@@ -216,7 +222,11 @@ def one_size(tmp: Path, n: int, opts: Options, budget: Budget, *, port: int, poo
                 started = time.monotonic()
             out["change_to_serving_s"] = changes
             # SIGHUP -> new configuration live, as the controller logs it: one parse by the master.
-            sighup = [int(x) for x in re.findall(r"nginx reload \d+ done in (\d+) ms", ctl.log())]
+            sighup = wait_for(
+                lambda: _logged(ctl, r"nginx reload \d+ done in (\d+) ms", opts.reloads),
+                timeout=30,
+                what="reloads logged",
+            )
             out["sighup_to_live_ms"] = sighup[-opts.reloads :]
             out["reload_over_nginx_t"] = statistics.median(sighup[-opts.reloads :]) / 1000 / out["nginx_t_s"]
             master = ctl.master_pid()
@@ -241,9 +251,9 @@ def one_size(tmp: Path, n: int, opts: Options, budget: Budget, *, port: int, poo
         out["endpoint_update_s"] = updates
         # The controller's own share, from its log: the sync (update + POST to the Lua API), and the
         # time from the write to "applied" (source pick-up, debounce and sync).
-        applied = re.findall(
-            r"^(\S+ \S+) INFO \S+ configuration applied \(backends only, no reload\) in (\d+) ms", ctl.log(), re.M
-        )
+        pattern = r"^(\S+ \S+) INFO \S+ configuration applied \(backends only, no reload\) in (\d+) ms"
+        wait_for(lambda: len(re.findall(pattern, ctl.log(), re.M)) >= opts.endpoint_changes, timeout=30, what="log")
+        applied = re.findall(pattern, ctl.log(), re.M)
         out["endpoint_sync_ms"] = [int(ms) for _, ms in applied[-opts.endpoint_changes :]]
         stamps = [_log_time(at) for at, _ in applied]
         out["endpoint_write_to_applied_ms"] = [
