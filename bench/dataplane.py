@@ -49,6 +49,8 @@ class Options:
     connections: int = 32
     warmup: float = 2.0
     access_log: tuple[bool, ...] = (False, True)  # the modes to measure
+    # For experiments: e.g. INGRESSCTL_LUA_DIR / INGRESSCTL_TEMPLATES_DIR to try a variant.
+    controller_env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,12 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
         current = opts.access_log[0]
         _manifests(folder, backends, backend_port, access_log=current)
         ctl = procs.controller(
-            Controller(manifests=folder, work_dir=tmp / "work", extra_args=["--configmap", "default/ingressctl"])
+            Controller(
+                manifests=folder,
+                work_dir=tmp / "work",
+                extra_args=["--configmap", "default/ingressctl"],
+                env=dict(opts.controller_env),
+            )
         )
         ctl.start()
         for access_log in opts.access_log:

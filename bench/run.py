@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "latest.json", help="JSON output")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # the fake API server's request log
     signal.signal(signal.SIGTERM, _terminate)
     chosen = sorted({int(x) for x in args.only.split(",") if x.strip()}) or sorted(SECTIONS)
     unknown = [n for n in chosen if n not in SECTIONS]
