@@ -129,11 +129,26 @@ def test_serving_follows_the_api(tmp_path: Path, cluster: ThreadedFakeApi) -> No
         assert broken[0]["involvedObject"]["uid"] == api.get("Ingress", "default", "broken")["metadata"]["uid"]
         assert broken[0]["message"].startswith("spec.rules[0]") and "default/missing" in broken[0]["message"]
 
+        # An invalid Ingress is rejected alone, with an Event naming the field.
+        api.create(ingress("hostile", rules=[rule("h.example.com", ("/x;return 200", "Prefix", backend("web")))]))
+        wait_for(lambda: any(e["involvedObject"]["name"] == "hostile" for e in api.list("Event")), what="event")
+        (hostile,) = [e for e in api.list("Event") if e["involvedObject"]["name"] == "hostile"]
+        assert hostile["message"].startswith("spec.rules[0].http.paths[0].path") and "rejected" in hostile["message"]
+        assert ctl.get("h.example.com", "/x;return%20200").status == 404
+        assert ctl.get("c.example.com").status == 200
+
+        # The Service goes away (503) and comes back.
+        api.delete("Service", "default", "web")
+        wait_for(lambda: ctl.get("c.example.com").status == 503, what="Service deleted")
+        api.create(service("web", target=PORT))
+        wait_for(lambda: ctl.get("c.example.com").status == 200, what="Service back")
+
         # Deleted -> 404.
         api.delete("Ingress", "default", "web")
         wait_for(lambda: ctl.get("a.example.com").status == 404, what="deleted Ingress not served")
 
 
+@pytest.mark.slow
 def test_watch_faults_and_an_api_outage_keep_serving(tmp_path: Path, cluster: ThreadedFakeApi) -> None:
     api = cluster
     with pods(["127.0.9.11", "127.0.9.12"], PORT), api_controller(tmp_path, api, "c1") as ctl:
@@ -159,14 +174,17 @@ def test_watch_faults_and_an_api_outage_keep_serving(tmp_path: Path, cluster: Th
         # The API goes away: traffic keeps flowing; changes made meanwhile show up when it is back.
         api.stop()
         api.create(web("four", "four.example.com"))
-        deadline = time.monotonic() + 3
+        api.update(endpoint_slice("web", ["127.0.9.11"], port=PORT))
+        deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             assert ctl.get("a.example.com").pod == "127.0.9.12"
-            assert ctl.health("/healthz") == 200
-            time.sleep(0.2)
+            assert ctl.health("/healthz") == 200 and ctl.health("/readyz") == 200
+            time.sleep(0.25)
         api.restart()
-
+        back = time.monotonic()
         wait_for(lambda: ctl.get("four.example.com").status == 200, timeout=8, what="caught up after the outage")
+        wait_for(lambda: ctl.get("a.example.com").pod == "127.0.9.11", timeout=2, what="endpoints after the outage")
+        assert time.monotonic() - back < 6.5  # the informers' backoff is capped at 5 s
 
 
 def test_one_leader_writes_status_and_hands_over_on_crash_and_on_stop(tmp_path: Path, cluster: ThreadedFakeApi) -> None:

@@ -16,6 +16,7 @@ from kubernetes_asyncio import client
 
 from ingressctl.sources import kube
 from ingressctl.sources.base import EventType
+from ingressctl.sources.secrets import ReferencedSecrets
 from tests.fakeapi import FakeApi
 from tests.fakeapi.helpers import (
     FAST,
@@ -53,11 +54,13 @@ def make_source(
     namespaces: tuple[str, ...] = (),
     configmap: tuple[str, str] | None = ("ingressctl", "config"),
     timing: Any = FAST,
+    secrets: ReferencedSecrets | None = None,
 ) -> kube.KubeSource:
     return kube.KubeSource(
         kube.collections(kube_client, namespaces=namespaces, configmap=configmap),
         timing=timing,
         empty_kinds=kube.empty_kinds(configmap),
+        secrets=secrets,
     )
 
 
@@ -359,3 +362,82 @@ async def test_gone_as_an_http_410_also_relists(kube_client: client.ApiClient, a
         assert events.matches(api, "Ingress")
         replaced = [e for e in events.events if e.type is EventType.REPLACED and e.kind == "Ingress"]
         assert len(replaced) == 2
+
+
+@pytest.mark.parametrize("namespaces", [(), ("a", "b")])
+async def test_only_referenced_secrets_are_passed_on(
+    api: FakeApi, kube_client: client.ApiClient, namespaces: tuple[str, ...]
+) -> None:
+    for ns in ("a", "b"):
+        api.create(tls_secret("cert", ns))
+        api.create(tls_secret("unused", ns))
+    api.create(tls_secret("default-cert", "b"))
+    api.create(ingress("secure", "a", tls_secret="cert"))
+    source = make_source(kube_client, namespaces=namespaces, secrets=ReferencedSecrets(static=[("b", "default-cert")]))
+    async with Collector(source) as events:
+        await events.until(events.synced.is_set)
+        assert events.names("Secret") == ["a/cert", "b/default-cert"]
+        # Listed once per namespace, after the Ingresses.
+        assert [e.kind for e in events.events].count("Secret") == max(1, len(namespaces))
+
+        # A new reference to a Secret that was dropped: one relist brings it.
+        api.create(ingress("secure", "b", tls_secret="cert"))
+        await events.until(lambda: "b/cert" in events.names("Secret"))
+        assert source.secret_relists == 1
+        # Rotation of a referenced Secret passes; changes to unreferenced ones do not.
+        start = len(events.events)
+        api.update(tls_secret("unused", "a", cert=b"x"))
+        api.update(tls_secret("cert", "b", cert=b"rotated"))
+        await events.until(lambda: len(events.events) > start)
+        await asyncio.sleep(0.3)
+        assert [(e.type.value, e.obj["metadata"]["name"]) for e in events.events[start:] if e.obj] == [
+            ("MODIFIED", "cert")
+        ]
+        # Nothing references it any more: the consumer is told to drop it.
+        api.delete("Ingress", "b", "secure")
+        await events.until(lambda: "b/cert" not in events.names("Secret"))
+        # A reference to a missing Secret costs one relist, not one per update.
+        api.create(ingress("missing", "a", tls_secret="nope"))
+        await events.until(lambda: source.secret_relists == 2, timeout=3)
+        for host in ("x.example.com", "y.example.com"):
+            api.update(ingress("missing", "a", tls_secret="nope", host=host))
+        await asyncio.sleep(0.5)
+        assert source.secret_relists == 2
+        # ...and it is passed on once it exists.
+        api.create(tls_secret("nope", "a"))
+        await events.until(lambda: "a/nope" in events.names("Secret"))
+        assert events.names("Secret") == ["a/cert", "a/nope", "b/default-cert"]
+        assert events.matches(
+            api,
+            "Secret",
+            where=lambda o: (
+                f"{o['metadata']['namespace']}/{o['metadata']['name']}" in ("a/cert", "a/nope", "b/default-cert")
+            ),
+        )
+
+
+def test_referenced_secrets_bookkeeping() -> None:
+    from ingressctl.sources.base import Event
+
+    refs = ReferencedSecrets()
+    ing = ingress("i", "a", tls_secret="s1")
+    ing["spec"]["tls"].append({"hosts": ["b.example.com"], "secretName": "s2"})
+    missing, deletes = refs.on_ingress(Event(EventType.REPLACED, "Ingress", objects=(ing,)))
+    assert missing == {("a", "s1"), ("a", "s2")} and deletes == []
+    listed = refs.on_secret(
+        Event(EventType.REPLACED, "Secret", objects=(tls_secret("s1", "a"), tls_secret("other", "a"))), "a"
+    )
+    assert listed is not None and [o["metadata"]["name"] for o in listed.objects] == ["s1"]
+    # A relist of another namespace's informer keeps what this one passed on.
+    refs.on_secret(Event(EventType.REPLACED, "Secret", objects=()), "b")
+    assert refs.forwarded == {("a", "s1")}
+    # A Secret the consumer does not hold arrives as ADDED even if the API says MODIFIED.
+    added = refs.on_secret(Event(EventType.MODIFIED, "Secret", obj=tls_secret("s2", "a")), "a")
+    assert added is not None and added.type is EventType.ADDED
+    # Two Ingresses share s1: dropping one keeps it; dropping both deletes it.
+    other = ingress("j", "a", tls_secret="s1")
+    assert refs.on_ingress(Event(EventType.ADDED, "Ingress", obj=other)) == (set(), [])
+    assert refs.on_ingress(Event(EventType.DELETED, "Ingress", obj=other)) == (set(), [])
+    _, deletes = refs.on_ingress(Event(EventType.REPLACED, "Ingress", objects=()))
+    assert sorted(d.obj["metadata"]["name"] for d in deletes if d.obj) == ["s1", "s2"]
+    assert refs.forwarded == set()

@@ -3,7 +3,7 @@
 Interface for cli.py (only used when --manifests is not given)::
 
     kube.add_arguments(parser)              # adds the flags below to an argparse parser
-    source, publishers = await kube.build(args)   # raises kube.ConfigError (a ValueError) if unusable
+    source, publishers = await kube.build(args)  # kube.ConfigError (a ValueError) if unusable
     # build() also reads args.configmap (NS/NAME tuple or None), the cli's own --configmap flag.
     # source.events() runs every informer and the background work of the publishers (leader
     # election, status and Event writers) and stops all of it, and closes the API client, when the
@@ -21,14 +21,17 @@ Configuration: --kubeconfig, else $KUBECONFIG, else in-cluster (service account)
 What is watched: one informer (ingressctl.sources.informer) per kind and namespace: Ingress,
 IngressClass, Service, EndpointSlice (discovery.k8s.io/v1), Secret (field selector
 type=kubernetes.io/tls) and, with --configmap, that one ConfigMap (field selector metadata.name).
-Endpoints are not watched (EndpointSlices are); the source reports them, and the ConfigMap without
---configmap, as empty. With several --watch-namespace values a relist of one namespace is merged with
-the others' current objects, so REPLACED always carries the whole kind.
+Only the TLS Secrets that an Ingress (spec.tls[].secretName) or --default-ssl-certificate names are
+passed on (ingressctl.sources.secrets). Endpoints are not watched (EndpointSlices are); the source
+reports them, and the ConfigMap without --configmap, as empty. With several --watch-namespace values
+a relist of one namespace is merged with the others' current objects, so REPLACED always carries the
+whole kind.
 
 RBAC, exactly the API calls this code makes (deploy/'s ClusterRole must match):
-- list, watch: networking.k8s.io ingresses, ingressclasses; "" services, secrets, configmaps;
+- list, watch: networking.k8s.io ingresses, ingressclasses; "" services, secrets;
   discovery.k8s.io endpointslices. (Namespaced Role per namespace is enough with --watch-namespace,
   except ingressclasses, which are cluster-scoped.)
+- list, watch: "" configmaps, only in the --configmap namespace (field selector metadata.name).
 - update: networking.k8s.io ingresses/status (PUT with resourceVersion; no get: the current object
   comes from the watch). Only with --update-status (default).
 - list, watch: "" services in the --publish-service namespace (field selector metadata.name; no get).
@@ -69,6 +72,7 @@ from ingressctl.sources.base import (
     Source,
 )
 from ingressctl.sources.informer import DEFAULT_TIMING, Collection, Informer, Timing
+from ingressctl.sources.secrets import ReferencedSecrets
 from ingressctl.status import IngressView, StatusPublisher, parse_addresses
 
 log = logging.getLogger(__name__)
@@ -86,7 +90,9 @@ class ConfigError(ValueError):
 class KubeSource:
     """Runs one informer per collection and merges their events into one stream (see base.Source).
     Observers see every event before it is yielded (the Ingress view of the status writer); the
-    background jobs run as long as the stream is consumed."""
+    background jobs run as long as the stream is consumed. With `secrets` (ReferencedSecrets), only
+    referenced Secrets are passed on: the Secret informers start once the Ingresses are listed, and
+    are restarted (relist) when an Ingress starts referencing a Secret that was dropped."""
 
     def __init__(
         self,
@@ -96,19 +102,28 @@ class KubeSource:
         empty_kinds: Sequence[str] = (),
         background: Sequence[Background] = (),
         observers: Sequence[Callable[[Event], None]] = (),
+        secrets: ReferencedSecrets | None = None,
         on_close: Background | None = None,
     ) -> None:
+        self.timing = timing
         self.informers = [Informer(c, timing=timing) for c in collections]
         self._empty_kinds = tuple(empty_kinds)
         self._background = tuple(background)
         self._observers = tuple(observers)
+        self._secrets = secrets
         self._on_close = on_close
+        self.secret_relists = 0  # restarts of the Secret informers, for tests and logs
 
     async def events(self) -> AsyncGenerator[Event, None]:
         queue: asyncio.Queue[tuple[int, Event] | BaseException] = asyncio.Queue(maxsize=256)
+        ingresses_listed = asyncio.Event()
+        kinds = [inf.collection.kind for inf in self.informers]
+        gated = {i for i, kind in enumerate(kinds) if kind == SECRET and self._secrets is not None}
 
         async def pump(index: int, informer: Informer) -> None:
             try:
+                if index in gated:
+                    await ingresses_listed.wait()
                 async with contextlib.aclosing(informer.events()) as events:
                     async for event in events:
                         await queue.put((index, event))
@@ -121,14 +136,33 @@ class KubeSource:
             except Exception as err:
                 await queue.put(err)
 
-        tasks = [asyncio.create_task(pump(i, inf)) for i, inf in enumerate(self.informers)]
-        tasks += [asyncio.create_task(background(job)) for job in self._background]
+        pumps = {i: asyncio.create_task(pump(i, inf)) for i, inf in enumerate(self.informers)}
+        started = list(pumps.values()) + [asyncio.create_task(background(job)) for job in self._background]
+        pending: set[str] = set()  # namespaces whose Secrets must be relisted
+        restart: asyncio.TimerHandle | None = None
+
+        def restart_secrets() -> None:
+            nonlocal restart
+            restart = None
+            for i in gated:
+                informer = self.informers[i]
+                if informer.collection.scope in ("", *pending):
+                    pumps[i].cancel()
+                    self.informers[i] = Informer(informer.collection, timing=self.timing)
+                    pumps[i] = asyncio.create_task(pump(i, self.informers[i]))
+                    started.append(pumps[i])
+            self.secret_relists += 1
+            pending.clear()
+
         scopes: dict[str, list[int]] = {}
-        for i, informer in enumerate(self.informers):
-            scopes.setdefault(informer.collection.kind, []).append(i)
+        for i, kind in enumerate(kinds):
+            scopes.setdefault(kind, []).append(i)
         # Per-informer objects, only for kinds split over several namespaces (to merge relists).
         state: dict[int, dict[Key, Obj]] = {i: {} for indexes in scopes.values() if len(indexes) > 1 for i in indexes}
         unsynced = set(range(len(self.informers)))
+        unlisted_ingresses = set(scopes.get(INGRESS, []))
+        if not unlisted_ingresses:
+            ingresses_listed.set()
         try:
             for kind in self._empty_kinds:
                 yield Event(EventType.REPLACED, kind, objects=())
@@ -138,20 +172,42 @@ class KubeSource:
                 item = await queue.get()
                 if isinstance(item, BaseException):
                     raise item
-                index, event = item
-                if index in state:
-                    event = _merge(event, index, state, scopes[event.kind])
-                for observe in self._observers:
-                    observe(event)
-                yield event
-                if event.type is EventType.REPLACED and index in unsynced:
+                index, raw = item
+                event: Event | None = raw
+                if index in gated and self._secrets is not None:
+                    event = self._secrets.on_secret(raw, self.informers[index].collection.scope)
+                if event is not None:
+                    if index in state:
+                        event = _merge(event, index, state, scopes[event.kind])
+                    for observe in self._observers:
+                        observe(event)
+                    yield event
+                if event is not None and event.kind == INGRESS and self._secrets is not None:
+                    missing, deletes = self._secrets.on_ingress(event)
+                    for delete in deletes:
+                        assert delete.obj is not None
+                        for i in scopes.get(SECRET, []):
+                            state.get(i, {}).pop(object_key(delete.obj), None)
+                        yield delete
+                    if missing and ingresses_listed.is_set():
+                        log.info("Secrets newly referenced: %s; listing Secrets again", sorted(missing))
+                        pending.update(ns for ns, _ in missing)
+                        if restart is None:  # coalesce a burst of new references into one relist
+                            restart = asyncio.get_running_loop().call_later(0.2, restart_secrets)
+                if raw.type is EventType.REPLACED and index in unlisted_ingresses:
+                    unlisted_ingresses.discard(index)
+                    if not unlisted_ingresses:
+                        ingresses_listed.set()
+                if raw.type is EventType.REPLACED and index in unsynced:
                     unsynced.discard(index)
                     if not unsynced:
                         yield Event(EventType.SYNCED)
         finally:
-            for task in tasks:
+            if restart is not None:
+                restart.cancel()
+            for task in started:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*started, return_exceptions=True)
             if self._on_close is not None:
                 await self._on_close()
 
@@ -364,6 +420,7 @@ async def build(
         raise ValueError("need 0 < --lease-retry-period < --lease-renew-deadline < --lease-duration")
     namespaces = watch_namespaces(args)
     configmap: tuple[str, str] | None = getattr(args, "configmap", None)
+    default_cert: tuple[str, str] | None = getattr(args, "default_ssl_certificate", None)
     # One connection per watch (informers and the publish Service's), plus room for lists and writes.
     watches = collection_count(namespaces=namespaces, configmap=configmap) + 1
     api = await load_client(args.kubeconfig, args.context, connections=watches + 20)
@@ -389,6 +446,7 @@ async def build(
         empty_kinds=empty_kinds(configmap),
         background=background,
         observers=[view.observe],
+        secrets=ReferencedSecrets(static=[default_cert] if default_cert else []),
         on_close=api.close,
     )
     return source, publishers

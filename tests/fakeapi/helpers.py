@@ -204,7 +204,8 @@ class Collector:
             self.errors.append(f"ADDED for {event.kind} {key} already present")
         if event.type in (EventType.MODIFIED, EventType.DELETED) and old is None:
             self.errors.append(f"{event.type.value} for {event.kind} {key} not present")
-        if old is not None and _rv(obj) <= _rv(old):
+        tombstone = event.type is EventType.DELETED and "resourceVersion" not in obj["metadata"]
+        if old is not None and not tombstone and _rv(obj) <= _rv(old):
             self.errors.append(f"{event.type.value} for {event.kind} {key} replays version {_rv(obj)}")
         if event.type is EventType.DELETED:
             store.pop(key, None)
