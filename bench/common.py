@@ -116,6 +116,13 @@ def cpu_ticks(pids: Sequence[int]) -> int:
     return total
 
 
+def pin(pids: Sequence[int], cpus: set[int]) -> None:
+    """Restricts the processes (e.g. nginx workers) to the given CPUs."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(pid, cpus)
+
+
 def pss_kb(pids: Sequence[int]) -> int:
     total = 0
     for pid in pids:
@@ -286,10 +293,19 @@ def wrk_args(
 
 
 def run_wrk(
-    url: str, *, host: str, seconds: float, connections: int = 32, threads: int = 1, script: Path | None = None
+    url: str,
+    *,
+    host: str,
+    seconds: float,
+    connections: int = 32,
+    threads: int = 1,
+    script: Path | None = None,
+    cpus: set[int] | None = None,
 ) -> WrkResult:
+    """One bounded wrk run; with `cpus`, wrk is pinned to those CPUs."""
     args = wrk_args(url, host=host, seconds=seconds, connections=connections, threads=threads, script=script)
-    out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 30, check=True, preexec_fn=pin).stdout
     return parse_wrk(out)
 
 
