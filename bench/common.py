@@ -29,7 +29,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.harness import Controller, free_port, wait_for  # noqa: E402
+from tests.harness import Controller as Controller  # noqa: E402
+from tests.harness import free_port as free_port  # noqa: E402
+from tests.harness import wait_for as wait_for  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"

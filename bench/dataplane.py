@@ -11,6 +11,7 @@ default).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -117,6 +118,12 @@ def _manifests(folder: Path, backends: list[str], port: int, *, access_log: bool
     write_atomic(folder, "bench.yaml", manifest_text(docs))
 
 
+def _new_workers(ctl: Controller, old: set[int]) -> bool:
+    """nginx runs a full set of workers, none of them from before the reload."""
+    workers = set(ctl.worker_pids())
+    return len(workers) == CPUS and not old & workers
+
+
 def _spread(port: int, expected: set[str]) -> bool:
     poller = Poller(port, HOST)
     try:
@@ -154,7 +161,7 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
                 old = set(ctl.worker_pids())
                 _manifests(folder, backends, backend_port, access_log=access_log)
                 wait_for(
-                    lambda old=old: len(ctl.worker_pids()) == CPUS and not old & set(ctl.worker_pids()),
+                    functools.partial(_new_workers, ctl, old),
                     timeout=30,
                     what=f"reload with the {mode}, old workers gone",
                 )
@@ -167,7 +174,7 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
             procs.add(base.stop)
             for name, port in (("ingressctl", ctl.http_port), ("baseline", http_port)):
                 wait_for(
-                    lambda port=port: _spread(port, set(backends)), timeout=15, what=f"{name} spreads over 3 backends"
+                    functools.partial(_spread, port, set(backends)), timeout=15, what=f"{name} spreads over 3 backends"
                 )
             variants: dict[str, tuple[int, Callable[[], list[int]]]] = {
                 "ingressctl": (ctl.http_port, ctl.worker_pids),

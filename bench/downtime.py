@@ -15,6 +15,7 @@ done and a tail of steady load has passed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import time
@@ -81,6 +82,10 @@ def _answers(poller: Poller, address: str, *, present: bool) -> bool:
     return (address in seen) == present
 
 
+def _reloaded(ctl: Controller, before: int) -> bool:
+    return ctl.reloads() > before
+
+
 def _stop_wrk(load: BackgroundWrk) -> WrkResult:
     assert load.proc is not None
     load.proc.send_signal(signal.SIGINT)
@@ -107,10 +112,10 @@ def _roll(ctl: Controller, folder: Path, pods: Pods, opts: Options, port: int, f
                     pods.start(new)
                     current = [*current, new]
                     _slice(folder, current, port)
-                    wait_for(lambda new=new: _answers(poller, new, present=True), timeout=10, what=f"{new} serves")
+                    wait_for(functools.partial(_answers, poller, new, present=True), timeout=10, what=f"{new} serves")
                     current = [a for a in current if a != old]
                     _slice(folder, current, port)
-                    wait_for(lambda old=old: _answers(poller, old, present=False), timeout=10, what=f"{old} gone")
+                    wait_for(functools.partial(_answers, poller, old, present=False), timeout=10, what=f"{old} gone")
                     pods.stop(old)
                     steps += 1
         finally:
@@ -137,8 +142,8 @@ def _reloads(ctl: Controller, folder: Path, opts: Options) -> dict[str, Any]:
             host = f"other-{i}.example.com"
             before = ctl.reloads()
             write_atomic(folder, "other.yaml", _other(host))
-            wait_for(lambda before=before: ctl.reloads() > before, timeout=60, what=f"reload {i + 1}")
-            wait_for(lambda host=host: serves(ctl.http_port, host), timeout=60, what=f"{host} serves")
+            wait_for(functools.partial(_reloaded, ctl, before), timeout=60, what=f"reload {i + 1}")
+            wait_for(functools.partial(serves, ctl.http_port, host), timeout=60, what=f"{host} serves")
             done += 1
             time.sleep(1.05)  # the controller spaces reloads by at least 1 s
         elapsed = time.monotonic() - started

@@ -17,6 +17,7 @@ budget (predicted from the measured `nginx -t` time) are skipped and reported as
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -212,7 +213,7 @@ def one_size(tmp: Path, n: int, opts: Options, budget: Budget, *, port: int, poo
                 time.sleep(max(0.0, 1.05 - (time.monotonic() - started)))  # min reload interval
                 changed = write_atomic(folder, "probe-ingress.yaml", manifest_text([_ingress(0, host)]))
                 wait_for(
-                    lambda host=host: serves(ctl.http_port, host, path="/api"),
+                    functools.partial(serves, ctl.http_port, host, path="/api"),
                     timeout=max(60.0, 4 * reload_cost),
                     interval=0.005,
                     what=f"{host} serves",
