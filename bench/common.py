@@ -99,6 +99,13 @@ class Procs:
         self.close()
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def children(pid: int) -> list[int]:
     try:
         return sorted(int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
@@ -159,7 +166,11 @@ class NginxProcess:
             [NGINX, "-p", str(self.dir), "-c", str(self.conf)], stdin=subprocess.DEVNULL, stdout=log, stderr=log
         )
         log.close()
-        wait_for(lambda: self._started(), timeout=10, what=f"nginx in {self.dir}")
+        try:
+            wait_for(self._started, timeout=10, what=f"nginx in {self.dir}")
+        except BaseException:
+            self.stop()  # not registered with Procs yet: stop it (and remove its dir) here
+            raise
         return self
 
     def _started(self) -> bool:
@@ -178,7 +189,11 @@ class NginxProcess:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            workers = children(self.proc.pid)
             stop_pid(self.proc.pid, sig=signal.SIGQUIT, proc=self.proc)
+            for pid in workers:  # only alive if the master had to be killed
+                if alive(pid) and _cmdline(pid).startswith("nginx: worker"):
+                    stop_pid(pid, sig=signal.SIGKILL, timeout=2)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # the fake API server's request log
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)  # also when started with SIGINT ignored (a background job)
     chosen = sorted({int(x) for x in args.only.split(",") if x.strip()}) or sorted(SECTIONS)
     unknown = [n for n in chosen if n not in SECTIONS]
     if unknown:
