@@ -172,8 +172,9 @@ def measure(
     started = time.monotonic()
     last = started
     for i, step in enumerate(burst):
+        if i:  # evenly spread; no pause after the last change, which starts the clock
+            time.sleep(max(0.0, started + i * opts.burst_seconds / opts.burst - time.monotonic()))
         last = changer.set_endpoints(step)
-        time.sleep(max(0.0, started + (i + 1) * opts.burst_seconds / opts.burst - time.monotonic()))
     burst_span = last - started
     final_latency = settle(poller, last, set(burst[-1]))
     return {
