@@ -82,6 +82,11 @@ def _answers(poller: Poller, address: str, *, present: bool) -> bool:
     return (address in seen) == present
 
 
+def _nginx_errors(ctl: Controller) -> list[str]:
+    """nginx's error and warning lines (its error_log goes to the controller's log), to explain failures."""
+    return [line for line in ctl.log().splitlines() if "[error]" in line or "[warn]" in line or "[crit]" in line][:50]
+
+
 def _reloaded(ctl: Controller, before: int) -> bool:
     return ctl.reloads() > before
 
@@ -193,8 +198,10 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
         reloads = ctl.reloads()
         raw["rolling"] = _roll(ctl, folder, pods, opts, port, list(pool[3:]))
         raw["rolling"]["reloads"] = ctl.reloads() - reloads
+        raw["rolling"]["nginx_errors"] = _nginx_errors(ctl)
         time.sleep(1.1)
         raw["reloading"] = _reloads(ctl, folder, opts)
+        raw["reloading"]["nginx_errors"] = _nginx_errors(ctl)[len(raw["rolling"]["nginx_errors"]) :]
     a, b = raw["rolling"], raw["reloading"]
     failed_a = a["non_2xx"] + sum(a["socket_errors"].values())
     rows = [
