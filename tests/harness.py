@@ -130,7 +130,18 @@ class Response:
             return None
 
 
-def request(
+def request(port: int, **kwargs: Any) -> Response:
+    """One request; retried once if the connection was closed before any response came back.
+    A reload makes old workers close connections they accepted but have not read a request from
+    yet (nginx closes idle connections on shutdown): a client must retry such an idempotent
+    request, as real clients do. Any response, and any other error, is returned or raised as is."""
+    try:
+        return _request(port, **kwargs)
+    except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+        return _request(port, **kwargs)
+
+
+def _request(
     port: int,
     *,
     host: str,
