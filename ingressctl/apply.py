@@ -140,12 +140,16 @@ class Applier:
             # New routes must find their backends the moment the new workers take over.
             await self._post(config)
             started = time.monotonic()
+            old_workers = self.nginx.worker_pids()
             self.nginx.reload()
             self.last_reload = started
             self.reloads += 1
             self.metrics.reloads.inc()
             try:
                 await self._wait_live(digest)
+                # The new workers answer; the old ones accept connections until the master has
+                # told them to quit. Only then does every new connection see the new config.
+                await self.nginx.wait_stopped_accepting(old_workers, timeout=self.live_timeout)
             except ApplyError:
                 self.metrics.reload_errors.inc()
                 raise

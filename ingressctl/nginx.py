@@ -16,6 +16,7 @@ import os
 import pwd
 import re
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,15 @@ def _die_with_parent() -> None:
     controller dies, even by SIGKILL, so no orphaned nginx keeps serving a stale configuration."""
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _accepting_worker(pid: int) -> bool:
+    """A worker that has not been told to quit (its title lacks "is shutting down")."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return title.startswith(b"nginx: worker process") and b"shutting down" not in title
 
 
 class Nginx:
@@ -135,6 +145,17 @@ class Nginx:
         if pids:
             self.workers_seen = pids
         return pids
+
+    async def wait_stopped_accepting(self, pids: list[int], *, timeout: float) -> None:
+        """Waits until each of these (old) workers has exited or is shutting down, i.e. no longer
+        accepts connections. Old workers finishing long requests do not hold this up."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pending = [pid for pid in pids if _accepting_worker(pid)]
+            if not pending:
+                return
+            await asyncio.sleep(0.002)
+        log.warning("old nginx workers %s still accept connections after %.0fs", pending, timeout)
 
     def stop_orphans(self) -> None:
         """Terminates the workers a killed master left behind (they would go on serving)."""
