@@ -7,7 +7,6 @@ internal/dag builder tests. The spec is issue 2, "Ingress semantics".
 from __future__ import annotations
 
 import base64
-import datetime
 import random
 import re
 from collections.abc import Iterable, Sequence
@@ -15,10 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from ingressctl.cache import Cache
 from ingressctl.config import (
@@ -40,40 +35,18 @@ from ingressctl.sources.base import Event, EventType
 from ingressctl.sources.legacy import convert_ingress
 from ingressctl.translate import Settings, translate
 from ingressctl.translate.memo import Memo
+from tests.certs import make_cert
 from tests.harness import backend, endpoint_slice, ingress, ingress_class, rule, service
 
 Obj = dict[str, Any]
 
 # --- certificates, generated here (self-signed, small EC keys) ----------------------------------
 
-
-def make_pem(common_name: str, *sans: str) -> tuple[bytes, bytes]:
-    """A self-signed certificate and its PKCS#8 key, both PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(s) for s in sans or (common_name,)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return (
-        cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-    )
-
-
-FALLBACK = Certificate.from_pem(*make_pem("fallback"))
-A_PEM = make_pem("a.example.com")
-B_PEM = make_pem("b.example.com")
-WILD_PEM = make_pem("*.example.com")
-DEFAULT_PEM = make_pem("default.example.com")
+FALLBACK = Certificate.from_pem(*make_cert("fallback"))
+A_PEM = make_cert("a.example.com")
+B_PEM = make_cert("b.example.com")
+WILD_PEM = make_cert("*.example.com")
+DEFAULT_PEM = make_cert("default.example.com")
 A_CERT = Certificate.from_pem(*A_PEM)
 B_CERT = Certificate.from_pem(*B_PEM)
 WILD_CERT = Certificate.from_pem(*WILD_PEM)
