@@ -2,8 +2,9 @@
 
 (a) Rolling endpoints: every endpoint of the backend is replaced one by one, ROLLS times: a new
 "pod" (its own nginx on a fresh 127.0.0.x) starts and is added, and once it answers the old one
-is removed from the EndpointSlice; once the old one no longer answers, its nginx is stopped
-(gracefully, as a terminating pod would be). Target: zero failed requests.
+is removed from the EndpointSlice; once the controller has posted the removal to the balancer and
+the old one no longer answers, its nginx is stopped (gracefully, as a terminating pod would be).
+Target: zero failed requests.
 (b) RELOADS nginx reloads caused by host changes of another Ingress (spaced past the controller's
 minimum reload interval), each confirmed by the reload counter and the new host serving.
 Target: zero non-2xx responses; connection errors are counted and reported separately.
@@ -82,6 +83,10 @@ def _answers(poller: Poller, address: str, *, present: bool) -> bool:
     return (address in seen) == present
 
 
+def _posted_since(ctl: Controller, updates: int) -> bool:
+    return ctl.backend_updates() > updates
+
+
 def _nginx_errors(ctl: Controller) -> list[str]:
     """nginx's error and warning lines (its error_log goes to the controller's log), to explain failures."""
     return [line for line in ctl.log().splitlines() if "[error]" in line or "[warn]" in line or "[crit]" in line][:50]
@@ -119,7 +124,11 @@ def _roll(ctl: Controller, folder: Path, pods: Pods, opts: Options, port: int, f
                     _slice(folder, current, port)
                     wait_for(functools.partial(_answers, poller, new, present=True), timeout=10, what=f"{new} serves")
                     current = [a for a in current if a != old]
+                    updates = ctl.backend_updates()
                     _slice(folder, current, port)
+                    # Like a terminating pod, the old one stops only after the removal reached the
+                    # balancer; not seeing it in a few answers alone can happen by chance before.
+                    wait_for(functools.partial(_posted_since, ctl, updates), timeout=10, what=f"{old} removal applied")
                     wait_for(functools.partial(_answers, poller, old, present=False), timeout=10, what=f"{old} gone")
                     pods.stop(old)
                     steps += 1
