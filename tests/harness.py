@@ -385,7 +385,25 @@ class Controller:
         pid = self.master_pid()
         return sorted(int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
 
+    def settle(self, timeout: float = 5.0) -> None:
+        """Waits until no worker of a previous configuration is left. Tests check what the current
+        configuration serves; requests during a reload's drain are bench section 4's subject."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                pids = self.worker_pids()
+            except (OSError, ValueError):
+                return
+            draining = False
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    draining = draining or b"shutting down" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            if not draining:
+                return
+            time.sleep(0.005)
+
     def get(self, host: str, path: str = "/", **kwargs: Any) -> Response:
+        self.settle()
         tls = kwargs.pop("tls", False)
         return request(self.https_port if tls else self.http_port, host=host, path=path, tls=tls, **kwargs)
 
