@@ -389,7 +389,15 @@ class Controller:
     def settle(self, timeout: float = 5.0) -> None:
         """Waits until nginx runs exactly its configured workers, none of them a draining one from
         a previous configuration. Tests check what the current configuration serves; requests
-        during a reload's hand-over are bench section 4's subject."""
+        during a reload's hand-over are bench section 4's subject.
+
+        Why a first good answer is not enough: on SIGHUP the nginx master starts the new workers,
+        sleeps 100 ms ("allow new processes to start", ngx_process_cycle.c) and only then tells the
+        old workers to quit. In that window old and new workers both accept on the shared listening
+        sockets, so a test that saw the new configuration once could get the old one on its next
+        connection (the 1-in-4 CI flake of the previous session: a 404 or the previous certificate
+        right after a "served" check). The controller's own "live" check waits for the old workers
+        to stop accepting (Nginx.wait_stopped_accepting); tests that poll nginx directly wait here."""
         if self._settle_gave_up:
             return
         deadline = time.monotonic() + timeout
