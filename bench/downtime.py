@@ -20,7 +20,7 @@ import functools
 import logging
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,10 +102,9 @@ def _stop_wrk(load: BackgroundWrk) -> WrkResult:
     return load.result()
 
 
-def _roll(ctl: Controller, folder: Path, pods: Pods, opts: Options, port: int, fresh: list[str]) -> dict[str, Any]:
-    current = sorted(pods.running)
-    poller = Poller(ctl.http_port, HOST)
-    steps = 0
+def _under_load(ctl: Controller, folder: Path, opts: Options, changes: Callable[[], None]) -> tuple[WrkResult, float]:
+    """Runs changes() under steady wrk load with a quiet tail before and after; returns wrk's
+    result and how long the changes took."""
     with BackgroundWrk(
         f"http://127.0.0.1:{ctl.http_port}/",
         host=HOST,
@@ -115,6 +114,19 @@ def _roll(ctl: Controller, folder: Path, pods: Pods, opts: Options, port: int, f
     ) as load:
         time.sleep(opts.tail)
         started = time.monotonic()
+        changes()
+        elapsed = time.monotonic() - started
+        time.sleep(opts.tail)
+        return _stop_wrk(load), elapsed
+
+
+def _roll(ctl: Controller, folder: Path, pods: Pods, opts: Options, port: int, fresh: list[str]) -> dict[str, Any]:
+    current = sorted(pods.running)
+    steps = 0
+
+    def roll() -> None:
+        nonlocal current, steps
+        poller = Poller(ctl.http_port, HOST)
         try:
             for _ in range(opts.rolls):
                 for old in list(current):
@@ -134,24 +146,17 @@ def _roll(ctl: Controller, folder: Path, pods: Pods, opts: Options, port: int, f
                     steps += 1
         finally:
             poller.close()
-        rolled = time.monotonic() - started
-        time.sleep(opts.tail)
-        result = _stop_wrk(load)
+
+    result, rolled = _under_load(ctl, folder, opts, roll)
     return {"replaced_endpoints": steps, "roll_seconds": rolled, **_figures(result)}
 
 
 def _reloads(ctl: Controller, folder: Path, opts: Options) -> dict[str, Any]:
     done = 0
     reloads = ctl.reloads()
-    with BackgroundWrk(
-        f"http://127.0.0.1:{ctl.http_port}/",
-        host=HOST,
-        seconds=MAX_WRK_SECONDS,
-        connections=opts.connections,
-        script=status_script(folder.parent),
-    ) as load:
-        time.sleep(opts.tail)
-        started = time.monotonic()
+
+    def change_hosts() -> None:
+        nonlocal done
         for i in range(opts.reloads):
             host = f"other-{i}.example.com"
             before = ctl.reloads()
@@ -160,9 +165,8 @@ def _reloads(ctl: Controller, folder: Path, opts: Options) -> dict[str, Any]:
             wait_for(functools.partial(serves, ctl.http_port, host), timeout=60, what=f"{host} serves")
             done += 1
             time.sleep(1.05)  # the controller spaces reloads by at least 1 s
-        elapsed = time.monotonic() - started
-        time.sleep(opts.tail)
-        result = _stop_wrk(load)
+
+    result, elapsed = _under_load(ctl, folder, opts, change_hosts)
     return {"reloads": ctl.reloads() - reloads, "changes": done, "seconds": elapsed, **_figures(result)}
 
 

@@ -217,6 +217,22 @@ def rows_for(source: str, raw: dict[str, Any]) -> list[Row]:
     ]
 
 
+def measure_controller(
+    procs: Procs, ctl: Controller, changer: Changer, pool: list[str], opts: Options
+) -> dict[str, Any]:
+    """Starts ctl, measures changer's changes while a client polls, and checks nginx's workers
+    stayed the same (no reload, whatever the reload counter says)."""
+    ctl.start()
+    poller = Poller(ctl.http_port, HOST)
+    procs.add(poller.close)
+    workers = ctl.worker_pids()
+    got = measure(changer, poller, pool, opts, reloads=ctl.reloads)
+    got["workers_unchanged"] = ctl.worker_pids() == workers
+    if not got["workers_unchanged"]:
+        got["reloads"] = max(got["reloads"], 1)
+    return got
+
+
 def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
     port = free_port()
     pool = addresses(111, 6)
@@ -231,14 +247,7 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
         changer = ManifestsChanger(folder, port)
         changer.set_endpoints(pool[:2])
         ctl = procs.controller(Controller(manifests=folder, work_dir=tmp / "work"))
-        ctl.start()
-        poller = Poller(ctl.http_port, HOST)
-        procs.add(poller.close)
-        workers = ctl.worker_pids()
-        got = measure(changer, poller, pool, opts, reloads=ctl.reloads)
-        got["workers_unchanged"] = ctl.worker_pids() == workers
-        if not got["workers_unchanged"]:
-            got["reloads"] = max(got["reloads"], 1)
+        got = measure_controller(procs, ctl, changer, pool, opts)
         raw["manifests"] = got
         rows += rows_for("manifests folder", got)
     if not opts.api:

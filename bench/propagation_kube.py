@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import Poller, Procs, backend_nginx, free_port
-from bench.propagation import HOST, Options, measure, static_docs
+from bench.common import Procs, backend_nginx, free_port
+from bench.propagation import Options, measure_controller, static_docs
 from tests.fakeapi.threaded import ThreadedFakeApi
 from tests.harness import Controller, endpoint_slice
 
@@ -51,12 +51,4 @@ def run(tmp: Path, opts: Options, *, pool: list[str]) -> dict[str, Any]:
                 env={"POD_NAMESPACE": "default", "POD_NAME": "bench"},
             )
         )
-        ctl.start()
-        poller = Poller(ctl.http_port, HOST)
-        procs.add(poller.close)
-        workers = ctl.worker_pids()
-        got = measure(changer, poller, pool, opts, reloads=ctl.reloads)
-        got["workers_unchanged"] = ctl.worker_pids() == workers
-        if not got["workers_unchanged"]:
-            got["reloads"] = max(got["reloads"], 1)
-    return got
+        return measure_controller(procs, ctl, changer, pool, opts)
