@@ -136,6 +136,13 @@ class Applier:
     def _delta(self, backends: tuple[Backend, ...]) -> tuple[list[Backend], list[str], list[Backend]]:
         """What changed since the store last answered: backends to upsert, names to remove, and
         equal backends that are new objects (remembered, so the next diff compares by identity)."""
+        running = self.backends
+        if running is not None and len(running) == len(backends):
+            # An endpoint-only change keeps the order and every unchanged object: compare by
+            # position and identity, so the cost at 10,000 backends stays well under a millisecond.
+            moved = [(new, old) for new, old in zip(backends, running, strict=True) if new is not old]
+            if all(new.name == old.name for new, old in moved):
+                return [n for n, o in moved if n != o], [], [n for n, o in moved if n == o]
         posted = self._posted
         upserts: list[Backend] = []
         same: list[Backend] = []

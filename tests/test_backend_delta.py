@@ -162,10 +162,15 @@ async def test_endpoint_changes_go_as_deltas(running: Running) -> None:
         }
         assert_workers_follow_the_store(running)  # ns/x:80 is gone from every worker too
 
-        # Nothing changed: nothing is sent, the version stays.
-        await applier.apply(_with(running.config, _app("127.0.0.73"), _other("ns/y:80", "10.0.0.3", "10.0.0.4")))
-        assert (applier.full_posts, applier.delta_posts) == (1, 3)
-        assert running.store()["version"] == version + 3
+        # As many backends as before, one of them another: a removal and an addition.
+        await applier.apply(_with(running.config, _app("127.0.0.73"), _other("ns/z:80", "10.0.0.5")))
+        assert _expected(running.store()) == {APP: [f"127.0.0.73:{PORT}"], "ns/z:80": ["10.0.0.5:80"]}
+        assert_workers_follow_the_store(running)
+
+        # Nothing changed (equal backends, new objects): nothing is sent, the version stays.
+        await applier.apply(_with(running.config, _app("127.0.0.73"), _other("ns/z:80", "10.0.0.5")))
+        assert (applier.full_posts, applier.delta_posts) == (1, 4)
+        assert running.store()["version"] == version + 4
 
 
 async def test_a_failed_delta_falls_back_to_a_full_replace(running: Running, caplog: pytest.LogCaptureFixture) -> None:

@@ -27,8 +27,9 @@ local DEFAULT_ALGORITHM = "round_robin"
 local M = {}
 M.LOG_KEEP = 1024
 M.PREFIX = "b:"
--- Counters for tests and debugging: full rebuilds, catch-ups from the logs, backends decoded.
-M.stats = { full = 0, delta = 0, decoded = 0 }
+-- Counters for tests and debugging: full rebuilds, catch-ups from the logs, backends decoded,
+-- and the CPU milliseconds the last rebuild and the last catch-up took (os.clock: this process).
+M.stats = { full = 0, delta = 0, decoded = 0, full_ms = 0, delta_ms = 0 }
 
 local version = nil -- the version this worker is at; nil: no state yet
 local backends = {} -- name -> algorithm instance
@@ -66,6 +67,7 @@ local function apply(name, text)
 end
 
 local function rebuild(current)
+    local started = os.clock()
     M.stats.full = M.stats.full + 1
     local previous = backends
     backends, endpoints = {}, {}
@@ -78,6 +80,7 @@ local function rebuild(current)
         end
     end
     version = current
+    M.stats.full_ms = (os.clock() - started) * 1000
 end
 
 function M.sync()
@@ -92,6 +95,7 @@ function M.sync()
     if version == nil or current < version or current - version > M.LOG_KEEP then
         return rebuild(current)
     end
+    local started = os.clock()
     local changed = {}
     for v = version + 1, current do
         local names = dict:get(M.log_key(v))
@@ -107,6 +111,7 @@ function M.sync()
         apply(name, dict:get(M.key(name)))
     end
     version = current
+    M.stats.delta_ms = (os.clock() - started) * 1000
 end
 
 -- Drops this worker's view (tests): the next sync() rebuilds, as in a new worker.

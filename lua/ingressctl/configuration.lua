@@ -6,8 +6,9 @@
 --   PATCH /configuration/backends  delta, {"epoch":e,"base":v,"upsert":[...],"remove":[names]}:
 --                                  409 unless the store is at epoch e and version v (the caller
 --                                  cannot be sure of the state then: it sends a full replace)
---   GET   /configuration/backends  {"version","epoch","document"}; with ?worker, the answering
---                                  worker's own view after its sync (pid, version, endpoints)
+--   GET   /configuration/backends  {"version","epoch","dict","document"}; with ?worker, the
+--                                  answering worker's own view after its sync (pid, version,
+--                                  stats, endpoints; ?worker=brief: without the endpoints)
 -- Both writes answer 201 {"version","epoch","changed"}. Invalid JSON or shape answers 400 with the
 -- reason and changes nothing; a full dict answers 507 (what was written is logged, so workers
 -- still follow the store).
@@ -24,15 +25,7 @@ local LOCK_WAIT = 5 -- seconds a writer waits for another one
 
 local function valid_ipv4(address)
     local a, b, c, d = address:match("^(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)$")
-    if not a then
-        return false
-    end
-    for _, octet in ipairs({ a, b, c, d }) do
-        if tonumber(octet) > 255 then
-            return false
-        end
-    end
-    return true
+    return a ~= nil and tonumber(a) <= 255 and tonumber(b) <= 255 and tonumber(c) <= 255 and tonumber(d) <= 255
 end
 
 local function valid_address(address)
@@ -140,7 +133,8 @@ end
 local function encode_backend(backend)
     local parts = {}
     for i, endpoint in ipairs(backend.endpoints) do
-        parts[i] = '{"address":"' .. endpoint.address .. '","port":' .. string.format("%d", endpoint.port) .. "}"
+        -- port is an integer (validated): LuaJIT writes it without a fraction
+        parts[i] = '{"address":"' .. endpoint.address .. '","port":' .. endpoint.port .. "}"
     end
     local algorithm = backend.algorithm and ('"algorithm":"' .. backend.algorithm .. '",') or ""
     return '{"name":"' .. backend.name .. '",' .. algorithm .. '"endpoints":[' .. table.concat(parts, ",") .. "]}"
@@ -328,15 +322,19 @@ local function document()
     return '{"backends":[' .. table.concat(parts, ",") .. "]}"
 end
 
-local function worker_view()
+local function worker_view(brief)
     local version, counts = backends.state()
-    local view = {}
+    local view, count = {}, 0
     for name in pairs(counts) do
-        view[name] = backends.endpoints(name)
+        count = count + 1
+        if not brief then
+            view[name] = backends.endpoints(name)
+        end
     end
     return {
         pid = ngx.worker.pid(),
         version = version or 0,
+        count = count,
         backends = next(view) and view or cjson.empty_array,
         stats = backends.stats,
     }
@@ -345,8 +343,9 @@ end
 function M.call()
     local method = ngx.req.get_method()
     if method == "GET" then
-        if ngx.req.get_uri_args().worker then
-            return respond(200, worker_view())
+        local worker = ngx.req.get_uri_args().worker
+        if worker then
+            return respond(200, worker_view(worker == "brief"))
         end
         ngx.header.content_type = "application/json"
         local capacity, free = dict:capacity(), dict:free_space()
