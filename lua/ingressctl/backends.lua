@@ -3,8 +3,9 @@
 -- Store layout (lua_shared_dict ingressctl; configuration.lua is the only writer):
 --   "b:<name>"  one backend's JSON, {"name":...,"endpoints":[{"address":...,"port":...}]}
 --   "version"   integer, bumped with incr once per accepted update (never a timestamp)
---   "log:<v>"   the names that version v changed (upserted or removed), newline-separated; the
---               last LOG_KEEP versions are kept
+--   "log:<v>"   the names that version v changed (upserted or removed), newline-separated, or
+--               "*" when it changed more than LOG_MAX_NAMES (workers rebuild then: about the
+--               same work, and the log stays small); the last LOG_KEEP versions are kept
 --   "epoch"     a token made when the store is empty: a new master (new dict) has a new one
 --   "lock"      held by the writer while it changes the store (workers are separate processes)
 -- A writer stores the entries, then the log of the next version, then bumps the version, all
@@ -25,7 +26,9 @@ local ALGORITHMS = {
 local DEFAULT_ALGORITHM = "round_robin"
 
 local M = {}
-M.LOG_KEEP = 1024
+M.LOG_KEEP = 256
+M.LOG_MAX_NAMES = 512
+M.REBUILD = "*"
 M.PREFIX = "b:"
 -- Counters for tests and debugging: full rebuilds, catch-ups from the logs, backends decoded,
 -- and the CPU milliseconds the last rebuild and the last catch-up took (os.clock: this process).
@@ -99,7 +102,7 @@ function M.sync()
     local changed = {}
     for v = version + 1, current do
         local names = dict:get(M.log_key(v))
-        if names == nil then -- dropped from the log (or never written): start over
+        if names == nil or names == M.REBUILD then -- dropped from the log, or too many: start over
             return rebuild(current)
         end
         for name in names:gmatch("[^\n]+") do

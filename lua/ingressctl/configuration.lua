@@ -192,7 +192,8 @@ local function commit(changes)
     end
     local next_version = (dict:get("version") or 0) + 1
     -- Without its log entry, workers rebuild from the entries: slower, still right.
-    dict:safe_set(backends.log_key(next_version), table.concat(names, "\n"))
+    local logged = #names > backends.LOG_MAX_NAMES and backends.REBUILD or table.concat(names, "\n")
+    dict:safe_set(backends.log_key(next_version), logged)
     dict:delete(backends.log_key(next_version - backends.LOG_KEEP))
     local version = dict:incr("version", 1, 0)
     if failure then

@@ -171,6 +171,24 @@ function T.worker_rebuilds_when_a_log_entry_is_missing()
     eq(backends.stats.full, full + 1, "rebuilt")
 end
 
+function T.worker_rebuilds_after_a_version_that_changed_many()
+    base_state()
+    local max = backends.LOG_MAX_NAMES
+    backends.LOG_MAX_NAMES = 2
+    local ok, err = pcall(function()
+        local full = backends.stats.full
+        must(delta({ { name = "t/a:80", endpoints = ep("10.4.1.1") }, { name = "t/g:80", endpoints = ep("10.4.1.2") } },
+            { "t/b:80" }))
+        eq(dict:get(backends.log_key(dict:get("version"))), backends.REBUILD, "logged as a rebuild")
+        eq(served("t/a:80"), "10.4.1.1:8080", "a")
+        eq(served("t/b:80"), nil, "b removed")
+        eq(served("t/g:80"), "10.4.1.2:8080", "g")
+        eq(backends.stats.full, full + 1, "one rebuild")
+    end)
+    backends.LOG_MAX_NAMES = max
+    assert(ok, err)
+end
+
 function T.new_worker_builds_from_the_entries()
     base_state()
     must(delta({ { name = "t/e:80", endpoints = ep("10.6.0.1", "10.6.0.2") } }))
@@ -222,6 +240,41 @@ function T.invalid_full_replace_keeps_the_store()
     eq(why:find("duplicate", 1, true) ~= nil, true, "reason")
     eq(dict:get("version"), before, "version")
     eq(served("t/a:80"), "10.1.0.1:8080", "a unchanged")
+end
+
+function T.full_dict_answers_507_and_workers_follow_what_was_stored()
+    base_state()
+    local junk, filler = {}, string.rep("x", 16384)
+    for i = 1, 10000 do -- fill the dict (without evicting anything) until it is full
+        local ok = dict:safe_set("junk:" .. i, filler)
+        if not ok then
+            break
+        end
+        junk[#junk + 1] = "junk:" .. i
+    end
+    dict:delete(table.remove(junk)) -- room for a small backend, not for a big one
+    local ok, err = pcall(function()
+        local big = {}
+        for i = 1, 2000 do
+            big[i] = { address = "10.10." .. (i % 250) .. "." .. (i % 200 + 1), port = 8080 }
+        end
+        local before = dict:get("version")
+        local version, status, why = delta({
+            { name = "t/a:80", endpoints = ep("10.10.0.1") },
+            { name = "t/h:80", endpoints = big },
+        })
+        eq(version, nil, "accepted")
+        eq(status, 507, "status")
+        eq(why:find("t/h:80", 1, true) ~= nil, true, "names the backend: " .. tostring(why))
+        eq(dict:get("version"), before + 1, "what was written is published")
+        eq(dict:get(backends.key("t/h:80")), nil, "h not stored")
+        eq(served("t/a:80"), "10.10.0.1:8080", "a, written before the dict was full, is served")
+        eq(dict:get(backends.key("t/b:80")) ~= nil, true, "nothing was evicted")
+    end)
+    for _, key in ipairs(junk) do
+        dict:delete(key)
+    end
+    assert(ok, err)
 end
 
 function T.stored_text_is_canonical()
