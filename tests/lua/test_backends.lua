@@ -46,6 +46,15 @@ local function served(name)
     return list and table.concat(list, ",") or nil
 end
 
+-- Runs fn with backends[field] set to value, and restores it whatever happens.
+local function with_setting(field, value, fn)
+    local saved = backends[field]
+    backends[field] = value
+    local ok, err = pcall(fn)
+    backends[field] = saved
+    assert(ok, err)
+end
+
 local function base_state()
     replace({
         { name = "t/a:80", endpoints = ep("10.1.0.1") },
@@ -143,9 +152,7 @@ end
 
 function T.worker_rebuilds_when_too_far_behind()
     base_state()
-    local keep = backends.LOG_KEEP
-    backends.LOG_KEEP = 3
-    local ok, err = pcall(function()
+    with_setting("LOG_KEEP", 3, function()
         local full = backends.stats.full
         for i = 1, 5 do
             must(delta({ { name = "t/a:80", endpoints = ep("10.4.0." .. i) } }))
@@ -156,8 +163,6 @@ function T.worker_rebuilds_when_too_far_behind()
         eq(served("t/b:80"), nil, "b removed by the rebuild")
         eq(backends.stats.full, full + 1, "one rebuild")
     end)
-    backends.LOG_KEEP = keep
-    assert(ok, err)
 end
 
 function T.worker_rebuilds_when_a_log_entry_is_missing()
@@ -173,9 +178,7 @@ end
 
 function T.worker_rebuilds_after_a_version_that_changed_many()
     base_state()
-    local max = backends.LOG_MAX_NAMES
-    backends.LOG_MAX_NAMES = 2
-    local ok, err = pcall(function()
+    with_setting("LOG_MAX_NAMES", 2, function()
         local full = backends.stats.full
         must(delta({ { name = "t/a:80", endpoints = ep("10.4.1.1") }, { name = "t/g:80", endpoints = ep("10.4.1.2") } },
             { "t/b:80" }))
@@ -185,8 +188,6 @@ function T.worker_rebuilds_after_a_version_that_changed_many()
         eq(served("t/g:80"), "10.4.1.2:8080", "g")
         eq(backends.stats.full, full + 1, "one rebuild")
     end)
-    backends.LOG_MAX_NAMES = max
-    assert(ok, err)
 end
 
 function T.new_worker_builds_from_the_entries()
