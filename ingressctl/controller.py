@@ -1,11 +1,12 @@
 """The sync loop: events -> cache -> debounce -> translate -> apply -> publish.
 
 Events that change nothing translate reads are dropped by the cache. The first event after a quiet
-period opens a window; the sync runs once no event came for `holdoff` seconds, or `max_delay` after
-the window opened, whichever is first. Reloads are further spaced by `min_reload_interval`: a
-static change that comes sooner is held back until then (endpoint changes still go out at once),
-so a burst of host/path changes costs one reload at its start and one after it. Translate runs in
-a thread so the health endpoints stay responsive at scale.
+period opens a window; the sync runs once no event came for `holdoff` seconds (`endpoint_holdoff`
+while the window holds only endpoint changes, which cost no render and go to the Lua API as a
+delta), or `max_delay` after the window opened, whichever is first. Reloads are further spaced
+by `min_reload_interval`: a static change that comes sooner is held back until then (endpoint
+changes still go out at once), so a burst of host/path changes costs one reload at its start and
+one after it. Translate runs in a thread so the health endpoints stay responsive at scale.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Controller:
         applier: Applier,
         publishers: Sequence[Publisher] = (),
         holdoff: float = 0.03,
+        endpoint_holdoff: float = 0.01,
         max_delay: float = 1.0,
         retry_delay: float = 1.0,
         min_reload_interval: float = 1.0,
@@ -51,6 +53,7 @@ class Controller:
         self.applier = applier
         self.publishers = publishers
         self.holdoff = holdoff
+        self.endpoint_holdoff = endpoint_holdoff
         self.max_delay = max_delay
         self.retry_delay = retry_delay
         self.min_reload_interval = min_reload_interval
@@ -122,22 +125,24 @@ class Controller:
     async def _debounce(self) -> None:
         while True:
             now = time.monotonic()
-            wait = min(self._last_change + self.holdoff, self._first_change + self.max_delay) - now
+            holdoff = self.holdoff if self._full or self.config is None else self.endpoint_holdoff
+            wait = min(self._last_change + holdoff, self._first_change + self.max_delay) - now
             if wait <= 0:
                 return
             await asyncio.sleep(wait)
 
     async def sync(self) -> None:
+        started = time.monotonic()
         snapshot = self.cache.snapshot()
         previous, services = self.config, self._endpoint_services
         full = self._full or previous is None
         self._full, self._endpoint_services = False, set()
-        started = time.monotonic()
         if full or previous is None:
             config = await asyncio.to_thread(self.translator.full, snapshot)
         else:
             # Endpoints only: no translate of the whole snapshot, no render, no reload.
             config = self.translator.endpoints(previous, snapshot, services)
+        translated = time.monotonic()
         self._report(config)
         m = self.applier.metrics
         m.syncs.inc()
@@ -159,6 +164,12 @@ class Controller:
             log.debug("reload held back %.0f ms (min reload interval)", wait * 1000)
         m.sync_seconds.observe(time.monotonic() - started)
         m.ready.set(1 if self.ready else 0)
+        if not full:
+            log.debug(
+                "endpoint-only sync: snapshot + translate %.1f ms, apply %.1f ms",
+                (translated - started) * 1000,
+                (time.monotonic() - translated) * 1000,
+            )
         self.config = config
         if result.reloaded or result.backends_updated:
             log.info(

@@ -1,4 +1,9 @@
-"""Client of the Lua configuration API on the unix socket in the work dir.
+"""Client of the Lua configuration API on the unix socket in the work dir, and the JSON it sends.
+
+Two ways to update the backends (lua/ingressctl/configuration.lua): POST replaces them all (start,
+after an nginx restart, whenever the state there is not known); PATCH sends only the backends that
+changed, on top of the store's epoch and version that the last answer gave, and is refused with
+409 when the store is elsewhere (then the caller sends everything).
 
 Every request uses a fresh connection, so an answer always comes from a current worker (a pooled
 connection could stay with an old worker for a while after a reload).
@@ -7,7 +12,8 @@ connection could stay with an old worker for a while after a reload).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -19,10 +25,31 @@ class LuaApiError(RuntimeError):
     pass
 
 
+class LuaApiConflict(LuaApiError):
+    """409: the store is not at the epoch and version a delta was built on."""
+
+
+@dataclass(frozen=True)
+class LuaState:
+    """Where the Lua store is: its epoch (new with every nginx master) and its version."""
+
+    epoch: str
+    version: int
+
+
+def _fragment(backend: Backend) -> str:
+    document = {
+        "name": backend.name,
+        "endpoints": [{"address": e.address, "port": e.port} for e in backend.endpoints],
+    }
+    return json.dumps(document, separators=(",", ":"))
+
+
 class BackendsEncoder:
-    """Encodes the backends document for the Lua API. Each Backend's JSON is kept from one
-    encoding to the next (by identity: translate hands back the same object while its endpoints
-    do not change), so an update at 10,000 backends encodes only what changed."""
+    """Encodes the backends documents for the Lua API. For a full document, each Backend's JSON is
+    kept from one encoding to the next (by identity: translate hands back the same object while
+    its endpoints do not change), so a full document at 10,000 backends encodes only what changed.
+    A delta encodes just its own backends."""
 
     def __init__(self) -> None:
         self._fragments: dict[int, tuple[Backend, str]] = {}
@@ -33,15 +60,19 @@ class BackendsEncoder:
         for backend in backends:
             entry = self._fragments.get(id(backend))
             if entry is None:
-                document = {
-                    "name": backend.name,
-                    "endpoints": [{"address": e.address, "port": e.port} for e in backend.endpoints],
-                }
-                entry = (backend, json.dumps(document, separators=(",", ":")))
+                entry = (backend, _fragment(backend))
             fragments[id(backend)] = entry
             parts.append(entry[1])
         self._fragments = fragments
         return '{"backends":[' + ",".join(parts) + "]}"
+
+    def encode_delta(self, *, base: LuaState, upserts: Sequence[Backend], removals: Sequence[str]) -> str:
+        entry = self._fragments.get
+        parts = [e[1] if (e := entry(id(b))) is not None else _fragment(b) for b in upserts]
+        return (
+            f'{{"epoch":{json.dumps(base.epoch)},"base":{base.version},'
+            f'"upsert":[{",".join(parts)}],"remove":{json.dumps(list(removals))}}}'
+        )
 
 
 class LuaApi:
@@ -61,17 +92,33 @@ class LuaApi:
         if self._session is not None:
             await self._session.close()
 
-    async def post_backends(self, body: str) -> int:
-        """Sends the backends document (JSON text); returns the new version."""
-        async with self._client().post(
-            "http://ingressctl/configuration/backends",
-            data=body,
-            headers={"Content-Type": "application/json"},
-        ) as resp:
-            text = await resp.text()
-            if resp.status != 201:
-                raise LuaApiError(f"Lua API answered {resp.status}: {text.strip()}")
-            return int(json.loads(text)["version"])
+    async def _write(self, method: str, body: str) -> LuaState:
+        try:
+            async with self._client().request(
+                method,
+                "http://ingressctl/configuration/backends",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            ) as resp:
+                text = await resp.text()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise LuaApiError(f"Lua API {method} failed: {exc!r}") from exc
+        if status == 409:
+            raise LuaApiConflict(f"Lua API answered 409: {text.strip()}")
+        if status != 201:
+            raise LuaApiError(f"Lua API answered {status} to {method}: {text.strip()}")
+        answer = json.loads(text)
+        return LuaState(epoch=str(answer["epoch"]), version=int(answer["version"]))
+
+    async def post_backends(self, body: str) -> LuaState:
+        """Replaces every backend with the document (JSON text); returns where the store is now."""
+        return await self._write("POST", body)
+
+    async def patch_backends(self, body: str) -> LuaState:
+        """Applies a delta (from BackendsEncoder.encode_delta); raises LuaApiConflict when the
+        store is not at the delta's base."""
+        return await self._write("PATCH", body)
 
     async def get_backends(self) -> dict[str, Any]:
         async with self._client().get("http://ingressctl/configuration/backends") as resp:

@@ -28,7 +28,7 @@ from tests.harness import (
     write_manifests,
 )
 
-UNIT_MODULES = ["test_configuration", "test_round_robin", "test_balancer"]
+UNIT_MODULES = ["test_configuration", "test_round_robin", "test_balancer", "test_backends"]
 
 
 @pytest.fixture(scope="module")

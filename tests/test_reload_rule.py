@@ -65,6 +65,10 @@ def test_endpoint_changes_never_reload(controller: Controller, manifests: Path) 
         wait_for(lambda: _pods_seen(controller, "app.example.com", 6) == {addresses[2]}, what="ready pod only")
         assert controller.reloads() == reloads
         assert controller.worker_pids() == workers
+        # Every change went to the Lua API as a delta; only the start sent every backend.
+        log = controller.log()
+        assert log.count("backends replaced:") == 1, log
+        assert log.count("backends delta:") >= 5 and "backends delta failed" not in log
 
 
 def test_no_endpoints_answers_503_for_its_routes_only(controller: Controller, manifests: Path) -> None:

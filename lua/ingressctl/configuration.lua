@@ -1,25 +1,31 @@
--- ingressctl.configuration: the configuration API on the unix socket.
--- POST /configuration/backends stores a validated backends document in the shared dict and bumps
--- an integer version (incr, never a timestamp); GET returns the version and the document.
--- Invalid JSON or shape answers 400 and keeps the backends that were there.
+-- ingressctl.configuration: the configuration API on the unix socket, and the only writer of the
+-- backends store (layout in backends.lua: one shared-dict entry per backend, an integer version
+-- bumped with incr, never a timestamp, and a log of the names each version changed).
+--   POST  /configuration/backends  full replace, {"backends":[...]}: stores and logs only the
+--                                  backends that differ from what is stored, removes the others
+--   PATCH /configuration/backends  delta, {"epoch":e,"base":v,"upsert":[...],"remove":[names]}:
+--                                  409 unless the store is at epoch e and version v (the caller
+--                                  cannot be sure of the state then: it sends a full replace)
+--   GET   /configuration/backends  {"version","epoch","dict","document"}; with ?worker, the
+--                                  answering worker's own view after its sync (pid, version,
+--                                  stats, endpoints; ?worker=brief: without the endpoints)
+-- Both writes answer 201 {"version","epoch","changed"}. Invalid JSON or shape answers 400 with the
+-- reason and changes nothing; a full dict answers 507 (what was written is logged, so workers
+-- still follow the store).
 local cjson = require("cjson.safe")
+
+local backends = require("ingressctl.backends")
 
 local dict = ngx.shared.ingressctl
 local M = {}
 
 local MAX_PORT = 65535
+local LOCK_TTL = 10 -- seconds: a writer that died holding the lock holds it no longer than this
+local LOCK_WAIT = 5 -- seconds a writer waits for another one
 
 local function valid_ipv4(address)
     local a, b, c, d = address:match("^(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)$")
-    if not a then
-        return false
-    end
-    for _, octet in ipairs({ a, b, c, d }) do
-        if tonumber(octet) > 255 then
-            return false
-        end
-    end
-    return true
+    return a ~= nil and tonumber(a) <= 255 and tonumber(b) <= 255 and tonumber(c) <= 255 and tonumber(d) <= 255
 end
 
 local function valid_address(address)
@@ -37,6 +43,33 @@ local function valid_name(name)
 end
 
 -- Returns true, or nil and a message naming the bad field.
+local function validate_backend(backend, where)
+    if type(backend) ~= "table" then
+        return nil, where .. " must be an object"
+    end
+    if not valid_name(backend.name) then
+        return nil, where .. ".name must look like namespace/service:port"
+    end
+    if backend.algorithm ~= nil and (type(backend.algorithm) ~= "string" or not backend.algorithm:match("^[a-z_]+$")) then
+        return nil, where .. ".algorithm must be a lower-case word"
+    end
+    if type(backend.endpoints) ~= "table" then
+        return nil, where .. ".endpoints must be an array"
+    end
+    for j, endpoint in ipairs(backend.endpoints) do
+        local ewhere = where .. ".endpoints[" .. (j - 1) .. "]"
+        if type(endpoint) ~= "table" or not valid_address(endpoint.address) then
+            return nil, ewhere .. ".address must be an IP address"
+        end
+        local port = endpoint.port
+        if type(port) ~= "number" or port ~= math.floor(port) or port < 1 or port > MAX_PORT then
+            return nil, ewhere .. ".port must be an integer from 1 to 65535"
+        end
+    end
+    return true
+end
+
+-- A full document. Returns true, or nil and a message naming the bad field.
 function M.validate(doc)
     if type(doc) ~= "table" or type(doc.backends) ~= "table" then
         return nil, "body must be a JSON object with a 'backends' array"
@@ -44,31 +77,211 @@ function M.validate(doc)
     local seen = {}
     for i, backend in ipairs(doc.backends) do
         local where = "backends[" .. (i - 1) .. "]"
-        if type(backend) ~= "table" then
-            return nil, where .. " must be an object"
-        end
-        if not valid_name(backend.name) then
-            return nil, where .. ".name must look like namespace/service:port"
+        local ok, err = validate_backend(backend, where)
+        if not ok then
+            return nil, err
         end
         if seen[backend.name] then
             return nil, where .. ".name is a duplicate"
         end
         seen[backend.name] = true
-        if type(backend.endpoints) ~= "table" then
-            return nil, where .. ".endpoints must be an array"
-        end
-        for j, endpoint in ipairs(backend.endpoints) do
-            local ewhere = where .. ".endpoints[" .. (j - 1) .. "]"
-            if type(endpoint) ~= "table" or not valid_address(endpoint.address) then
-                return nil, ewhere .. ".address must be an IP address"
-            end
-            local port = endpoint.port
-            if type(port) ~= "number" or port ~= math.floor(port) or port < 1 or port > MAX_PORT then
-                return nil, ewhere .. ".port must be an integer from 1 to 65535"
-            end
-        end
     end
     return true
+end
+
+-- A delta. Returns true, or nil and a message naming the bad field.
+function M.validate_delta(doc)
+    if type(doc) ~= "table" then
+        return nil, "body must be a JSON object"
+    end
+    if type(doc.epoch) ~= "string" then
+        return nil, "epoch must be the store's epoch (a string)"
+    end
+    if type(doc.base) ~= "number" or doc.base ~= math.floor(doc.base) or doc.base < 0 then
+        return nil, "base must be the version the delta applies to (an integer)"
+    end
+    if type(doc.upsert or {}) ~= "table" or type(doc.remove or {}) ~= "table" then
+        return nil, "upsert and remove must be arrays"
+    end
+    local seen = {}
+    for i, backend in ipairs(doc.upsert or {}) do
+        local where = "upsert[" .. (i - 1) .. "]"
+        local ok, err = validate_backend(backend, where)
+        if not ok then
+            return nil, err
+        end
+        if seen[backend.name] then
+            return nil, where .. ".name is a duplicate"
+        end
+        seen[backend.name] = true
+    end
+    for i, name in ipairs(doc.remove or {}) do
+        local where = "remove[" .. (i - 1) .. "]"
+        if not valid_name(name) then
+            return nil, where .. " must look like namespace/service:port"
+        end
+        if seen[name] then
+            return nil, where .. " is a duplicate"
+        end
+        seen[name] = true
+    end
+    return true
+end
+
+-- The stored form of a validated backend: fixed key order, so that equal backends store equal
+-- text. No escaping is needed: validation allows no quote or backslash in any of these fields.
+local function encode_backend(backend)
+    local parts = {}
+    for i, endpoint in ipairs(backend.endpoints) do
+        -- port is an integer (validated): LuaJIT writes it without a fraction
+        parts[i] = '{"address":"' .. endpoint.address .. '","port":' .. endpoint.port .. "}"
+    end
+    local algorithm = backend.algorithm and ('"algorithm":"' .. backend.algorithm .. '",') or ""
+    return '{"name":"' .. backend.name .. '",' .. algorithm .. '"endpoints":[' .. table.concat(parts, ",") .. "]}"
+end
+
+local function epoch()
+    local current = dict:get("epoch")
+    if current then
+        return current
+    end
+    local made = string.format("%d-%d-%d", ngx.now() * 1000, ngx.worker.pid(), math.random(1, 1e9))
+    dict:safe_add("epoch", made) -- another worker may have made one first: its token wins
+    return dict:get("epoch")
+end
+
+local function lock()
+    local token = ngx.worker.pid() .. "-" .. math.random(1, 1e9)
+    local deadline = ngx.now() + LOCK_WAIT
+    while true do
+        local ok, err = dict:safe_add("lock", token, LOCK_TTL)
+        if ok then
+            return token
+        end
+        if err ~= "exists" or ngx.now() > deadline then
+            return nil, "could not lock the store: " .. tostring(err)
+        end
+        ngx.sleep(0.001)
+    end
+end
+
+local function unlock(token)
+    if dict:get("lock") == token then
+        dict:delete("lock")
+    end
+end
+
+-- Writes changes (a list of {name, text or false to remove}) and publishes them as the next
+-- version. Called under the lock; never yields. Returns the new version, or nil, the new version
+-- and why when the dict ran out of memory (what was written is still logged and published).
+local function commit(changes)
+    local names, failure = {}, nil
+    for i, change in ipairs(changes) do
+        local key = backends.key(change[1])
+        if change[2] then
+            -- safe_set never evicts another entry to make room: an evicted backend would vanish.
+            local ok, err = dict:safe_set(key, change[2])
+            if not ok then
+                failure = "could not store " .. change[1] .. ": " .. tostring(err)
+                break
+            end
+        else
+            dict:delete(key)
+        end
+        names[i] = change[1]
+    end
+    local next_version = (dict:get("version") or 0) + 1
+    -- Without its log entry, workers rebuild from the entries: slower, still right.
+    local logged = #names > backends.LOG_MAX_NAMES and backends.REBUILD or table.concat(names, "\n")
+    dict:safe_set(backends.log_key(next_version), logged)
+    dict:delete(backends.log_key(next_version - backends.LOG_KEEP))
+    local version = dict:incr("version", 1, 0)
+    if failure then
+        return nil, version, failure
+    end
+    return version
+end
+
+local function stored_names()
+    local names = {}
+    local prefix = #backends.PREFIX
+    for _, key in ipairs(dict:get_keys(0)) do
+        if key:sub(1, prefix) == backends.PREFIX then
+            names[key:sub(prefix + 1)] = true
+        end
+    end
+    return names
+end
+
+-- Full replace of a validated document: changes only what differs. Never yields.
+local function replace_locked(doc)
+    local changes = {}
+    local present = stored_names()
+    for _, backend in ipairs(doc.backends) do
+        local text = encode_backend(backend)
+        present[backend.name] = nil
+        if dict:get(backends.key(backend.name)) ~= text then
+            changes[#changes + 1] = { backend.name, text }
+        end
+    end
+    for name in pairs(present) do
+        changes[#changes + 1] = { name, false }
+    end
+    local version, failed_version, why = commit(changes)
+    return version, failed_version, why, #changes
+end
+
+-- Delta of a validated document: 409 unless the store is where the caller thinks. Never yields.
+local function delta_locked(doc)
+    local current = dict:get("version") or 0
+    local store_epoch = epoch()
+    if doc.epoch ~= store_epoch or doc.base ~= current then
+        return nil, nil, "conflict", 0, current, store_epoch
+    end
+    local changes = {}
+    for _, backend in ipairs(doc.upsert or {}) do
+        changes[#changes + 1] = { backend.name, encode_backend(backend) }
+    end
+    for _, name in ipairs(doc.remove or {}) do
+        changes[#changes + 1] = { name, false }
+    end
+    local version, failed_version, why = commit(changes)
+    return version, failed_version, why, #changes
+end
+
+-- For tests: the same writes as POST and PATCH, without HTTP. Return the new version, or nil,
+-- the status and the reason.
+local function write(doc, validator, writer)
+    local ok, why = validator(doc)
+    if not ok then
+        return nil, 400, why
+    end
+    local token, err = lock()
+    if not token then
+        return nil, 503, err
+    end
+    local version, failed_version, failure, changed, current, store_epoch = writer(doc)
+    unlock(token)
+    if failure == "conflict" then
+        return nil, 409, "the store is at epoch " .. store_epoch .. " version " .. current
+            .. ", not epoch " .. tostring(doc.epoch) .. " version " .. tostring(doc.base)
+    end
+    if not version then
+        return nil, 507, failure .. " (published as version " .. failed_version .. ")"
+    end
+    return version, changed
+end
+
+function M.replace(doc)
+    return write(doc, M.validate, replace_locked)
+end
+
+function M.delta(doc)
+    return write(doc, M.validate_delta, delta_locked)
+end
+
+function M.epoch()
+    return epoch()
 end
 
 local function respond(status, body)
@@ -97,34 +310,66 @@ local function read_body()
     return body
 end
 
+local function document()
+    local names = {}
+    for name in pairs(stored_names()) do
+        names[#names + 1] = name
+    end
+    table.sort(names)
+    local parts = {}
+    for i, name in ipairs(names) do
+        parts[i] = dict:get(backends.key(name)) or "null"
+    end
+    return '{"backends":[' .. table.concat(parts, ",") .. "]}"
+end
+
+local function worker_view(brief)
+    local version, counts = backends.state()
+    local view, count = {}, 0
+    for name in pairs(counts) do
+        count = count + 1
+        if not brief then
+            view[name] = backends.endpoints(name)
+        end
+    end
+    return {
+        pid = ngx.worker.pid(),
+        version = version or 0,
+        count = count,
+        backends = next(view) and view or cjson.empty_array,
+        stats = backends.stats,
+    }
+end
+
 function M.call()
     local method = ngx.req.get_method()
     if method == "GET" then
+        local worker = ngx.req.get_uri_args().worker
+        if worker then
+            return respond(200, worker_view(worker == "brief"))
+        end
         ngx.header.content_type = "application/json"
-        ngx.print('{"version":', dict:get("version") or 0, ',"document":', dict:get("backends") or "null", "}\n")
+        local capacity, free = dict:capacity(), dict:free_space()
+        ngx.print('{"version":', dict:get("version") or 0, ',"epoch":"', epoch(), '","dict":{"capacity":', capacity,
+            ',"free":', free, '},"document":', document(), "}\n")
         return
     end
-    if method ~= "POST" then
-        return respond(405, { error = "use GET or POST" })
+    if method ~= "POST" and method ~= "PATCH" then
+        return respond(405, { error = "use GET, POST (every backend) or PATCH (changed backends)" })
     end
     local body = read_body()
-    if not body then
+    if not body or body == "" then
         return respond(400, { error = "empty body" })
     end
     local doc, err = cjson.decode(body)
     if not doc then
         return respond(400, { error = "invalid JSON: " .. tostring(err) })
     end
-    local ok, why = M.validate(doc)
-    if not ok then
-        return respond(400, { error = why })
+    local version, status, why = (method == "POST" and M.replace or M.delta)(doc)
+    if not version then
+        return respond(status, { error = why, version = dict:get("version") or 0, epoch = epoch() })
     end
-    local stored, serr = dict:set("backends", body)
-    if not stored then
-        return respond(500, { error = "could not store backends: " .. tostring(serr) })
-    end
-    local version = dict:incr("version", 1, 0)
-    return respond(201, { version = version })
+    return respond(201, { version = version, epoch = epoch(), changed = status })
 end
 
 return M
