@@ -155,7 +155,10 @@ async def run_controller(args: argparse.Namespace) -> int:
             return 2
     created = args.work_dir is None
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="ingressctl-")).resolve()
-    paths = Paths(work=str(work), lua=str(lua_dir()))
+    # The sockets the workers connect to get a directory of their own under the system's temp dir:
+    # the work dir's parents may be private to us while the workers run as another user.
+    run_dir = Path(tempfile.mkdtemp(prefix="ingressctl-run-"))
+    paths = Paths(work=str(work), lua=str(lua_dir()), run=str(run_dir))
     metrics = Metrics()
     nginx = Nginx(binary=args.nginx_binary, paths=paths)
     lua = LuaApi(paths.socket)
@@ -211,6 +214,7 @@ async def run_controller(args: argparse.Namespace) -> int:
         await health.cleanup()
         if created:
             shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
     return code
 
 

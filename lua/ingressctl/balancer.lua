@@ -1,12 +1,17 @@
--- ingressctl.balancer: per-request routing to the endpoints of the route's backend.
--- rewrite(): keeps this worker's backends in step with the shared dict (it decodes the JSON only
--- when the version changed, never per request) and answers 503 when the backend has no endpoint.
--- balance(): balancer_by_lua; picks the peer with the backend's algorithm, retries the next one.
+-- ingressctl.balancer: per-request routing to the endpoints of the route's backend, in the only Lua
+-- phase a proxied request runs (balancer_by_lua; no rewrite or access phase).
+-- balance(): keeps this worker's backends in step with the shared dict (sync() decodes the JSON only
+-- when the version changed, never per request), picks the peer with the backend's algorithm and
+-- allows nginx to retry the next endpoints. A backend with no ready endpoint sets no peer: nginx
+-- then uses the upstream's own `server`, the internal no-endpoints server, which answers 503.
 local ngx_balancer = require("ngx.balancer")
 local cjson = require("cjson.safe")
 
 local dict = ngx.shared.ingressctl
 local ngx_var = ngx.var
+local get_last_failure = ngx_balancer.get_last_failure
+local set_more_tries = ngx_balancer.set_more_tries
+local set_current_peer = ngx_balancer.set_current_peer
 
 local ALGORITHMS = {
     round_robin = require("ingressctl.balancer.round_robin"),
@@ -52,32 +57,23 @@ function M.init_worker()
     math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
 end
 
-function M.rewrite()
-    local name = ngx_var.ingressctl_backend
-    if name == nil or name == "" then
+function M.balance()
+    sync()
+    local backend = backends[ngx_var.ingressctl_backend]
+    if backend == nil then
+        return -- no peer set: the no-endpoints server answers 503
+    end
+    local count = backend.count
+    if count == 0 then
         return
     end
-    sync()
-    local backend = backends[name]
-    if backend == nil or backend.count == 0 then
-        return ngx.exit(503)
+    if count > 1 and get_last_failure() == nil then
+        set_more_tries(count - 1)
     end
-end
-
-function M.balance()
-    local backend = backends[ngx_var.ingressctl_backend]
-    if backend == nil or backend.count == 0 then
-        -- rewrite() answered 503 already; nothing can reach here without endpoints.
-        return ngx.exit(502)
-    end
-    if ngx_balancer.get_last_failure() == nil and backend.count > 1 then
-        ngx_balancer.set_more_tries(backend.count - 1)
-    end
-    local address, port = backend:balance()
-    local ok, err = ngx_balancer.set_current_peer(address, port)
+    local ok, err = set_current_peer(backend:balance())
     if not ok then
         ngx.log(ngx.ERR, "ingressctl: set_current_peer failed: ", err)
-        return ngx.exit(502)
+        return ngx.exit(ngx.ERROR)
     end
 end
 
