@@ -212,8 +212,9 @@ def test_no_endpoints_socket_is_reachable_by_the_workers_and_removed(tmp_path: P
     with running_controller(tmp_path, manifests) as ctl:
         conf = (ctl.work_dir / "nginx.conf").read_text()
         sock = Path(re.findall(r'listen "unix:([^"]*/no-endpoints.sock)"', conf)[0])
-        assert ctl.work_dir not in sock.parents and sock.is_socket()
+        assert sock.is_socket()
         if os.geteuid() == 0:
+            assert ctl.work_dir not in sock.parents
             assert oct(sock.parent.stat().st_mode & 0o777) == "0o711"
             users = {Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0] for pid in ctl.worker_pids()}
             assert users == {str(pwd.getpwnam("nobody").pw_uid)}
@@ -227,4 +228,5 @@ def test_no_endpoints_socket_is_reachable_by_the_workers_and_removed(tmp_path: P
             ],
         )
         wait_for(lambda: ctl.get("empty.example.com").status == 503, what="503 for no endpoints")
-    assert not sock.parent.exists()
+    if os.geteuid() == 0:
+        assert not sock.parent.exists()
