@@ -27,7 +27,7 @@ from ingressctl.controller import Controller, Publisher
 from ingressctl.health import start_health_server
 from ingressctl.luaapi import LuaApi
 from ingressctl.metrics import Metrics
-from ingressctl.nginx import Nginx
+from ingressctl.nginx import Nginx, worker_user
 from ingressctl.render import Paths, Renderer, lua_dir
 from ingressctl.sources import kube
 from ingressctl.sources.base import Source
@@ -155,7 +155,8 @@ async def run_controller(args: argparse.Namespace) -> int:
             return 2
     created = args.work_dir is None
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="ingressctl-")).resolve()
-    paths = Paths(work=str(work), lua=str(lua_dir()))
+    run_dir = _run_dir()
+    paths = Paths(work=str(work), lua=str(lua_dir()), run=str(run_dir) if run_dir else "")
     metrics = Metrics()
     nginx = Nginx(binary=args.nginx_binary, paths=paths)
     lua = LuaApi(paths.socket)
@@ -211,7 +212,21 @@ async def run_controller(args: argparse.Namespace) -> int:
         await health.cleanup()
         if created:
             shutil.rmtree(work, ignore_errors=True)
+        if run_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
     return code
+
+
+def _run_dir() -> Path | None:
+    """A directory of its own for the sockets the nginx workers connect to, when they run as
+    another user (we are root): the work dir's parents may be private to us. None: the work dir."""
+    if worker_user() is None:
+        return None
+    try:
+        return Path(tempfile.mkdtemp(prefix="ingressctl-run-"))
+    except OSError as exc:  # e.g. no writable temp dir: the work dir must then be reachable
+        log.warning("no temp dir for the worker sockets (%s); using the work dir", exc)
+        return None
 
 
 async def _watch_nginx(nginx: Nginx) -> None:

@@ -90,6 +90,14 @@ class Nginx:
             if wu:
                 os.chown(directory, wu[1], wu[2])
             os.chmod(directory, 0o700)
+        if self.paths.run:
+            # Sockets the workers connect to (the no-endpoints server): the worker user needs to
+            # traverse this directory and its parents, not to list it.
+            run = Path(self.paths.run)
+            run.mkdir(parents=True, exist_ok=True)
+            os.chmod(run, 0o711 if wu else 0o700)
+        # A socket file left by an nginx that did not exit cleanly would make the bind fail.
+        Path(self.paths.no_endpoints_socket).unlink(missing_ok=True)
 
     async def test(self, conf: Path) -> TestResult:
         proc = await asyncio.create_subprocess_exec(

@@ -49,10 +49,13 @@ def lua_dir() -> Path:
 
 @dataclass(frozen=True)
 class Paths:
-    """Where the running nginx finds its files; all under the work dir but the Lua code."""
+    """Where the running nginx finds its files; all under the work dir but the Lua code and the
+    sockets the workers connect to (under `run`, which the worker user must be able to traverse;
+    the controller makes a directory of its own for it, as the work dir's parents may be private)."""
 
     work: str
     lua: str
+    run: str = ""  # default: the work dir
 
     @property
     def pid(self) -> str:
@@ -61,6 +64,10 @@ class Paths:
     @property
     def socket(self) -> str:
         return f"{self.work}/lua-api.sock"
+
+    @property
+    def no_endpoints_socket(self) -> str:
+        return f"{self.run or self.work}/no-endpoints.sock"
 
     @property
     def tmp(self) -> str:

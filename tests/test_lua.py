@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from tests.harness import (
     pods,
     request,
     rule,
+    running_controller,
     service,
     unix_request,
     wait_for,
@@ -163,3 +166,67 @@ def test_api_is_not_on_the_network(controller: Controller) -> None:
     api_server = conf.split("location = /configuration/backends")[0].rsplit("server {", 1)[1]
     assert 'listen "unix:' in api_server
     assert api_server.count("listen") == 1
+
+
+def test_no_endpoints_answers_503_and_failed_endpoints_502(controller: Controller, manifests: Path) -> None:
+    # /empty: a Service with no ready endpoint -> 503 from the internal no-endpoints server.
+    # /refused: endpoints with nothing listening -> every try fails -> 502, never turned into 503.
+    def docs(empty: list[str]) -> list[dict[str, object]]:
+        return [
+            service("empty", target=PORT),
+            endpoint_slice("empty", empty, port=PORT),
+            service("refused", target=PORT),
+            endpoint_slice("refused", ["127.0.0.65", "127.0.0.66"], port=PORT),
+            ingress(
+                "mixed",
+                rules=[
+                    rule(
+                        "mixed.example.com",
+                        ("/empty", "Prefix", backend("empty")),
+                        ("/refused", "Prefix", backend("refused")),
+                    )
+                ],
+            ),
+        ]
+
+    write_manifests(manifests, "mixed.yaml", docs([]))
+    wait_for(lambda: controller.get("mixed.example.com", "/empty").status == 503, what="mixed served")
+    assert [controller.get("mixed.example.com", "/empty/x").status for _ in range(6)] == [503] * 6
+    assert [controller.get("mixed.example.com", "/refused").status for _ in range(6)] == [502] * 6
+    # Both refused endpoints were tried (proxy_next_upstream), and the 503s logged no error.
+    log = controller.log()
+    assert "127.0.0.65:18941" in log and "127.0.0.66:18941" in log
+    assert "no-endpoints.sock" not in log
+
+    # The route gains an endpoint: served without a reload.
+    reloads = controller.reloads()
+    with pods(["127.0.0.67"], PORT):
+        write_manifests(manifests, "mixed.yaml", docs(["127.0.0.67"]))
+        wait_for(lambda: controller.get("mixed.example.com", "/empty").pod == "127.0.0.67", what="endpoint added")
+    assert controller.reloads() == reloads
+
+
+def test_no_endpoints_socket_is_reachable_by_the_workers_and_removed(tmp_path: Path, manifests: Path) -> None:
+    # pytest's tmp dirs sit under 0700 directories, and the workers run as nobody when we are root:
+    # the no-endpoints socket lives in a directory of its own that they can traverse.
+    with running_controller(tmp_path, manifests) as ctl:
+        conf = (ctl.work_dir / "nginx.conf").read_text()
+        sock = Path(re.findall(r'listen "unix:([^"]*/no-endpoints.sock)"', conf)[0])
+        assert sock.is_socket()
+        if os.geteuid() == 0:
+            assert ctl.work_dir not in sock.parents
+            assert oct(sock.parent.stat().st_mode & 0o777) == "0o711"
+            users = {Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0] for pid in ctl.worker_pids()}
+            assert users == {str(pwd.getpwnam("nobody").pw_uid)}
+        write_manifests(
+            manifests,
+            "empty.yaml",
+            [
+                service("empty", target=PORT),
+                endpoint_slice("empty", [], port=PORT),
+                ingress("empty", rules=[rule("empty.example.com", ("/", "Prefix", backend("empty")))]),
+            ],
+        )
+        wait_for(lambda: ctl.get("empty.example.com").status == 503, what="503 for no endpoints")
+    if os.geteuid() == 0:
+        assert not sock.parent.exists()

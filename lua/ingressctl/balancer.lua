@@ -1,12 +1,18 @@
--- ingressctl.balancer: per-request routing to the endpoints of the route's backend.
--- rewrite(): keeps this worker's backends in step with the shared dict (backends.sync(): one dict
--- read per request, decoding only the backends that changed) and answers 503 when the backend has
--- no endpoint.
--- balance(): balancer_by_lua; picks the peer with the backend's algorithm, retries the next one.
+-- ingressctl.balancer: per-request routing to the endpoints of the route's backend, in the only Lua
+-- phase a proxied request runs (balancer_by_lua; no rewrite or access phase).
+-- balance(): keeps this worker's backends in step with the shared dict (backends.sync(): one dict
+-- read per request, decoding only the backends that changed), picks the peer with the backend's
+-- algorithm and allows nginx to retry the next endpoints. A backend with no ready endpoint sets no
+-- peer: nginx then uses the upstream's own `server`, the internal no-endpoints server (503).
 local ngx_balancer = require("ngx.balancer")
 local backends = require("ingressctl.backends")
 
 local ngx_var = ngx.var
+local get_last_failure = ngx_balancer.get_last_failure
+local set_more_tries = ngx_balancer.set_more_tries
+local set_current_peer = ngx_balancer.set_current_peer
+local sync = backends.sync
+local get = backends.get
 
 local M = {}
 -- The store's counters (how often this worker rebuilt, caught up, decoded a backend).
@@ -14,34 +20,28 @@ M.stats = backends.stats
 
 function M.init_worker()
     math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
-end
-
-function M.rewrite()
-    local name = ngx_var.ingressctl_backend
-    if name == nil or name == "" then
-        return
-    end
-    backends.sync()
-    local backend = backends.get(name)
-    if backend == nil or backend.count == 0 then
-        return ngx.exit(503)
-    end
+    -- Build this worker's view now rather than on its first request (a new worker after a reload
+    -- would otherwise make that request wait for a full rebuild: ~50 ms at 10,000 backends).
+    sync()
 end
 
 function M.balance()
-    local backend = backends.get(ngx_var.ingressctl_backend)
-    if backend == nil or backend.count == 0 then
-        -- rewrite() answered 503 already; nothing can reach here without endpoints.
-        return ngx.exit(502)
+    sync()
+    local backend = get(ngx_var.ingressctl_backend)
+    if backend == nil then
+        return -- no peer set: the no-endpoints server answers 503
     end
-    if ngx_balancer.get_last_failure() == nil and backend.count > 1 then
-        ngx_balancer.set_more_tries(backend.count - 1)
+    local count = backend.count
+    if count == 0 then
+        return
     end
-    local address, port = backend:balance()
-    local ok, err = ngx_balancer.set_current_peer(address, port)
+    if count > 1 and get_last_failure() == nil then
+        set_more_tries(count - 1)
+    end
+    local ok, err = set_current_peer(backend:balance())
     if not ok then
         ngx.log(ngx.ERR, "ingressctl: set_current_peer failed: ", err)
-        return ngx.exit(502)
+        return ngx.exit(ngx.ERROR)
     end
 end
 
