@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 import yaml
@@ -15,7 +16,7 @@ import yaml
 from ingressctl.sources import manifests as manifests_module
 from ingressctl.sources.base import Event, EventType
 from ingressctl.sources.manifests import ManifestsSource
-from tests.harness import ingress, ingress_class, rule, service, write_manifests
+from tests.harness import backend, ingress, ingress_class, rule, service, write_manifests
 
 
 async def _next(events: AsyncIterator[Event], n: int, timeout: float = 5.0) -> list[Event]:
@@ -277,3 +278,17 @@ async def test_a_failing_watcher_falls_back_to_polling(tmp_path: Path, monkeypat
     (event,) = await _next(events, 1)
     assert event.obj is not None and event.obj["spec"]["ports"][0]["port"] == 81
     await events.aclose()
+
+
+@pytest.mark.parametrize("form", ["yaml", "json"])
+def test_equal_small_mappings_are_shared_and_never_edited_through(tmp_path: Path, form: str) -> None:
+    paths = (("/a", "Prefix", backend("same")), ("/b", "Prefix", backend("same")))
+    docs = [service("same"), ingress("same", rules=[rule("a.example.com", *paths)])]
+    text = "".join(f"---\n{json.dumps(d)}\n" for d in docs) if form == "json" else yaml.safe_dump_all(docs)
+    write_manifests(tmp_path, "m.yaml", text)
+    _, objects = _load(tmp_path)
+    svc, ing = objects[("Service", "same")], objects[("Ingress", "same")]
+    paths = ing["spec"]["rules"][0]["http"]["paths"]
+    assert paths[0]["backend"] is paths[1]["backend"], "one backend mapping for both paths"
+    assert svc["metadata"] is not ing["metadata"], "metadata is the object's own (it gets stamped)"
+    assert svc["metadata"] == {"name": "same", "namespace": "default", "creationTimestamp": ANY}

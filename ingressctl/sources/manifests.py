@@ -61,10 +61,49 @@ class ManifestError(ValueError):
 # types and the names that several objects repeat (a Service's name in its EndpointSlice and its
 # Ingresses) are then stored once. At 10,000 Ingresses this takes a third off the objects' memory.
 _INTERN_MAX = 64
+_SCALARS = (str, int, float, bool, type(None))
 
 
-def _interned_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    return {sys.intern(k): (sys.intern(v) if type(v) is str and len(v) <= _INTERN_MAX else v) for k, v in pairs}
+class _Shared:
+    """Within one file, equal small mappings are one object: `{"ready": true}` in every endpoint,
+    `{"number": 80}` in every backend, a backend repeated on each path. Only mappings whose values
+    are scalars or mappings shared this way qualify. Safe because nothing edits an object once
+    parsed, but the top level and metadata, which _normalise copies first."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._shared: set[int] = set()  # ids of the mappings in _seen
+
+    def mapping(self, value: dict[str, Any]) -> dict[str, Any]:
+        key: list[Any] = []
+        for k, v in value.items():
+            t = type(v)
+            if t in _SCALARS:
+                key += (k, t, v)
+            elif t is dict and id(v) in self._shared:
+                key += (k, t, id(v))
+            else:
+                return value
+        shared = self._seen.setdefault(tuple(key), value)
+        self._shared.add(id(shared))
+        return shared
+
+    def pairs(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        """json's object_pairs_hook."""
+        return self.mapping(
+            {sys.intern(k): (sys.intern(v) if type(v) is str and len(v) <= _INTERN_MAX else v) for k, v in pairs}
+        )
+
+    def tree(self, value: Any) -> Any:
+        """The YAML loader's documents, bottom up (keys and strings are interned by the loader)."""
+        if type(value) is dict:
+            for k, v in value.items():
+                if type(v) in (dict, list):
+                    value[k] = self.tree(v)
+            return self.mapping(value)
+        if type(value) is list:
+            value[:] = [self.tree(v) if type(v) in (dict, list) else v for v in value]
+        return value
 
 
 # libyaml's safe loader when PyYAML was built with it (Debian's and the wheels are): the same
@@ -89,8 +128,10 @@ def _documents(text: str) -> list[Any]:
     chunks = [c for c in _MARKER.split(text) if c.strip()]
     if chunks and all(c.lstrip().startswith("{") for c in chunks):
         with contextlib.suppress(ValueError):
-            return [json.loads(c, object_pairs_hook=_interned_pairs) for c in chunks]
-    return list(yaml.load_all(text, Loader=_Loader))
+            shared = _Shared()
+            return [json.loads(c, object_pairs_hook=shared.pairs) for c in chunks]
+    shared = _Shared()
+    return [shared.tree(doc) for doc in yaml.load_all(text, Loader=_Loader)]
 
 
 def _normalise(doc: Any, where: str) -> tuple[ObjKey, dict[str, Any]] | None:
