@@ -5,8 +5,8 @@ options) and the *dynamic* part (backends and their endpoints: what the Lua bala
 reloads nginx only when the static part changes. Everything here is frozen and sorted, so two
 translations of the same snapshot compare equal.
 
-The classes there are many of (a Location per path, a Server per host) have slots, and Location and
-Server compute their hash once: nginx.conf's per-server block cache looks every Server up by it.
+The classes there are many of (a Location per path, a Server per host) have slots, and Server
+computes its hash once: nginx.conf's per-server block cache looks every Server up by it.
 """
 
 from __future__ import annotations
@@ -48,13 +48,6 @@ class Location:
     path: str
     match: str  # EXACT or PREFIX
     backend: str | None  # backend name; None answers 404
-    _hash: int = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash((self.path, self.match, self.backend)))
-
-    def __hash__(self) -> int:
-        return self._hash
 
 
 @dataclass(frozen=True, slots=True)

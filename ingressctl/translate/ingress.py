@@ -6,6 +6,7 @@ rejected whole, with the field named, and the caller reports it.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,7 +85,7 @@ class ParsedIngress:
 
     def __post_init__(self) -> None:
         routes = tuple(
-            Route(rule.host, p.path, p.path_type, p.backend, f"spec.rules[{i}].http.paths[{j}]")
+            Route(rule.host, p.path, p.path_type, p.backend, sys.intern(f"spec.rules[{i}].http.paths[{j}]"))
             for i, rule in enumerate(self.rules)
             for j, p in enumerate(rule.paths)
         )
