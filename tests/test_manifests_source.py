@@ -169,6 +169,9 @@ def test_object_moved_between_files_keeps_its_first_seen_time(tmp_path: Path) ->
     write_manifests(tmp_path, "b.yaml", [ingress("web", rules=[rule("a.example.com")])])
     write_manifests(tmp_path, "a.yaml", [service("stays")])
     assert _summary(source.update([tmp_path / "a.yaml", tmp_path / "b.yaml"])) == []
+    assert source._files[tmp_path / "b.yaml"].objects[("Ingress", "default", "web")] is before[("Ingress", "web")], (
+        "the moved object is still the one handed out: no second copy"
+    )
     # Moved back and edited, noticed one file at a time: a MODIFIED, never a DELETED.
     write_manifests(tmp_path, "a.yaml", [service("stays"), ingress("web", rules=[rule("b.example.com")])])
     assert _summary(source.update([tmp_path / "a.yaml"])) == [], "b.yaml sorts last and still wins"

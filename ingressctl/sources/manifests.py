@@ -313,10 +313,16 @@ class ManifestsSource:
                     ", ".join(map(str, owners)),
                     owners[-1],
                 )
-            obj = self._files[owners[-1]].objects[key]
+            objects = self._files[owners[-1]].objects
+            obj = objects[key]
             if old is None:
                 changed.append(Event(EventType.ADDED, key[0], obj))
-            elif obj is not old and obj != old:
+            elif obj is old:
+                continue
+            elif obj == old:
+                objects[key] = old  # the same content from another file: keep the one handed out
+                continue
+            else:
                 changed.append(Event(EventType.MODIFIED, key[0], obj))
             self._current[key] = obj
         return [*deleted, *changed]
