@@ -55,7 +55,9 @@ def _stored(kind: str, obj: Obj) -> bool:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """An immutable view of the cache: kind -> {(namespace, name): object}."""
+    """An immutable view of the cache: kind -> {(namespace, name): object}. Objects, and the
+    per-Service mappings of slices_by_service, are replaced when they change, never edited, so
+    translate may recognise them by identity."""
 
     objects: Mapping[str, Mapping[Key, Obj]]
     # EndpointSlices by the Service they belong to: {(namespace, service): {slice key: slice}}.

@@ -4,6 +4,9 @@ It splits into the *static* part (what nginx.conf holds: servers, locations, cer
 options) and the *dynamic* part (backends and their endpoints: what the Lua balancer holds). Apply
 reloads nginx only when the static part changes. Everything here is frozen and sorted, so two
 translations of the same snapshot compare equal.
+
+The classes there are many of (a Location per path, a Server per host) have slots, and Server
+computes its hash once: nginx.conf's per-server block cache looks every Server up by it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ EXACT = "="
 PREFIX = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjectRef:
     kind: str
     namespace: str
@@ -26,7 +29,7 @@ class ObjectRef:
         return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Problem:
     """Why an object (or part of it) was rejected or degraded. Never stops the others."""
 
@@ -40,20 +43,29 @@ class Problem:
         return f"{self.ref}: {self.field}: {self.reason}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Location:
     path: str
     match: str  # EXACT or PREFIX
     backend: str | None  # backend name; None answers 404
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Server:
     host: str  # "" for the catch-all default server
     server_name: str  # the nginx server_name token: an exact host or a "~^...$" regex
     locations: tuple[Location, ...]
     certificate: str | None = None  # Certificate.name serving this host over HTTPS
     redirect_https: bool = False
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "_hash", hash((self.host, self.server_name, self.locations, self.certificate, self.redirect_https))
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 @dataclass(frozen=True)
@@ -97,13 +109,13 @@ class StaticConfig:
     options: GlobalOptions
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     address: str
     port: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Backend:
     name: str  # "namespace/service:port"
     endpoints: tuple[Endpoint, ...]

@@ -22,6 +22,7 @@ from ingressctl.apply import Applier, ApplyError, ConfigRejected
 from ingressctl.cache import Cache, Key, object_key, slice_owner
 from ingressctl.config import Configuration, Problem
 from ingressctl.luaapi import LuaApiError
+from ingressctl.memory import fix_mmap_threshold
 from ingressctl.sources.base import ENDPOINT_SLICE, ENDPOINTS, Event, EventType, Obj, Source
 from ingressctl.translate import Translator
 
@@ -74,6 +75,7 @@ class Controller:
         return self.synced and self.applier.ready
 
     async def run(self) -> None:
+        fix_mmap_threshold()  # large per-sync buffers go back to the OS (see ingressctl.memory)
         consumer = asyncio.create_task(self._consume(), name="source")
         try:
             while True:

@@ -106,41 +106,55 @@ class Renderer:
         env.filters["q"] = quote
         self._template = env.get_template("nginx.conf.j2")
         self._server_template = env.get_template("server.conf.j2")
-        # Server blocks of the last render, reused while the Server, the options and the default
-        # certificate are unchanged: with thousands of hosts, a change of one re-renders one block.
-        self._blocks: dict[tuple[Server, GlobalOptions, str], str] = {}
+        # Server blocks of the last render, reused while the Server is unchanged (and the options
+        # and default certificate, for which they were rendered): with thousands of hosts, a
+        # change of one re-renders one block. Servers hash cheaply (computed once).
+        self._blocks: dict[Server, str] = {}
+        self._blocks_for: tuple[GlobalOptions, str] | None = None
 
     def render(self, static: StaticConfig) -> Rendered:
         """nginx.conf for the static part, and the digest the configuration API will answer."""
         options = static.options
         default = static.default_certificate
+        if self._blocks_for != (options, default):
+            self._blocks, self._blocks_for = {}, (options, default)
+        previous = self._blocks
         servers = (static.default_server, *static.servers)
-        missing = [s for s in dict.fromkeys(servers) if (s, options, default) not in self._blocks]
-        if missing:
+        missing = [s for s in dict.fromkeys(servers) if s not in previous]
+        # In chunks: one Jinja render of 10,000 servers holds a million fragments at once.
+        for start in range(0, len(missing), _CHUNK):
+            chunk = missing[start : start + _CHUNK]
             text = self._server_template.render(
-                servers=missing,
+                servers=chunk,
                 o=options,
                 paths=self.paths,
                 listen=_listen(options),
                 separator=_SEPARATOR,
                 default_certificate=default,
             )
-            self._blocks.update(
-                ((server, options, default), block)
-                for server, block in zip(missing, text.split(_SEPARATOR), strict=False)
+            previous.update(zip(chunk, text.split(_SEPARATOR), strict=False))
+        self._blocks = blocks = {s: previous[s] for s in servers}
+        # The template's pieces (the server blocks themselves, not copies), hashed one by one: the
+        # whole text is built once, not also encoded and copied again to put the digest in.
+        pieces = list(
+            self._template.generate(
+                static=static,
+                o=options,
+                paths=self.paths,
+                user=self.user,
+                server_blocks=blocks.values(),
+                digest=_DIGEST_PLACEHOLDER,
             )
-        blocks = {(s, options, default): self._blocks[(s, options, default)] for s in servers}
-        self._blocks = blocks
-        body = self._template.render(
-            static=static,
-            o=options,
-            paths=self.paths,
-            user=self.user,
-            server_blocks=blocks.values(),
-            digest=_DIGEST_PLACEHOLDER,
         )
-        digest = hashlib.sha256(body.encode()).hexdigest()[:16]
-        return Rendered(text=body.replace(_DIGEST_PLACEHOLDER, digest), digest=digest)
+        hasher = hashlib.sha256()
+        for piece in pieces:
+            hasher.update(piece.encode())
+        digest = hasher.hexdigest()[:16]
+        pieces = [p.replace(_DIGEST_PLACEHOLDER, digest) if _DIGEST_PLACEHOLDER in p else p for p in pieces]
+        return Rendered(text="".join(pieces), digest=digest)
+
+
+_CHUNK = 500
 
 
 def _listen(options: GlobalOptions) -> Callable[[int], str]:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ingressctl.cache import Snapshot
+from ingressctl.cache import Key, Snapshot
 from ingressctl.config import Backend, Endpoint
 from ingressctl.sources.base import ENDPOINTS, SERVICE, Obj
 from ingressctl.translate import validate
@@ -22,7 +22,7 @@ from ingressctl.translate.memo import Memo
 from ingressctl.translate.validate import Invalid
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resolved:
     backend: Backend
     problem: str = ""  # why it cannot serve (missing Service, unknown port...), "" if fine
@@ -40,16 +40,19 @@ class BackendResolver:
     def resolve(self, ref: ServiceRef) -> Resolved:
         key = (ref.namespace, ref.name)
         service = self._services.get(key)
-        slices = tuple(v for _, v in sorted(self._slices.get(key, {}).items()))
+        # The Service's slices as one mapping, which the cache replaces whenever one of them changes.
+        slices = self._slices.get(key)
         endpoints = self._endpoints.get(key)
-        anchors = (service, endpoints, *slices)
         return self._memo.get(
-            ("backend", ref, *map(id, anchors)), anchors, lambda: self._resolve(ref, service, slices, endpoints)
+            ("backend", ref, id(service), id(slices), id(endpoints)),
+            (service, slices, endpoints),
+            lambda: self._resolve(ref, service, slices, endpoints),
         )
 
     def _resolve(
-        self, ref: ServiceRef, service: Obj | None, slices: tuple[Obj, ...], endpoints_obj: Obj | None
+        self, ref: ServiceRef, service: Obj | None, by_key: Mapping[Key, Obj] | None, endpoints_obj: Obj | None
     ) -> Resolved:
+        slices = tuple(v for _, v in sorted((by_key or {}).items()))
         if service is None:
             return Resolved(Backend(f"{ref.namespace}/{ref.name}:{ref.port}", ()), "Service not found")
         spec = _mapping(service.get("spec"))

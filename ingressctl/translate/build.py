@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ingressctl.cache import Snapshot
@@ -80,7 +82,10 @@ def _locations(routes: dict[tuple[str, str], str], fallback: str | None) -> tupl
     )
 
 
-def _parse(obj: Obj) -> ing.ParsedIngress | ing.InvalidField:
+def _parse(obj: Obj, ours: Callable[[Obj], bool]) -> ing.ParsedIngress | ing.InvalidField | None:
+    """The parsed Ingress, why it is rejected, or None if it is not ours."""
+    if not ours(obj):
+        return None
     try:
         return ing.parse(obj)
     except ing.InvalidField as exc:
@@ -88,8 +93,27 @@ def _parse(obj: Obj) -> ing.ParsedIngress | ing.InvalidField:
 
 
 def _memo_locations(memo: Memo, routes: dict[tuple[str, str], str], fallback: str | None) -> tuple[Location, ...]:
-    key = ("locations", fallback, *sorted(routes.items()))
-    return memo.get(key, (), lambda: _locations(routes, fallback))
+    # In insertion order, which the oldest-first walk over the Ingresses fixes: no sort needed.
+    return memo.get(("locations", fallback, *routes.items()), (), _locations, routes, fallback)
+
+
+def _memo_server(
+    memo: Memo, host: str, locations: tuple[Location, ...], certificate: str | None, redirect: bool
+) -> Server:
+    """The same Server object while nothing of it changes: comparing and hashing it is then cheap."""
+    return memo.get(
+        ("server", host, id(locations), certificate, redirect),
+        (locations,),
+        _server,
+        host,
+        locations,
+        certificate,
+        redirect,
+    )
+
+
+def _server(host: str, locations: tuple[Location, ...], certificate: str | None, redirect: bool) -> Server:
+    return Server(host, server_name(host), locations, certificate, redirect)
 
 
 class _Builder:
@@ -102,17 +126,25 @@ class _Builder:
         self.sources: set[tuple[str, str, str, int | str]] = set()
         self.backends: dict[str, Backend] = {}
         self.certificates: dict[str, Certificate] = {}
+        self._resolved: dict[ing.ServiceRef, str] = {}  # refs used so far, without problems
 
     def problem(self, ref: ObjectRef, where: str, reason: str) -> None:
         self.problems.append(Problem(ref, where, reason))
 
-    def use(self, ref: ing.ServiceRef, owner: ObjectRef, where: str) -> str:
+    def use(self, ref: ing.ServiceRef, owner: ObjectRef, where: str, suffix: str = "") -> str:
+        """The backend for ref; a problem with it is reported at `where + suffix`."""
+        name = self._resolved.get(ref)
+        if name is not None:
+            return name
         resolved = self.resolver.resolve(ref)
-        self.backends[resolved.backend.name] = resolved.backend
-        self.sources.add((resolved.backend.name, ref.namespace, ref.name, ref.port))
+        name = resolved.backend.name
+        self.backends[name] = resolved.backend
+        self.sources.add((name, ref.namespace, ref.name, ref.port))
         if resolved.problem:
-            self.problem(owner, where, f"{resolved.problem}: {ref.namespace}/{ref.name} (answers 503)")
-        return resolved.backend.name
+            self.problem(owner, where + suffix, f"{resolved.problem}: {ref.namespace}/{ref.name} (answers 503)")
+        else:
+            self._resolved[ref] = name
+        return name
 
     def certificate(self, namespace: str, name: str, owner: ObjectRef, where: str) -> str | None:
         secret = self.snapshot.of(SECRET).get((namespace, name))
@@ -161,23 +193,34 @@ class _Builder:
         return self.use(ing.ServiceRef(ns, name, port), ObjectRef(SERVICE, ns, name), "--default-backend-service")
 
     def parsed_ingresses(self) -> list[ing.ParsedIngress]:
-        classes = our_classes(self.snapshot.of(INGRESS_CLASS), self.settings.controller_class)
+        classes = self.snapshot.of(INGRESS_CLASS)
+        # Whether an Ingress is ours depends on it, the IngressClasses and the settings: a token
+        # that stays the same object while those do lets the memo keep the answer with the parse.
+        token = self.memo.get(
+            ("classes", id(self.settings), *(id(c) for c in classes.values())),
+            (self.settings, *classes.values()),
+            object,
+        )
+        ours = functools.partial(
+            is_ours,
+            classes=our_classes(classes, self.settings.controller_class),
+            ingress_class=self.settings.ingress_class,
+            watch_without_class=self.settings.watch_without_class,
+        )
         parsed: list[ing.ParsedIngress] = []
         for obj in self.snapshot.of(INGRESS).values():
-            if not is_ours(
-                obj,
-                classes=classes,
-                ingress_class=self.settings.ingress_class,
-                watch_without_class=self.settings.watch_without_class,
-            ):
+            result = self.memo.get(("ingress", id(obj), id(token)), (obj, token), _parse, obj, ours)
+            if result is None:
                 continue
-            result = self.memo.get(("ingress", id(obj)), (obj,), functools.partial(_parse, obj))
             if isinstance(result, ing.InvalidField):
                 self.problem(ing.ingress_ref(obj), result.field, f"{result.reason}; Ingress rejected")
             else:
                 parsed.append(result)
-        parsed.sort(key=lambda p: p.order)
+        parsed.sort(key=_ORDER)
         return parsed
+
+
+_ORDER = operator.attrgetter("order")
 
 
 def translate(snapshot: Snapshot, settings: Settings, memo: Memo | None = None) -> Configuration:
@@ -196,23 +239,23 @@ def translate(snapshot: Snapshot, settings: Settings, memo: Memo | None = None) 
     host_tls: dict[str, str | None] = {}
     catch_all: tuple[str, ObjectRef] | None = None
     for p in parsed:
-        hosts = sorted({r.host for r in p.rules if r.host})
-        for i, rule in enumerate(p.rules):
-            host_routes = routes[rule.host]
-            for j, path in enumerate(rule.paths):
-                where = f"spec.rules[{i}].http.paths[{j}]"
-                key = (path.path, path.path_type)
-                if key in host_routes:
-                    winner = owners[(rule.host, *key)]
-                    b.problem(
-                        p.ref,
-                        where,
-                        f"host {rule.host or '*'} path {path.path} ({path.path_type}) is already served by "
-                        f"Ingress {winner.namespace}/{winner.name}, the older one wins",
-                    )
-                    continue
-                host_routes[key] = b.use(path.backend, p.ref, f"{where}.backend")
-                owners[(rule.host, *key)] = p.ref
+        hosts = p.hosts
+        for host in hosts:
+            routes.setdefault(host, {})  # a host with no paths still gets its server
+        for route in p.routes:
+            key = (route.path, route.path_type)
+            host_routes = routes[route.host]
+            if key in host_routes:
+                winner = owners[(route.host, *key)]
+                b.problem(
+                    p.ref,
+                    route.field,
+                    f"host {route.host or '*'} path {route.path} ({route.path_type}) is already served by "
+                    f"Ingress {winner.namespace}/{winner.name}, the older one wins",
+                )
+                continue
+            host_routes[key] = b.use(route.backend, p.ref, route.field, ".backend")
+            owners[(route.host, *key)] = p.ref
         if p.default_backend is not None:
             name = b.use(p.default_backend, p.ref, "spec.defaultBackend")
             if hosts:
@@ -238,12 +281,12 @@ def translate(snapshot: Snapshot, settings: Settings, memo: Memo | None = None) 
                 host_tls[host] = cert
 
     servers = tuple(
-        Server(
-            host=host,
-            server_name=server_name(host),
-            locations=_memo_locations(memo, routes[host], host_default.get(host, global_default)),
-            certificate=host_tls.get(host) or (default_cert if host in host_tls else None),
-            redirect_https=host in host_tls and options.ssl_redirect,
+        _memo_server(
+            memo,
+            host,
+            _memo_locations(memo, routes[host], host_default.get(host, global_default)),
+            host_tls.get(host) or (default_cert if host in host_tls else None),
+            host in host_tls and options.ssl_redirect,
         )
         for host in sorted(h for h in routes if h)
     )
@@ -260,15 +303,19 @@ def translate(snapshot: Snapshot, settings: Settings, memo: Memo | None = None) 
         default_certificate=default_cert,
         options=options,
     )
-    backends = tuple(sorted(b.backends.values(), key=lambda x: x.name))
+    backends = tuple(sorted(b.backends.values(), key=_NAME))
     memo.rotate()
     return Configuration(
         static=static,
         backends=backends,
-        ingresses=tuple(sorted({p.ref for p in parsed}, key=lambda r: (r.namespace, r.name))),
+        ingresses=tuple(sorted((p.ref for p in parsed), key=_NAMESPACE_NAME)),
         problems=tuple(sorted(set(b.problems), key=lambda x: (x.ref.namespace, x.ref.name, x.field, x.reason))),
-        backend_sources=tuple(sorted(b.sources, key=str)),
+        backend_sources=tuple(sorted(b.sources, key=lambda s: (s[0], s[1], s[2], str(s[3])))),
     )
+
+
+_NAME = operator.attrgetter("name")
+_NAMESPACE_NAME = operator.attrgetter("namespace", "name")
 
 
 def update_endpoints(

@@ -6,7 +6,8 @@ rejected whole, with the field named, and the caller reports it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 from ingressctl.config import ObjectRef
@@ -27,39 +28,69 @@ class InvalidField(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServiceRef:
     namespace: str
     name: str
     port: int | str  # number or port name
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.namespace, self.name, self.port)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PathRule:
     path: str
     path_type: str
     backend: ServiceRef
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rule:
     host: str  # "" matches any host
     paths: tuple[PathRule, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TLS:
     hosts: tuple[str, ...]
     secret: str  # "" = the default certificate
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One path of one rule, with the field that names it in problems."""
+
+    host: str
+    path: str
+    path_type: str
+    backend: ServiceRef
+    field: str  # spec.rules[i].http.paths[j]
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedIngress:
     ref: ObjectRef
     order: tuple[str, str, str]  # creationTimestamp, namespace, name: older sorts first
     rules: tuple[Rule, ...]
     default_backend: ServiceRef | None
     tls: tuple[TLS, ...]
+    # Derived from rules: every path in order, and the named hosts (sorted, once each).
+    routes: tuple[Route, ...] = field(init=False, repr=False, compare=False)
+    hosts: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        routes = tuple(
+            Route(rule.host, p.path, p.path_type, p.backend, sys.intern(f"spec.rules[{i}].http.paths[{j}]"))
+            for i, rule in enumerate(self.rules)
+            for j, p in enumerate(rule.paths)
+        )
+        object.__setattr__(self, "routes", routes)
+        object.__setattr__(self, "hosts", tuple(sorted({r.host for r in self.rules if r.host})))
 
 
 def ingress_ref(obj: Obj) -> ObjectRef:
