@@ -29,7 +29,7 @@ from ingressctl.luaapi import LuaApi
 from ingressctl.metrics import Metrics
 from ingressctl.nginx import Nginx, worker_user
 from ingressctl.render import Paths, Renderer, lua_dir
-from ingressctl.sources import kube
+from ingressctl.sources import kubeflags
 from ingressctl.sources.base import Source
 from ingressctl.sources.manifests import ManifestsSource
 from ingressctl.translate import Settings, Translator, translate
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_flag(run, "--health-port", type=flags.port, default=10254, help="Port of /healthz, /readyz and /metrics")
     flags.add_flag(run, "--health-address", default="", help="Address of the health server ('' = all addresses)")
     flags.add_flag(run, "--nginx-binary", default="nginx", help="The nginx executable")
-    kube.add_arguments(run)
+    kubeflags.add_arguments(run)
     render = sub.add_parser("render", help="Print the nginx.conf (or backends JSON) without starting anything")
     add_common(render)
     render.add_argument("--backends", action="store_true", help="Print the backends JSON for the Lua API instead")
@@ -149,6 +149,8 @@ async def run_controller(args: argparse.Namespace) -> int:
         source = ManifestsSource(args.manifests)
     else:
         try:
+            from ingressctl.sources import kube  # only API runs pay for kubernetes_asyncio
+
             source, publishers = await kube.build(args)
         except ValueError as exc:  # no usable client configuration, inconsistent flags
             log.error("%s", exc)

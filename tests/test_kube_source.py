@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
-from ingressctl.sources import kube
+from ingressctl.sources import kube, kubeflags
 from ingressctl.sources.base import EventType
 from ingressctl.sources.secrets import ReferencedSecrets
 from tests.fakeapi import FakeApi
@@ -262,14 +262,14 @@ async def test_objects_larger_than_aiohttp_line_limit(api: FakeApi, kube_client:
 def test_flags_and_their_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     def parse(*argv: str) -> argparse.Namespace:
         parser = argparse.ArgumentParser()
-        kube.add_arguments(parser)
+        kubeflags.add_arguments(parser)
         return parser.parse_args(argv)
 
     args = parse()
-    assert kube.watch_namespaces(args) == () and args.update_status is True
+    assert kubeflags.watch_namespaces(args) == () and args.update_status is True
     assert args.election_id == "ingressctl-leader" and args.publish_service is None
     args = parse("--watch-namespace", "b", "--watch-namespace", "a", "--update-status=false")
-    assert kube.watch_namespaces(args) == ("a", "b")
+    assert kubeflags.watch_namespaces(args) == ("a", "b")
     assert args.update_status is False
     monkeypatch.setenv("INGRESSCTL_WATCH_NAMESPACE", "x, y")
     monkeypatch.setenv("INGRESSCTL_PUBLISH_SERVICE", "ingress/lb")
@@ -277,9 +277,9 @@ def test_flags_and_their_environment_variables(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("INGRESSCTL_ELECTION_ID", "mine")
     monkeypatch.setenv("INGRESSCTL_LEASE_DURATION", "30")
     args = parse()
-    assert kube.watch_namespaces(args) == ("x", "y") and args.publish_service == ("ingress", "lb")
+    assert kubeflags.watch_namespaces(args) == ("x", "y") and args.publish_service == ("ingress", "lb")
     assert args.update_status is False and args.election_id == "mine" and args.lease_duration == 30.0
-    assert kube.watch_namespaces(parse("--watch-namespace", "z")) == ("z",)  # the flag wins
+    assert kubeflags.watch_namespaces(parse("--watch-namespace", "z")) == ("z",)  # the flag wins
     assert parse("--update-status").update_status is True
     with pytest.raises(SystemExit):
         parse("--publish-service", "no-namespace")
@@ -301,7 +301,7 @@ def test_pod_namespace_and_identity(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
 async def test_build_from_a_kubeconfig_and_close(api: FakeApi, tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
-    kube.add_arguments(parser)
+    kubeflags.add_arguments(parser)
     path = api.write_kubeconfig(tmp_path / "kubeconfig", context="fake")
     args = parser.parse_args(["--kubeconfig", str(path), "--context", "fake", "--watch-namespace", "a"])
     api.create(ingress("x", "a"))

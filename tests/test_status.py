@@ -16,7 +16,7 @@ import pytest
 
 from ingressctl.events import EventRecorder
 from ingressctl.leader import LeaderElector, LeaseSettings
-from ingressctl.sources import kube
+from ingressctl.sources import kube, kubeflags
 from ingressctl.status import StatusPublisher, parse_addresses, service_addresses
 from tests.fakeapi import FakeApi
 from tests.fakeapi.helpers import (
@@ -162,7 +162,7 @@ class Replica:
 @contextlib.asynccontextmanager
 async def replica(api: FakeApi, tmp_path: Path, name: str, *flags: str) -> AsyncIterator[Replica]:
     parser = argparse.ArgumentParser()
-    kube.add_arguments(parser)
+    kubeflags.add_arguments(parser)
     path = api.write_kubeconfig(tmp_path / f"kubeconfig-{name}")
     args = parser.parse_args(["--kubeconfig", str(path), *LEASE, *flags])
     source, publishers = await kube.build(args, timing=FAST, identity=name)
