@@ -217,6 +217,8 @@ async def test_sighup_keeps_the_store_and_deltas_go_on(running: Running) -> None
         applier.nginx.reload()
         wait_for(lambda: not set(applier.nginx.worker_pids()) & set(workers), what="new workers")
         assert running.store() == before, "the shared dict survives a SIGHUP"
+        for pid, view in running.views().items():
+            assert view["stats"]["start_version"] == before["version"], f"worker {pid} built its view at start"
         assert running.served() == {"127.0.0.76"}, "new workers build their view from the store"
         await applier.apply(_with(running.config, _app("127.0.0.77")))
         assert (applier.full_posts, applier.delta_posts) == (1, 2), "still deltas after the reload"

@@ -122,6 +122,13 @@ function M.forget()
     backends, endpoints, version = {}, {}, nil
 end
 
+-- At a worker's start (init_worker): builds the view from the store before the first request,
+-- and records the version it started at (stats.start_version; 0: the store was empty).
+function M.start()
+    M.sync()
+    M.stats.start_version = version or 0
+end
+
 -- The algorithm instance of a backend (nil if unknown); call sync() first.
 function M.get(name)
     return backends[name]

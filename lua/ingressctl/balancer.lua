@@ -22,7 +22,7 @@ function M.init_worker()
     math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
     -- Build this worker's view now rather than on its first request (a new worker after a reload
     -- would otherwise make that request wait for a full rebuild: ~50 ms at 10,000 backends).
-    sync()
+    backends.start()
 end
 
 function M.balance()
