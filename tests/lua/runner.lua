@@ -28,4 +28,13 @@ function M.eq(actual, expected, what)
     end
 end
 
+-- Replaces every backend through the configuration API's own function; returns the version.
+function M.replace(list)
+    local version, status, why = require("ingressctl.configuration").replace({ backends = list })
+    if not version then
+        error("replace failed: " .. tostring(status) .. " " .. tostring(why), 2)
+    end
+    return version
+end
+
 return M

@@ -15,13 +15,7 @@ local function ep(...)
     return out
 end
 
-local function replace(list)
-    local version, status, why = configuration.replace({ backends = list })
-    if not version then
-        error("replace failed: " .. tostring(status) .. " " .. tostring(why), 2)
-    end
-    return version
-end
+local replace = require("runner").replace
 
 -- A delta on top of the store's current epoch and version.
 local function delta(upsert, remove)

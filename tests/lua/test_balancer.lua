@@ -1,17 +1,10 @@
 local balancer = require("ingressctl.balancer")
 local backends = require("ingressctl.backends")
-local configuration = require("ingressctl.configuration")
 local eq = require("runner").eq
 
 local T = {}
 
-local function replace(list)
-    local version, status, why = configuration.replace({ backends = list })
-    if not version then
-        error("replace failed: " .. tostring(status) .. " " .. tostring(why), 2)
-    end
-    return version
-end
+local replace = require("runner").replace
 
 function T.state_follows_the_store_and_decodes_only_on_change()
     replace({ { name = "default/a:80", endpoints = { { address = "10.0.0.1", port = 80 } } } })
