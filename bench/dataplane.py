@@ -7,6 +7,11 @@ alternate A/B (the order flips every repeat) and are repeated; we report medians
 and of nginx worker CPU per request (utime+stime of the worker PIDs from /proc), and the median of
 the paired CPU ratios. Once with the access log off in both, once with it on in both (ingressctl's
 default).
+
+A third variant runs in the same rotation, for reference: the floor. It is the baseline config with
+its static servers replaced by the smallest possible `balancer_by_lua` (round robin over the same
+backends from a Lua table, `set_current_peer`, nothing else). Its ratio to the baseline is what the
+Lua balancer phase alone costs on this nginx and Lua module build, whatever a balancer does in it.
 """
 
 from __future__ import annotations
@@ -102,6 +107,36 @@ def baseline_conf(backends: list[str], port: int, http_port: int, *, access_log:
     return text.replace("@SERVERS@", servers).replace("@HTTP_PORT@", str(http_port)).replace("@ACCESS_LOG@", log_line)
 
 
+# The floor: load the Lua module, make the peer list in init_worker, pick in balancer_by_lua.
+FLOOR_MODULES = """load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+"""
+FLOOR_INIT = """    init_worker_by_lua_block {
+        local set_current_peer = require("ngx.balancer").set_current_peer
+        local peers, i = { @PEERS@ }, 0
+        package.loaded.bench_floor = function()
+            i = i % #peers + 1
+            local peer = peers[i]
+            return set_current_peer(peer[1], peer[2])
+        end
+    }
+"""
+FLOOR_UPSTREAM = """        server 0.0.0.1:1;
+        balancer_by_lua_block {
+            package.loaded.bench_floor()
+        }"""
+
+
+def floor_conf(backends: list[str], port: int, http_port: int, *, access_log: bool) -> str:
+    """baseline_conf with a minimal balancer_by_lua instead of the static servers."""
+    text = baseline_conf(backends, port, http_port, access_log=access_log)
+    servers = "\n".join(f"        server {a}:{port};" for a in backends)
+    peers = ", ".join(f'{{ "{a}", {port} }}' for a in backends)
+    text = text.replace(servers, FLOOR_UPSTREAM)
+    text = text.replace("http {\n", "http {\n" + FLOOR_INIT.replace("@PEERS@", peers), 1)
+    return FLOOR_MODULES + text
+
+
 def _manifests(folder: Path, backends: list[str], port: int, *, access_log: bool) -> None:
     docs: list[dict[str, Any]] = [
         ingress_class(),
@@ -172,13 +207,18 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
             )
             base.start()
             procs.add(base.stop)
-            for name, port in (("ingressctl", ctl.http_port), ("baseline", http_port)):
+            floor_port = free_port()
+            floor = NginxProcess(floor_conf(backends, backend_port, floor_port, access_log=access_log), name="floor")
+            floor.start()
+            procs.add(floor.stop)
+            for name, port in (("ingressctl", ctl.http_port), ("baseline", http_port), ("floor", floor_port)):
                 wait_for(
                     functools.partial(_spread, port, set(backends)), timeout=15, what=f"{name} spreads over 3 backends"
                 )
             variants: dict[str, tuple[int, Callable[[], list[int]]]] = {
                 "ingressctl": (ctl.http_port, ctl.worker_pids),
                 "baseline": (http_port, base.worker_pids),
+                "floor": (floor_port, floor.worker_pids),
             }
             if len(ctl.worker_pids()) != len(base.worker_pids()):
                 raise RuntimeError(f"worker counts differ: {ctl.worker_pids()} vs {base.worker_pids()}")
@@ -186,19 +226,26 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
                 _measure(name, port, workers, opts, opts.warmup)  # warm-up, not recorded
             runs: list[Run] = []
             pairs: list[float] = []
+            floor_pairs: list[float] = []
+            names = list(variants)
             for i in range(opts.repeats):
-                order = ["ingressctl", "baseline"] if i % 2 == 0 else ["baseline", "ingressctl"]
+                order = names[i % len(names) :] + names[: i % len(names)]  # each goes first in turn
+                if i % 2:
+                    order.reverse()
                 got = {name: _measure(name, *variants[name], opts, opts.seconds) for name in order}
                 runs += [got[name] for name in order]
-                pairs.append(got["ingressctl"].cpu_us_per_request / got["baseline"].cpu_us_per_request)
+                base_us = got["baseline"].cpu_us_per_request
+                pairs.append(got["ingressctl"].cpu_us_per_request / base_us)
+                floor_pairs.append(got["floor"].cpu_us_per_request / base_us)
             base.stop()
-            summary = _summary(runs, pairs)
+            floor.stop()
+            summary = _summary(runs, pairs, floor_pairs)
             raw["modes"][mode] = {"runs": [r.__dict__ for r in runs], **summary}
             rows += _rows(mode, summary)
     return rows, raw
 
 
-def _summary(runs: list[Run], pairs: list[float]) -> dict[str, Any]:
+def _summary(runs: list[Run], pairs: list[float], floor_pairs: list[float]) -> dict[str, Any]:
     def med(variant: str, attr: str) -> float:
         return median([getattr(r, attr) for r in runs if r.variant == variant])
 
@@ -209,6 +256,9 @@ def _summary(runs: list[Run], pairs: list[float]) -> dict[str, Any]:
         "baseline_cpu_us": med("baseline", "cpu_us_per_request"),
         "cpu_ratio_paired_median": median(pairs),
         "cpu_ratios": pairs,
+        "floor_cpu_us": med("floor", "cpu_us_per_request"),
+        "floor_ratio_paired_median": median(floor_pairs),
+        "floor_ratios": floor_pairs,
         "failures": sum(r.failures for r in runs),
     }
 
@@ -231,6 +281,11 @@ def _rows(mode: str, s: dict[str, Any]) -> list[Row]:
             f"{ratio:.3f}x (runs {min(s['cpu_ratios']):.2f}-{max(s['cpu_ratios']):.2f})",
             f"<= {TARGET_RATIO}x",
             ratio <= TARGET_RATIO,
+        ),
+        Row(
+            section,
+            "floor: minimal balancer_by_lua / baseline (CPU, paired median)",
+            f"{s['floor_ratio_paired_median']:.3f}x (runs {min(s['floor_ratios']):.2f}-{max(s['floor_ratios']):.2f})",
         ),
         Row(section, "failed requests (non-2xx/3xx + socket errors)", str(s["failures"]), "0", s["failures"] == 0),
     ]
