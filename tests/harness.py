@@ -361,7 +361,11 @@ class Controller:
                 raise AssertionError(f"controller exited with {self.process.returncode}:\n{self.log()}")
             return self.health("/readyz") == 200
 
-        wait_for(ready, timeout=timeout, what="controller ready")
+        try:
+            wait_for(ready, timeout=timeout, what="controller ready")
+        except AssertionError as exc:
+            tail = "\n".join(self.log().splitlines()[-40:])
+            raise AssertionError(f"{exc}; the controller's log ends:\n{tail}") from None
 
     def metric(self, name: str) -> float:
         conn = http.client.HTTPConnection("127.0.0.1", self.health_port, timeout=2)
