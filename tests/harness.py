@@ -30,8 +30,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
+    """A TCP port no socket uses on any address. Bound on the wildcard address: pods and servers
+    here listen on many 127.0.0.x addresses, and the health server on all of them."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("", 0))
         return int(s.getsockname()[1])
 
 
