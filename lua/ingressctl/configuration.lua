@@ -260,8 +260,12 @@ local function write(doc, validator, writer)
     if not token then
         return nil, 503, err
     end
-    local version, failed_version, failure, changed, current, store_epoch = writer(doc)
+    -- The lock is released even if the writer fails (then the error goes on to the caller).
+    local called, version, failed_version, failure, changed, current, store_epoch = pcall(writer, doc)
     unlock(token)
+    if not called then
+        error(version, 0)
+    end
     if failure == "conflict" then
         return nil, 409, "the store is at epoch " .. store_epoch .. " version " .. current
             .. ", not epoch " .. tostring(doc.epoch) .. " version " .. tostring(doc.base)

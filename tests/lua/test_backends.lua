@@ -237,6 +237,22 @@ function T.invalid_full_replace_keeps_the_store()
     eq(served("t/a:80"), "10.1.0.1:8080", "a unchanged")
 end
 
+function T.a_writer_error_releases_the_lock()
+    base_state()
+    local ok, err = pcall(with_setting, "key", function()
+        error("boom")
+    end, function()
+        configuration.replace({ backends = { { name = "t/a:80", endpoints = ep("10.9.0.1") } } })
+    end)
+    eq(ok, false, "the writer's error reaches the caller")
+    eq(tostring(err):find("boom", 1, true) ~= nil, true, "the error itself")
+    eq(dict:get("lock"), nil, "lock released")
+    local started = ngx.now()
+    local version = replace({ { name = "t/a:80", endpoints = ep("10.9.0.2") } })
+    eq(version ~= nil and ngx.now() - started < 1, true, "the next write goes through at once")
+    eq(served("t/a:80"), "10.9.0.2:8080", "and is served")
+end
+
 function T.full_dict_answers_507_and_workers_follow_what_was_stored()
     base_state()
     local junk, filler = {}, string.rep("x", 16384)
