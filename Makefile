@@ -42,6 +42,7 @@ venv: deps $(STAMP)
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 unit: venv
 	$(PY) -m pytest -q -m 'not slow'

@@ -50,8 +50,9 @@ from bench.propagation import observe
 from ingressctl.cache import Cache
 from ingressctl.certs import self_signed
 from ingressctl.config import GlobalOptions
-from ingressctl.render import Paths, Renderer, lua_dir
-from ingressctl.sources.base import Event, EventType
+from ingressctl.dataplane.paths import Paths, lua_dir
+from ingressctl.dataplane.render import Renderer
+from ingressctl.model import Event, EventType
 from ingressctl.translate import Settings, Translator
 from tests.harness import Controller, backend, endpoint_slice, ingress, ingress_class, rule, service
 

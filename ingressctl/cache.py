@@ -12,17 +12,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ingressctl.sources.base import ENDPOINT_SLICE, INGRESS, KINDS, SECRET, Event, EventType, Obj
-
-Key = tuple[str, str]  # (namespace, name)
+from ingressctl.model import ENDPOINT_SLICE, INGRESS, KINDS, SECRET, Event, EventType, Key, Obj, object_key
 
 # Metadata fields whose change never changes what we serve.
 _IGNORED_METADATA = ("resourceVersion", "managedFields", "generation", "uid", "selfLink")
-
-
-def object_key(obj: Obj) -> Key:
-    meta = obj.get("metadata") or {}
-    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
 
 
 def relevant(kind: str, obj: Obj) -> Mapping[str, Any]:

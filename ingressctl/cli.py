@@ -17,18 +17,20 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ingressctl import __version__, flags
-from ingressctl.apply import Applier
 from ingressctl.cache import Cache
 from ingressctl.certs import self_signed
 from ingressctl.config import GlobalOptions
 from ingressctl.controller import Controller, Publisher
+from ingressctl.dataplane.apply import Applier
+from ingressctl.dataplane.luaapi import LuaApi
+from ingressctl.dataplane.nginx import Nginx, worker_user
+from ingressctl.dataplane.paths import Paths, lua_dir
+from ingressctl.dataplane.render import Renderer
 from ingressctl.health import start_health_server
-from ingressctl.luaapi import LuaApi
 from ingressctl.metrics import Metrics
-from ingressctl.nginx import Nginx, worker_user
-from ingressctl.render import Paths, Renderer, lua_dir
 from ingressctl.sources import kubeflags
 from ingressctl.sources.base import Source
 from ingressctl.sources.manifests import ManifestsSource
@@ -143,18 +145,30 @@ def render_command(args: argparse.Namespace) -> int:
 
 
 async def run_controller(args: argparse.Namespace) -> int:
-    source: Source
-    publishers: list[Publisher] = []
-    if args.manifests:
-        source = ManifestsSource(args.manifests)
-    else:
-        try:
-            from ingressctl.sources import kube  # only API runs pay for kubernetes_asyncio
+    async with contextlib.AsyncExitStack() as stack:
+        source: Source
+        publishers: Sequence[Publisher] = ()
+        # Ends with an error if the write-back side (API mode only) fails; never ends otherwise.
+        jobs: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if args.manifests:
+            source = ManifestsSource(args.manifests)
+        else:
+            try:
+                from ingressctl import apimode  # only API runs pay for kubernetes_asyncio
 
-            source, publishers = await kube.build(args)
-        except ValueError as exc:  # no usable client configuration, inconsistent flags
-            log.error("%s", exc)
-            return 2
+                mode = await apimode.build(args)
+            except ValueError as exc:  # no usable client configuration, inconsistent flags
+                log.error("%s", exc)
+                return 2
+            source, publishers = mode.source, mode.publishers
+            jobs = await stack.enter_async_context(mode.running())
+        return await _serve(args, source, publishers, jobs)
+    raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow exceptions)
+
+
+async def _serve(
+    args: argparse.Namespace, source: Source, publishers: Sequence[Publisher], jobs: asyncio.Future[None]
+) -> int:
     created = args.work_dir is None
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="ingressctl-")).resolve()
     run_dir = _run_dir()
@@ -194,9 +208,13 @@ async def run_controller(args: argparse.Namespace) -> int:
     watchdog = asyncio.create_task(_watch_nginx(nginx))
     code = 0
     try:
-        await asyncio.wait({task, stopper, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+        waiting: list[asyncio.Future[Any]] = [task, stopper, watchdog, jobs]
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if task.done() and task.exception():
             log.error("controller stopped: %s", task.exception())
+            code = 1
+        if jobs.done() and not jobs.cancelled() and jobs.exception():
+            log.error("write-back stopped: %s", jobs.exception())
             code = 1
         if watchdog.done():
             log.error("nginx exited unexpectedly (status %s); stopping", nginx.process and nginx.process.returncode)

@@ -18,12 +18,13 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from ingressctl.apply import Applier, ApplyError, ConfigRejected
-from ingressctl.cache import Cache, Key, object_key, slice_owner
+from ingressctl.cache import Cache, slice_owner
 from ingressctl.config import Configuration, Problem
-from ingressctl.luaapi import LuaApiError
+from ingressctl.dataplane.apply import Applier, ApplyError, ConfigRejected
+from ingressctl.dataplane.luaapi import LuaApiError
 from ingressctl.memory import fix_mmap_threshold
-from ingressctl.sources.base import ENDPOINT_SLICE, ENDPOINTS, Event, EventType, Obj, Source
+from ingressctl.model import ENDPOINT_SLICE, ENDPOINTS, Event, EventType, Key, Obj, object_key
+from ingressctl.sources.base import Source
 from ingressctl.translate import Translator
 
 log = logging.getLogger(__name__)

@@ -19,15 +19,16 @@ from typing import Any
 
 import pytest
 
-from ingressctl.apply import Applier
 from ingressctl.cache import Cache
 from ingressctl.certs import self_signed
 from ingressctl.config import Backend, Configuration, Endpoint, GlobalOptions
-from ingressctl.luaapi import LuaApi
+from ingressctl.dataplane.apply import Applier
+from ingressctl.dataplane.luaapi import LuaApi
+from ingressctl.dataplane.nginx import Nginx
+from ingressctl.dataplane.paths import Paths, lua_dir
+from ingressctl.dataplane.render import Renderer
 from ingressctl.metrics import Metrics
-from ingressctl.nginx import Nginx
-from ingressctl.render import Paths, Renderer, lua_dir
-from ingressctl.sources.base import Event, EventType
+from ingressctl.model import Event, EventType
 from ingressctl.translate import Settings, Translator
 from tests.harness import (
     backend,

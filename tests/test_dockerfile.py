@@ -233,7 +233,7 @@ def test_image_environment_configures_the_controller(monkeypatch: pytest.MonkeyP
         if key.startswith("INGRESSCTL_"):
             monkeypatch.setenv(key, value)
     from ingressctl.cli import build_parser
-    from ingressctl.render import lua_dir, templates_dir
+    from ingressctl.dataplane.paths import lua_dir, templates_dir
 
     parser = build_parser()
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

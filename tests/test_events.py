@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
-from ingressctl.events import EventRecorder
-from ingressctl.sources.base import Event, EventType
-from ingressctl.status import IngressView
+from ingressctl.model import Event, EventType
+from ingressctl.writeback.events import EventRecorder
+from ingressctl.writeback.status import IngressView
 from tests.fakeapi import FakeApi
 from tests.fakeapi.helpers import api_client, configuration, ingress, problem
 

@@ -9,8 +9,8 @@ from typing import Any
 from ingressctl.cache import Cache
 from ingressctl.certs import self_signed
 from ingressctl.config import Configuration
-from ingressctl.luaapi import BackendsEncoder
-from ingressctl.sources.base import Event, EventType
+from ingressctl.dataplane.luaapi import BackendsEncoder
+from ingressctl.model import Event, EventType
 from ingressctl.translate import Settings, Translator, translate
 from tests.harness import backend, endpoint_slice, ingress, ingress_class, rule, service
 

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
+from ingressctl import apimode
+from ingressctl.kubeapi import client as kubeclient
+from ingressctl.model import EventType
 from ingressctl.sources import kube, kubeflags
-from ingressctl.sources.base import EventType
 from ingressctl.sources.secrets import ReferencedSecrets
 from tests.fakeapi import FakeApi
 from tests.fakeapi.helpers import (
@@ -288,15 +290,15 @@ def test_flags_and_their_environment_variables(monkeypatch: pytest.MonkeyPatch) 
 def test_pod_namespace_and_identity(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("POD_NAMESPACE", "ingress-system")
     monkeypatch.setenv("POD_NAME", "ingressctl-7d9f-abcde")
-    assert kube.pod_namespace() == "ingress-system"
-    assert kube.default_identity() == "ingressctl-7d9f-abcde"
+    assert kubeclient.pod_namespace() == "ingress-system"
+    assert kubeclient.default_identity() == "ingressctl-7d9f-abcde"
     monkeypatch.delenv("POD_NAMESPACE")
     monkeypatch.delenv("POD_NAME")
-    monkeypatch.setattr(kube, "SERVICE_ACCOUNT", tmp_path)
-    assert kube.pod_namespace() == "default"
+    monkeypatch.setattr(kubeclient, "SERVICE_ACCOUNT", tmp_path)
+    assert kubeclient.pod_namespace() == "default"
     (tmp_path / "namespace").write_text("from-service-account\n")
-    assert kube.pod_namespace() == "from-service-account"
-    assert kube.default_identity().endswith(f"_{os.getpid()}")
+    assert kubeclient.pod_namespace() == "from-service-account"
+    assert kubeclient.default_identity().endswith(f"_{os.getpid()}")
 
 
 async def test_build_from_a_kubeconfig_and_close(api: FakeApi, tmp_path: Path) -> None:
@@ -306,12 +308,12 @@ async def test_build_from_a_kubeconfig_and_close(api: FakeApi, tmp_path: Path) -
     args = parser.parse_args(["--kubeconfig", str(path), "--context", "fake", "--watch-namespace", "a"])
     api.create(ingress("x", "a"))
     api.create(ingress("y", "b"))
-    source, publishers = await kube.build(args, timing=FAST, identity="me")
-    assert len(publishers) == 2
-    async with Collector(source) as events:
+    mode = await apimode.build(args, timing=FAST, identity="me")
+    assert len(mode.publishers) == 2 and len(mode.jobs) == 3  # leader election, Events, status
+    async with mode.running(), Collector(mode.source) as events:
         await events.until(events.synced.is_set)
         assert events.names("Ingress") == ["a/x"]
-    # Stopping the source stopped everything it ran: no watch stays open.
+    # Leaving the wiring stopped the source and every write-back job: no watch stays open.
     await asyncio.sleep(0.1)
     assert api.open_watches == 0
 
@@ -327,13 +329,13 @@ async def test_unusable_client_configuration_is_a_clear_error(monkeypatch: pytes
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    with pytest.raises(kube.ConfigError, match="no Kubernetes configuration"):
-        await kube.load_client(None, None)
-    with pytest.raises(kube.ConfigError, match="/nonexistent"):
-        await kube.load_client("/nonexistent", None)
+    with pytest.raises(kubeclient.ConfigError, match="no Kubernetes configuration"):
+        await kubeclient.load_client(None, None)
+    with pytest.raises(kubeclient.ConfigError, match="/nonexistent"):
+        await kubeclient.load_client("/nonexistent", None)
     (tmp_path / "kubeconfig").write_text("apiVersion: v1\nkind: Config\ncurrent-context: x\n")
-    with pytest.raises(kube.ConfigError):
-        await kube.load_client(str(tmp_path / "kubeconfig"), "missing-context")
+    with pytest.raises(kubeclient.ConfigError):
+        await kubeclient.load_client(str(tmp_path / "kubeconfig"), "missing-context")
 
 
 async def test_expired_continue_token_restarts_the_list(api: FakeApi, kube_client: client.ApiClient) -> None:
@@ -417,7 +419,7 @@ async def test_only_referenced_secrets_are_passed_on(
 
 
 def test_referenced_secrets_bookkeeping() -> None:
-    from ingressctl.sources.base import Event
+    from ingressctl.model import Event
 
     refs = ReferencedSecrets()
     ing = ingress("i", "a", tls_secret="s1")

@@ -13,8 +13,8 @@ from unittest.mock import ANY
 import pytest
 import yaml
 
+from ingressctl.model import Event, EventType
 from ingressctl.sources import manifests as manifests_module
-from ingressctl.sources.base import Event, EventType
 from ingressctl.sources.manifests import ManifestsSource
 from tests.harness import backend, ingress, ingress_class, rule, service, write_manifests
 

@@ -150,7 +150,7 @@ def test_the_code_talks_to_the_api_only_through_typed_api_classes() -> None:
 def test_informers_watch_what_they_list() -> None:
     # The rule above (a list method handed over is also watched) holds because the informer calls
     # the same function with watch=True after listing.
-    informer = (PACKAGE / "sources" / "informer.py").read_text()
+    informer = (PACKAGE / "kubeapi" / "informer.py").read_text()
     assert "watch=True" in informer
 
 

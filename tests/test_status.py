@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from ingressctl.events import EventRecorder
-from ingressctl.leader import LeaderElector, LeaseSettings
-from ingressctl.sources import kube, kubeflags
-from ingressctl.status import StatusPublisher, parse_addresses, service_addresses
+from ingressctl import apimode
+from ingressctl.sources import kubeflags
+from ingressctl.writeback.events import EventRecorder
+from ingressctl.writeback.leader import LeaderElector, LeaseSettings
+from ingressctl.writeback.status import StatusPublisher, parse_addresses, service_addresses
 from tests.fakeapi import FakeApi
 from tests.fakeapi.helpers import (
     FAST,
@@ -143,7 +144,7 @@ async def test_leader_stops_leading_when_it_cannot_renew(api: FakeApi, tmp_path:
 
 
 # ---------------------------------------------------------------------------------------------
-# Status, through the real wiring (kube.build) of two replicas
+# Status, through the real wiring (apimode.build) of two replicas
 
 
 @dataclass
@@ -165,10 +166,10 @@ async def replica(api: FakeApi, tmp_path: Path, name: str, *flags: str) -> Async
     kubeflags.add_arguments(parser)
     path = api.write_kubeconfig(tmp_path / f"kubeconfig-{name}")
     args = parser.parse_args(["--kubeconfig", str(path), *LEASE, *flags])
-    source, publishers = await kube.build(args, timing=FAST, identity=name)
-    status = next((p for p in publishers if isinstance(p, StatusPublisher)), None)
-    recorder = next(p for p in publishers if isinstance(p, EventRecorder))
-    async with Collector(source) as events:
+    mode = await apimode.build(args, timing=FAST, identity=name)
+    status = next((p for p in mode.publishers if isinstance(p, StatusPublisher)), None)
+    recorder = next(p for p in mode.publishers if isinstance(p, EventRecorder))
+    async with mode.running(), Collector(mode.source) as events:
         await events.until(events.synced.is_set)
         yield Replica(events, status, recorder)
 

@@ -30,8 +30,9 @@ from ingressctl.config import (
     Server,
     StaticConfig,
 )
-from ingressctl.render import Paths, Renderer
-from ingressctl.sources.base import Event, EventType
+from ingressctl.dataplane.paths import Paths
+from ingressctl.dataplane.render import Renderer
+from ingressctl.model import Event, EventType
 from ingressctl.sources.legacy import convert_ingress
 from ingressctl.translate import Settings, translate
 from ingressctl.translate.memo import Memo

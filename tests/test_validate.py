@@ -26,8 +26,9 @@ from ingressctl.config import (
     Server,
     StaticConfig,
 )
-from ingressctl.render import Paths, Renderer, UnsafeValue, quote, templates_dir
-from ingressctl.sources.base import Event, EventType
+from ingressctl.dataplane.paths import Paths, templates_dir
+from ingressctl.dataplane.render import Renderer, UnsafeValue, quote
+from ingressctl.model import Event, EventType
 from ingressctl.translate import Settings, translate, validate
 from ingressctl.translate.validate import Invalid
 from tests.harness import backend, endpoint_slice, ingress, ingress_class, rule, service

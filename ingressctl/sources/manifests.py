@@ -35,13 +35,7 @@ from typing import Any
 
 import yaml
 
-from ingressctl.sources.base import (
-    INGRESS,
-    INGRESS_CLASS,
-    KINDS,
-    Event,
-    EventType,
-)
+from ingressctl.model import INGRESS, INGRESS_CLASS, KINDS, Event, EventType
 from ingressctl.sources.folderwatch import FolderWatch
 from ingressctl.sources.legacy import LEGACY_INGRESS_VERSIONS, convert_ingress
 

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ingressctl.cache import Key, object_key
-from ingressctl.sources.base import INGRESS, SECRET, Event, EventType, Obj
+from ingressctl.model import INGRESS, SECRET, Event, EventType, Key, Obj, object_key
 
 
 def tls_references(ingress: Obj) -> set[Key]:

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ingressctl.cache import Key, Snapshot
+from ingressctl.cache import Snapshot
 from ingressctl.config import Backend, Endpoint
-from ingressctl.sources.base import ENDPOINTS, SERVICE, Obj
+from ingressctl.model import ENDPOINTS, SERVICE, Key, Obj
 from ingressctl.translate import validate
 from ingressctl.translate.ingress import ServiceRef
 from ingressctl.translate.memo import Memo

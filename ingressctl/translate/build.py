@@ -29,7 +29,7 @@ from ingressctl.config import (
     Server,
     StaticConfig,
 )
-from ingressctl.sources.base import CONFIG_MAP, INGRESS, INGRESS_CLASS, SECRET, SERVICE, Obj
+from ingressctl.model import CONFIG_MAP, INGRESS, INGRESS_CLASS, SECRET, SERVICE, Obj
 from ingressctl.translate import ingress as ing
 from ingressctl.translate.backends import BackendResolver
 from ingressctl.translate.classes import is_ours, our_classes

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ingressctl.config import ObjectRef
-from ingressctl.sources.base import INGRESS, Obj
+from ingressctl.model import INGRESS, Obj
 from ingressctl.translate import validate
 from ingressctl.translate.validate import Invalid
 

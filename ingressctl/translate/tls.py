@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from ingressctl.config import Certificate
-from ingressctl.sources.base import Obj
+from ingressctl.model import Obj
 
 
 class BadCertificate(ValueError):

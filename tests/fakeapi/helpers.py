@@ -14,8 +14,9 @@ from typing import Any
 from kubernetes_asyncio import client, config
 
 from ingressctl.config import Configuration, GlobalOptions, ObjectRef, Problem, Server, StaticConfig
-from ingressctl.sources.base import Event, EventType, Source
-from ingressctl.sources.informer import Timing
+from ingressctl.kubeapi.informer import Timing
+from ingressctl.model import Event, EventType
+from ingressctl.sources.base import Source
 from tests.fakeapi.server import FakeApi
 
 # Informer timing for tests: short watches, quick reconnects.

@@ -26,11 +26,11 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client
 
-from ingressctl.cache import Key, object_key
 from ingressctl.config import Configuration, ObjectRef
-from ingressctl.leader import LeaderElector
-from ingressctl.sources.base import INGRESS, SERVICE, Event, EventType, Obj
-from ingressctl.sources.informer import DEFAULT_TIMING, ApiError, Collection, Informer, Timing, read_json
+from ingressctl.kubeapi.client import ApiError, read_json
+from ingressctl.kubeapi.informer import DEFAULT_TIMING, Collection, Informer, Timing
+from ingressctl.model import INGRESS, SERVICE, Event, EventType, Key, Obj, object_key
+from ingressctl.writeback.leader import LeaderElector
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingressctl.config import Backend, Configuration, StaticConfig
-from ingressctl.luaapi import BackendsEncoder, LuaApi, LuaApiError, LuaState
+from ingressctl.dataplane.luaapi import BackendsEncoder, LuaApi, LuaApiError, LuaState
+from ingressctl.dataplane.nginx import Nginx
+from ingressctl.dataplane.render import Renderer, UnsafeValue
 from ingressctl.metrics import Metrics
-from ingressctl.nginx import Nginx
-from ingressctl.render import Renderer, UnsafeValue
 
 log = logging.getLogger(__name__)
 

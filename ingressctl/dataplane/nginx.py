@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingressctl.render import Paths
+from ingressctl.dataplane.paths import Paths
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1

@@ -25,7 +25,8 @@ from typing import Any
 
 import aiohttp
 
-from ingressctl.sources.base import Event, EventType, Obj
+from ingressctl.kubeapi.client import ApiError, read_json
+from ingressctl.model import Event, EventType, Obj
 
 log = logging.getLogger(__name__)
 
@@ -75,43 +76,6 @@ class Collection:
         where = f" in {self.scope}" if self.scope else ""
         sel = f" ({self.field_selector})" if self.field_selector else ""
         return f"{self.kind}{where}{sel}"
-
-
-class ApiError(Exception):
-    """A non-success answer from the API server (a metav1.Status), or an ERROR watch event."""
-
-    def __init__(self, code: int, reason: str = "", message: str = "") -> None:
-        super().__init__(f"{code} {reason}: {message}".rstrip(": "))
-        self.code = code
-        self.reason = reason
-        self.message = message
-
-    @property
-    def gone(self) -> bool:
-        return self.code == 410
-
-    @staticmethod
-    def from_status(status: Any, code: int = 0) -> ApiError:
-        if not isinstance(status, dict):
-            return ApiError(code or 500, "", str(status)[:200])
-        return ApiError(
-            int(status.get("code") or code or 500),
-            str(status.get("reason", "")),
-            str(status.get("message", "")),
-        )
-
-
-async def read_json(response: Any) -> Any:
-    """Reads an aiohttp response of a `_preload_content=False` call; raises ApiError unless 2xx."""
-    async with response:
-        body = await response.read()
-        try:
-            data = json.loads(body) if body else {}
-        except ValueError:
-            data = body.decode(errors="replace")
-        if not 200 <= response.status <= 299:
-            raise ApiError.from_status(data, response.status)
-        return data
 
 
 class _Lines:

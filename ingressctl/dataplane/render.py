@@ -7,7 +7,6 @@ allowlist and emits it double-quoted, so nothing from an object can end a token 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,8 +15,8 @@ from pathlib import Path
 import jinja2
 
 from ingressctl.config import GlobalOptions, Server, StaticConfig
+from ingressctl.dataplane.paths import Paths, templates_dir
 
-_REPO = Path(__file__).resolve().parent.parent
 # Quoted-string content: no quote, whitespace, control character, ';', '{', '}', '#' or '$' (nginx
 # expands variables inside quotes in set, return, ssl_certificate...); a backslash only to escape
 # a dot, and a '$' only as the end anchor of a `~` server_name regex.
@@ -37,48 +36,6 @@ def quote(value: object, *, semicolons: bool = False) -> str:
     if not _QUOTABLE.fullmatch(checked):
         raise UnsafeValue(f"refusing to emit {text!r} into nginx.conf")
     return f'"{text}"'
-
-
-def templates_dir() -> Path:
-    return Path(os.environ.get("INGRESSCTL_TEMPLATES_DIR") or _REPO / "templates")
-
-
-def lua_dir() -> Path:
-    return Path(os.environ.get("INGRESSCTL_LUA_DIR") or _REPO / "lua")
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where the running nginx finds its files; all under the work dir but the Lua code and the
-    sockets the workers connect to (under `run`, which the worker user must be able to traverse;
-    the controller makes a directory of its own for it, as the work dir's parents may be private)."""
-
-    work: str
-    lua: str
-    run: str = ""  # default: the work dir
-
-    @property
-    def pid(self) -> str:
-        return f"{self.work}/nginx.pid"
-
-    @property
-    def socket(self) -> str:
-        return f"{self.work}/lua-api.sock"
-
-    @property
-    def no_endpoints_socket(self) -> str:
-        return f"{self.run or self.work}/no-endpoints.sock"
-
-    @property
-    def tmp(self) -> str:
-        return f"{self.work}/tmp"
-
-    @property
-    def certs(self) -> str:
-        return f"{self.work}/certs"
-
-    def cert(self, name: str) -> str:
-        return f"{self.certs}/{name}.pem"
 
 
 _SEPARATOR = "\n#@ingressctl-server-end@\n"  # cannot occur in a block: `q` refuses '#'

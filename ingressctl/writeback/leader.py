@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client
 
-from ingressctl.sources.informer import ApiError, read_json
+from ingressctl.kubeapi.client import ApiError, read_json
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ import aiohttp
 from kubernetes_asyncio import client
 
 from ingressctl.config import Configuration, Problem
-from ingressctl.leader import LeaderElector
-from ingressctl.sources.base import INGRESS, Obj
-from ingressctl.sources.informer import ApiError, read_json
-from ingressctl.status import IngressView
+from ingressctl.kubeapi.client import ApiError, read_json
+from ingressctl.model import INGRESS, Obj
+from ingressctl.writeback.leader import LeaderElector
+from ingressctl.writeback.status import IngressView
 
 log = logging.getLogger(__name__)
 
