@@ -24,6 +24,7 @@ from ingressctl.cache import Snapshot
 from ingressctl.config import (
     EXACT,
     PREFIX,
+    ROUND_ROBIN,
     Backend,
     BackendSource,
     Certificate,
@@ -148,6 +149,7 @@ class _Builder:
         self.backends: dict[str, Backend] = {}
         self.certificates: dict[str, Certificate] = {}
         self._resolved: dict[ing.ServiceRef, str] = {}  # refs used so far, without problems
+        self.algorithm = ROUND_ROBIN  # the balancing algorithm of every backend (the options' load-balance)
 
     def problem(self, ref: ObjectRef, where: str, reason: str) -> None:
         self.problems.append(Problem(ref, where, reason))
@@ -157,10 +159,10 @@ class _Builder:
         name = self._resolved.get(ref)
         if name is not None:
             return name
-        resolved = self.resolver.resolve(ref)
+        resolved = self.resolver.resolve(ref, algorithm=self.algorithm)
         name = resolved.backend.name
         self.backends[name] = resolved.backend
-        self.sources.add(BackendSource(name, ref.namespace, ref.name, ref.port))
+        self.sources.add(BackendSource(name, ref.namespace, ref.name, ref.port, self.algorithm))
         if resolved.problem:
             self.problem(owner, where + suffix, f"{resolved.problem}: {ref.namespace}/{ref.name} (answers 503)")
         else:
@@ -350,6 +352,7 @@ def translate(snapshot: Snapshot, settings: Settings, memo: Memo | None = None) 
     memo = Memo() if memo is None else memo
     b = _Builder(snapshot, settings, memo)
     options = b.options()
+    b.algorithm = options.load_balance
     default_cert = b.default_certificate()
     global_default = b.global_default_backend()
     parsed = b.parsed_ingresses()
@@ -389,7 +392,7 @@ def update_endpoints(
     for source in previous.backend_sources:
         if (source.namespace, source.service) in services:
             ref = ing.ServiceRef(source.namespace, source.service, source.port)
-            fresh[source.backend] = resolver.resolve(ref).backend
+            fresh[source.backend] = resolver.resolve(ref, algorithm=source.algorithm).backend
     if not fresh:
         return previous
     backends = tuple(fresh.get(b.name, b) for b in previous.backends)

@@ -15,6 +15,7 @@
 local cjson = require("cjson.safe")
 
 local backends = require("ingressctl.backends")
+local balancer = require("ingressctl.balancer")
 
 local dict = ngx.shared.ingressctl
 local M = {}
@@ -50,8 +51,8 @@ local function validate_backend(backend, where)
     if not valid_name(backend.name) then
         return nil, where .. ".name must look like namespace/service:port"
     end
-    if backend.algorithm ~= nil and (type(backend.algorithm) ~= "string" or not backend.algorithm:match("^[a-z_]+$")) then
-        return nil, where .. ".algorithm must be a lower-case word"
+    if backend.algorithm ~= nil and (type(backend.algorithm) ~= "string" or balancer.ALGORITHMS[backend.algorithm] == nil) then
+        return nil, where .. ".algorithm must be a registered algorithm"
     end
     if type(backend.endpoints) ~= "table" then
         return nil, where .. ".endpoints must be an array"
