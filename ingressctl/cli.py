@@ -194,12 +194,12 @@ async def run_controller(args: argparse.Namespace) -> int:
                 return 2
             source, publishers = mode.source, mode.publishers
             jobs = await stack.enter_async_context(mode.running())
-        return await _serve(args, source, publishers, jobs)
+        return await _serve(args, source=source, publishers=publishers, jobs=jobs)
     raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow exceptions)
 
 
 async def _serve(
-    args: argparse.Namespace, source: Source, publishers: Sequence[Publisher], jobs: asyncio.Future[None]
+    args: argparse.Namespace, *, source: Source, publishers: Sequence[Publisher], jobs: asyncio.Future[None]
 ) -> int:
     created = args.work_dir is None
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="ingressctl-")).resolve()

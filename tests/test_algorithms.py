@@ -62,5 +62,5 @@ def test_every_backend_carries_the_algorithm_also_after_an_endpoint_change() -> 
     cache.apply(Event(EventType.MODIFIED, "EndpointSlice", endpoint_slice("app", ["10.0.0.1", "10.0.0.2"])))
     changes = cache.take_changes()
     assert not changes.full
-    after = translator.endpoints(config, cache.snapshot(), set(changes.services))
+    after = translator.endpoints(config, cache.snapshot(), services=set(changes.services))
     assert [(b.algorithm, len(b.endpoints)) for b in after.backends] == [("ewma", 2)]

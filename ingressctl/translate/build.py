@@ -114,28 +114,38 @@ def _parse(obj: Obj, ours: Callable[[Obj], bool]) -> ing.ParsedIngress | ing.Inv
         return exc
 
 
-def _memo_locations(memo: Memo, routes: dict[tuple[str, str], str], fallback: str | None) -> tuple[Location, ...]:
+def _memo_locations(memo: Memo, *, routes: dict[tuple[str, str], str], fallback: str | None) -> tuple[Location, ...]:
     # In insertion order, which the oldest-first walk over the Ingresses fixes: no sort needed.
     return memo.get(("locations", fallback, *routes.items()), (), _locations, routes, fallback)
 
 
 def _memo_server(
-    memo: Memo, host: str, locations: tuple[Location, ...], certificate: str | None, redirect: bool
+    memo: Memo, host: str, *, locations: tuple[Location, ...], certificate: str | None, redirect: bool
 ) -> Server:
     """The same Server object while nothing of it changes: comparing and hashing it is then cheap."""
     return memo.get(
         ("server", host, id(locations), certificate, redirect),
         (locations,),
-        _server,
-        host,
-        locations,
-        certificate,
-        redirect,
+        lambda: Server(host, server_name(host), locations, certificate, redirect),
     )
 
 
-def _server(host: str, locations: tuple[Location, ...], certificate: str | None, redirect: bool) -> Server:
-    return Server(host, server_name(host), locations, certificate, redirect)
+@dataclass
+class _Hosts:
+    """What the Ingresses ask of each host, filled by translate()'s steps oldest Ingress first:
+    the first to claim something keeps it. "" is the default server (rules without a host)."""
+
+    routes: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)  # (path, type) -> backend
+    route_owners: dict[tuple[str, str, str], ObjectRef] = field(default_factory=dict)
+    default_backend: dict[str, str] = field(default_factory=dict)
+    catch_all: tuple[str, ObjectRef] | None = None  # defaultBackend of an Ingress without hosts
+    tls: dict[str, str | None] = field(default_factory=dict)  # certificate name; None: the default one
+    origins: dict[str, list[ObjectRef]] = field(default_factory=dict)
+
+    def touch(self, host: str, ref: ObjectRef) -> None:
+        owners = self.origins.setdefault(host, [])
+        if not owners or owners[-1] != ref:
+            owners.append(ref)
 
 
 class _Builder:
@@ -149,12 +159,13 @@ class _Builder:
         self.backends: dict[str, Backend] = {}
         self.certificates: dict[str, Certificate] = {}
         self._resolved: dict[ing.ServiceRef, str] = {}  # refs used so far, without problems
+        self.hosts = _Hosts()
         self.algorithm = ROUND_ROBIN  # the balancing algorithm of every backend (the options' load-balance)
 
-    def problem(self, ref: ObjectRef, where: str, reason: str) -> None:
+    def problem(self, ref: ObjectRef, *, where: str, reason: str) -> None:
         self.problems.append(Problem(ref, where, reason))
 
-    def use(self, ref: ing.ServiceRef, owner: ObjectRef, where: str, suffix: str = "") -> str:
+    def use(self, ref: ing.ServiceRef, *, owner: ObjectRef, where: str, suffix: str = "") -> str:
         """The backend for ref; a problem with it is reported at `where + suffix`."""
         name = self._resolved.get(ref)
         if name is not None:
@@ -164,20 +175,25 @@ class _Builder:
         self.backends[name] = resolved.backend
         self.sources.add(BackendSource(name, ref.namespace, ref.name, ref.port, self.algorithm))
         if resolved.problem:
-            self.problem(owner, where + suffix, f"{resolved.problem}: {ref.namespace}/{ref.name} (answers 503)")
+            self.problem(
+                owner, where=where + suffix, reason=f"{resolved.problem}: {ref.namespace}/{ref.name} (answers 503)"
+            )
         else:
             self._resolved[ref] = name
         return name
 
-    def certificate(self, namespace: str, name: str, owner: ObjectRef, where: str) -> str | None:
+    def certificate(self, namespace: str, name: str, *, owner: ObjectRef, where: str) -> str | None:
         secret = self.snapshot.of(SECRET).get((namespace, name))
         if secret is None:
-            self.problem(owner, where, f"TLS Secret {namespace}/{name} not found; serving the default certificate")
+            reason = f"TLS Secret {namespace}/{name} not found; serving the default certificate"
+            self.problem(owner, where=where, reason=reason)
             return None
         try:
             cert = certificate_from_secret(secret)
         except BadCertificate as exc:
-            self.problem(owner, where, f"TLS Secret {namespace}/{name}: {exc}; serving the default certificate")
+            self.problem(
+                owner, where=where, reason=f"TLS Secret {namespace}/{name}: {exc}; serving the default certificate"
+            )
             return None
         self.certificates[cert.name] = cert
         return cert.name
@@ -190,7 +206,7 @@ class _Builder:
                 options, errors = apply_configmap(options, cm.get("data") or {})
                 ref = ObjectRef(CONFIG_MAP, *self.settings.configmap)
                 for error in errors:
-                    self.problem(ref, error.field, error.reason + " (ignored)")
+                    self.problem(ref, where=error.field, reason=error.reason + " (ignored)")
         return options
 
     def default_certificate(self) -> str:
@@ -198,7 +214,7 @@ class _Builder:
         self.certificates[fallback.name] = fallback
         if self.settings.default_ssl_certificate:
             ns, name = self.settings.default_ssl_certificate
-            chosen = self.certificate(ns, name, ObjectRef(SECRET, ns, name), "--default-ssl-certificate")
+            chosen = self.certificate(ns, name, owner=ObjectRef(SECRET, ns, name), where="--default-ssl-certificate")
             if chosen:
                 return chosen
         return fallback.name
@@ -212,7 +228,8 @@ class _Builder:
         first = ports[0] if isinstance(ports, list) and ports and isinstance(ports[0], dict) else {}
         port = first.get("port", 80)
         port = port if isinstance(port, int) else 80  # a bad port is then reported by the resolver
-        return self.use(ing.ServiceRef(ns, name, port), ObjectRef(SERVICE, ns, name), "--default-backend-service")
+        ref = ing.ServiceRef(ns, name, port)
+        return self.use(ref, owner=ObjectRef(SERVICE, ns, name), where="--default-backend-service")
 
     def parsed_ingresses(self) -> list[ing.ParsedIngress]:
         classes = self.snapshot.of(INGRESS_CLASS)
@@ -235,7 +252,7 @@ class _Builder:
             if result is None:
                 continue
             if isinstance(result, ing.InvalidField):
-                self.problem(ing.ingress_ref(obj), result.field, f"{result.reason}; Ingress rejected")
+                self.problem(ing.ingress_ref(obj), where=result.field, reason=f"{result.reason}; Ingress rejected")
             else:
                 parsed.append(result)
         parsed.sort(key=_ORDER)
@@ -245,26 +262,9 @@ class _Builder:
 _ORDER = operator.attrgetter("order")
 
 
-@dataclass
-class _Hosts:
-    """What the Ingresses ask of each host, filled by translate()'s steps oldest Ingress first:
-    the first to claim something keeps it. "" is the default server (rules without a host)."""
-
-    routes: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)  # (path, type) -> backend
-    route_owners: dict[tuple[str, str, str], ObjectRef] = field(default_factory=dict)
-    default_backend: dict[str, str] = field(default_factory=dict)
-    catch_all: tuple[str, ObjectRef] | None = None  # defaultBackend of an Ingress without hosts
-    tls: dict[str, str | None] = field(default_factory=dict)  # certificate name; None: the default one
-    origins: dict[str, list[ObjectRef]] = field(default_factory=dict)
-
-    def touch(self, host: str, ref: ObjectRef) -> None:
-        owners = self.origins.setdefault(host, [])
-        if not owners or owners[-1] != ref:
-            owners.append(ref)
-
-
-def _add_routes(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> None:
+def _add_routes(b: _Builder, p: ing.ParsedIngress) -> None:
     """Rules: each (host, path, pathType) goes to the oldest Ingress that asks for it."""
+    hosts = b.hosts
     for host in p.hosts:
         hosts.routes.setdefault(host, {})  # a host with no paths still gets its server
         hosts.touch(host, p.ref)
@@ -275,21 +275,22 @@ def _add_routes(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> None:
             winner = hosts.route_owners[(route.host, *key)]
             b.problem(
                 p.ref,
-                route.field,
-                f"host {route.host or '*'} path {route.path} ({route.path_type}) is already served by "
+                where=route.field,
+                reason=f"host {route.host or '*'} path {route.path} ({route.path_type}) is already served by "
                 f"Ingress {winner.namespace}/{winner.name}, the older one wins",
             )
             continue
-        host_routes[key] = b.use(route.backend, p.ref, route.field, ".backend")
+        host_routes[key] = b.use(route.backend, owner=p.ref, where=route.field, suffix=".backend")
         hosts.route_owners[(route.host, *key)] = p.ref
         hosts.touch(route.host, p.ref)
 
 
-def _add_default_backend(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> None:
+def _add_default_backend(b: _Builder, p: ing.ParsedIngress) -> None:
     """spec.defaultBackend: the `/` fallback of the Ingress's hosts, or with no hosts the catch-all."""
+    hosts = b.hosts
     if p.default_backend is None:
         return
-    name = b.use(p.default_backend, p.ref, "spec.defaultBackend")
+    name = b.use(p.default_backend, owner=p.ref, where="spec.defaultBackend")
     if p.hosts:
         for host in p.hosts:
             hosts.default_backend.setdefault(host, name)
@@ -300,41 +301,43 @@ def _add_default_backend(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> No
         winner = hosts.catch_all[1]
         b.problem(
             p.ref,
-            "spec.defaultBackend",
-            f"the catch-all default backend is already set by Ingress {winner.namespace}/{winner.name}, "
+            where="spec.defaultBackend",
+            reason=f"the catch-all default backend is already set by Ingress {winner.namespace}/{winner.name}, "
             "the older one wins",
         )
 
 
-def _add_tls(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> None:
+def _add_tls(b: _Builder, p: ing.ParsedIngress) -> None:
     """spec.tls: the first TLS section covering a host of the Ingress chooses its certificate."""
+    hosts = b.hosts
     for i, tls in enumerate(p.tls):
         covered = [h for h in p.hosts if h not in hosts.tls and any(tls_covers(t, h) for t in tls.hosts)]
         if not covered:
             continue
-        cert = b.certificate(p.ref.namespace, tls.secret, p.ref, f"spec.tls[{i}].secretName") if tls.secret else None
+        where = f"spec.tls[{i}].secretName"
+        cert = b.certificate(p.ref.namespace, tls.secret, owner=p.ref, where=where) if tls.secret else None
         for host in covered:
             hosts.tls[host] = cert
 
 
-def _static(
-    b: _Builder, hosts: _Hosts, *, options: GlobalOptions, default_cert: str, global_default: str | None
-) -> StaticConfig:
+def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_default: str | None) -> StaticConfig:
     """The servers, one per host (sorted), and the default server."""
-    memo = b.memo
+    memo, hosts = b.memo, b.hosts
     servers = tuple(
         _memo_server(
             memo,
             host,
-            _memo_locations(memo, hosts.routes[host], hosts.default_backend.get(host, global_default)),
-            hosts.tls.get(host) or (default_cert if host in hosts.tls else None),
-            host in hosts.tls and options.ssl_redirect,
+            locations=_memo_locations(
+                memo, routes=hosts.routes[host], fallback=hosts.default_backend.get(host, global_default)
+            ),
+            certificate=hosts.tls.get(host) or (default_cert if host in hosts.tls else None),
+            redirect=host in hosts.tls and options.ssl_redirect,
         )
         for host in sorted(h for h in hosts.routes if h)
     )
     catch_all = hosts.catch_all[0] if hosts.catch_all else global_default
     default_server = Server(
-        host="", server_name="_", locations=_memo_locations(memo, hosts.routes.get("", {}), catch_all)
+        host="", server_name="_", locations=_memo_locations(memo, routes=hosts.routes.get("", {}), fallback=catch_all)
     )
     used_certs = {default_cert} | {s.certificate for s in servers if s.certificate}
     return StaticConfig(
@@ -346,7 +349,7 @@ def _static(
     )
 
 
-def translate(snapshot: Snapshot, settings: Settings, memo: Memo | None = None) -> Configuration:
+def translate(snapshot: Snapshot, settings: Settings, *, memo: Memo | None = None) -> Configuration:
     """The whole Configuration for a snapshot. Pass the same `memo` to successive calls to reuse
     per-object results of objects that did not change (the result is the same either way)."""
     memo = Memo() if memo is None else memo
@@ -356,18 +359,17 @@ def translate(snapshot: Snapshot, settings: Settings, memo: Memo | None = None) 
     default_cert = b.default_certificate()
     global_default = b.global_default_backend()
     parsed = b.parsed_ingresses()
-    hosts = _Hosts()
     for step in (_add_routes, _add_default_backend, _add_tls):
         for p in parsed:
-            step(b, hosts, p)
-    static = _static(b, hosts, options=options, default_cert=default_cert, global_default=global_default)
+            step(b, p)
+    static = _static(b, options=options, default_cert=default_cert, global_default=global_default)
     memo.rotate()
     return Configuration(
         static=static,
         backends=tuple(sorted(b.backends.values(), key=_NAME)),
         ingresses=tuple(sorted((p.ref for p in parsed), key=_NAMESPACE_NAME)),
         problems=tuple(sorted(set(b.problems), key=lambda x: (x.ref.namespace, x.ref.name, x.field, x.reason))),
-        origins={host: tuple(refs) for host, refs in hosts.origins.items()},
+        origins={host: tuple(refs) for host, refs in b.hosts.origins.items()},
         configmap=ObjectRef(CONFIG_MAP, *settings.configmap) if settings.configmap else None,
         backend_sources=tuple(sorted(b.sources, key=_source_order)),
     )
@@ -382,7 +384,7 @@ _NAMESPACE_NAME = operator.attrgetter("namespace", "name")
 
 
 def update_endpoints(
-    previous: Configuration, snapshot: Snapshot, services: set[tuple[str, str]], memo: Memo
+    previous: Configuration, snapshot: Snapshot, *, services: set[tuple[str, str]], memo: Memo
 ) -> Configuration:
     """translate() for a snapshot that differs from the one `previous` came from only in the
     EndpointSlices/Endpoints of `services`: re-resolves just their backends, in O(changes).
@@ -407,7 +409,9 @@ class Translator:
         self.memo = Memo()
 
     def full(self, snapshot: Snapshot) -> Configuration:
-        return translate(snapshot, self.settings, self.memo)
+        return translate(snapshot, self.settings, memo=self.memo)
 
-    def endpoints(self, previous: Configuration, snapshot: Snapshot, services: set[tuple[str, str]]) -> Configuration:
-        return update_endpoints(previous, snapshot, services, self.memo)
+    def endpoints(
+        self, previous: Configuration, snapshot: Snapshot, *, services: set[tuple[str, str]]
+    ) -> Configuration:
+        return update_endpoints(previous, snapshot, services=services, memo=self.memo)
