@@ -269,7 +269,7 @@ def test_endpoint_updates_between_full_translations_keep_no_old_slices() -> None
         cache.apply(Event(EventType.MODIFIED, "EndpointSlice", endpoint_slice("app", endpoints(i), port=PORT)))
         changes = cache.take_changes()
         assert not changes.full
-        config = translator.endpoints(config, cache.snapshot(), set(changes.services))
+        config = translator.endpoints(config, cache.snapshot(), services=set(changes.services))
         assert len(translator.memo) <= entries + 1
     assert [sorted(e.address for e in b.endpoints) for b in config.backends] == [sorted(endpoints(300))]
     assert live_slices() <= slices, "the cache's slice, and none of the 300 before it"
