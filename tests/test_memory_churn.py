@@ -259,8 +259,9 @@ def test_endpoint_updates_between_full_translations_keep_no_old_slices() -> None
     """The translate side alone, fast: endpoint-only updates (which never end a translation) do
     not accumulate memo entries nor keep old slices; a full translation afterwards is unchanged."""
     cache = Cache()
-    for obj in [*static_objects(), endpoint_slice("app", endpoints(0), port=PORT)]:
-        cache.apply(Event(EventType.ADDED, obj["kind"], obj))
+    objects = [*static_objects(), endpoint_slice("app", endpoints(0), port=PORT)]
+    cache.load(Event(EventType.ADDED, o["kind"], o) for o in objects)
+    del objects  # only the cache holds the first slice now
     translator = Translator(Settings(fallback_certificate=self_signed()))
     config = translator.full(cache.snapshot())
     cache.take_changes()
