@@ -50,7 +50,8 @@ SAMPLE_EVERY = 5.0
 @dataclass(frozen=True)
 class Options:
     seconds: float = 90.0  # of churn per source
-    warmup: float = 0.25  # share of `seconds` before the warm-up reading (at least 10 s)
+    warmup: float = 0.25  # share of `seconds` before the warm-up reading ...
+    min_warmup: float = 10.0  # ... and at least this many seconds
     rate: float = 30.0  # endpoint changes per second
     connections: int = 8  # wrk's
 
@@ -118,7 +119,7 @@ def soak(
 
     reloads = ctl.reloads()
     updates = ctl.backend_updates()
-    warmup = max(10.0, opts.seconds * opts.warmup)
+    warmup = max(opts.min_warmup, opts.seconds * opts.warmup)
     samples: list[Reading] = []
     with BackgroundWrk(
         f"http://127.0.0.1:{ctl.http_port}/",
