@@ -105,6 +105,12 @@ class GlobalOptions:
     access_log: bool = True
     ssl_redirect: bool = True
     worker_shutdown_timeout: int = 240
+    # The client's real address (translate/realip.py): nothing is trusted unless listed here.
+    use_proxy_protocol: bool = False
+    use_forwarded_headers: bool = False
+    compute_full_forwarded_for: bool = False
+    forwarded_for_header: str = "X-Forwarded-For"
+    proxy_real_ip_cidr: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

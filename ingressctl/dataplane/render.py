@@ -16,6 +16,7 @@ import jinja2
 
 from ingressctl.config import GlobalOptions, Server, StaticConfig
 from ingressctl.dataplane.paths import Paths, templates_dir
+from ingressctl.translate.realip import header_variable
 
 # Quoted-string content: no quote, whitespace, control character, ';', '{', '}', '#' or '$' (nginx
 # expands variables inside quotes in set, return, ssl_certificate...); a backslash only to escape
@@ -101,6 +102,7 @@ class Renderer:
                 user=self.user,
                 server_blocks=blocks.values(),
                 digest=_DIGEST_PLACEHOLDER,
+                **realip_context(options),
             )
         )
         hasher = hashlib.sha256()
@@ -123,3 +125,15 @@ def _listen(options: GlobalOptions) -> Callable[[int], str]:
         return quote(f"[{address}]:{int(port)}" if ":" in address else f"{address}:{int(port)}")
 
     return listen
+
+
+def realip_context(options: GlobalOptions) -> dict[str, object]:
+    """What the template needs for the client's real address: whether the realip module rewrites
+    $remote_addr (only with trusted hops), and whether X-Forwarded-For carries the whole chain."""
+    realip = bool(options.proxy_real_ip_cidr) and (options.use_forwarded_headers or options.use_proxy_protocol)
+    full_chain = realip and options.use_forwarded_headers and options.compute_full_forwarded_for
+    return {
+        "realip": realip,
+        "full_chain": full_chain,
+        "chain_variable": header_variable(options.forwarded_for_header),
+    }

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ingressctl.config import ALGORITHMS, GlobalOptions
-from ingressctl.translate import validate
+from ingressctl.translate import realip, validate
 from ingressctl.translate.validate import Invalid
 
 
@@ -69,6 +69,11 @@ OPTIONS = (
     Option("ssl-redirect", "ssl_redirect", _bool, "Redirect HTTP to HTTPS (308) for TLS hosts."),
     Option("worker-processes", "worker_processes", _workers, "nginx worker processes."),
     Option("worker-shutdown-timeout", "worker_shutdown_timeout", _seconds, "Seconds old workers may drain."),
+    Option("use-proxy-protocol", "use_proxy_protocol", _bool, "Listeners expect the PROXY protocol header."),
+    Option("use-forwarded-headers", "use_forwarded_headers", _bool, "Take the client address from trusted hops."),
+    Option("compute-full-forwarded-for", "compute_full_forwarded_for", _bool, "Append to a trusted hop's chain."),
+    Option("forwarded-for-header", "forwarded_for_header", realip.header, "Header that carries the client chain."),
+    Option("proxy-real-ip-cidr", "proxy_real_ip_cidr", realip.cidrs, "Trusted hops (comma-separated networks)."),
 )
 _BY_KEY = {o.key: o for o in OPTIONS}
 
