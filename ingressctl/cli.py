@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ingressctl import __version__, flags
+from ingressctl import __version__, check, flags
 from ingressctl.cache import Cache
 from ingressctl.certs import self_signed
 from ingressctl.config import GlobalOptions
@@ -108,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="Print the nginx.conf (or backends JSON) without starting anything")
     add_common(render)
     render.add_argument("--backends", action="store_true", help="Print the backends JSON for the Lua API instead")
+    check.add_arguments(
+        sub.add_parser(
+            "check",
+            help="Migration report: how ingressctl would serve each Ingress and its annotations",
+            description=check.__doc__,
+        )
+    )
     return parser
 
 
@@ -260,6 +267,8 @@ async def _watch_nginx(nginx: Nginx) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "check":
+        return check.run(args)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

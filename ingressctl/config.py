@@ -140,3 +140,82 @@ class Configuration:
                 for b in self.backends
             ]
         }
+
+
+# --- annotation settings (ingressctl/translate/annotations) -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Cors:
+    """enable-cors and its cors-* settings: answered by nginx (preflight 204), ingress-nginx's defaults."""
+
+    origins: tuple[str, ...] = ("*",)  # "*" or origins, "https://*.a.com" for one label
+    methods: tuple[str, ...] = ("GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS")
+    headers: tuple[str, ...] = (
+        "DNT",
+        "Keep-Alive",
+        "User-Agent",
+        "X-Requested-With",
+        "If-Modified-Since",
+        "Cache-Control",
+        "Content-Type",
+        "Range",
+        "Authorization",
+    )
+    expose: tuple[str, ...] = ()
+    credentials: bool = True
+    max_age: int = 1728000
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Location-scope annotation settings of one Ingress, printed in each of its locations.
+
+    None (or empty) keeps the global setting; the template prints only what is set, so Ingresses
+    without annotations get locations exactly as before (no per-location cost).
+    """
+
+    connect_timeout: int | None = None
+    read_timeout: int | None = None
+    send_timeout: int | None = None
+    body_size: str | None = None
+    next_upstream: tuple[str, ...] = ()
+    next_upstream_tries: int | None = None
+    next_upstream_timeout: int | None = None
+    buffering: bool | None = None
+    buffer_size: str | None = None
+    buffers_number: int | None = None
+    request_buffering: bool | None = None
+    client_body_buffer_size: str | None = None
+    http_version: str | None = None
+    upstream_vhost: str | None = None
+    connection_header: str | None = None
+    x_forwarded_prefix: str | None = None
+    proxy_redirect: tuple[str, str] | None = None  # (from, to)
+    redirect: tuple[int, str] | None = None  # permanent/temporal redirect: (status, URL)
+    allow: tuple[str, ...] = ()  # CIDRs allowed (then everything else denied)
+    deny: tuple[str, ...] = ()  # CIDRs denied
+    cors: Cors | None = None
+    rewrite_target: str | None = None  # with $1..$9 of the location's regex
+    protocol: str = "HTTP"  # HTTP, HTTPS, GRPC, GRPCS
+    ssl_name: str | None = None  # proxy_ssl_name
+    ssl_server_name: bool | None = None  # proxy_ssl_server_name
+
+    @property
+    def scheme(self) -> str:
+        return {"HTTP": "http", "HTTPS": "https", "GRPC": "grpc", "GRPCS": "grpcs"}[self.protocol]
+
+    @property
+    def grpc(self) -> bool:
+        return self.protocol in ("GRPC", "GRPCS")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerPolicy:
+    """Server-scope annotation settings: the host owner's (the oldest Ingress of the host) apply."""
+
+    ssl_redirect: bool | None = None  # None: the global ssl-redirect option
+    force_ssl_redirect: bool = False
+    aliases: tuple[str, ...] = ()
+    from_to_www: bool = False
+    app_root: str | None = None
