@@ -2,7 +2,8 @@
 
 It keys objects by (kind, namespace, name), decides whether an event matters (a change that only
 touches resourceVersion, managedFields or status of an object we do not read is dropped), and hands
-out immutable snapshots for translate. Secrets other than kubernetes.io/tls are never stored.
+out immutable snapshots for translate, and says what changed since the last one was taken (everything,
+or only the endpoints of some Services). Secrets other than kubernetes.io/tls are never stored.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ingressctl.model import ENDPOINT_SLICE, INGRESS, KINDS, SECRET, Event, EventType, Key, Obj, object_key
+from ingressctl.model import ENDPOINT_SLICE, ENDPOINTS, INGRESS, KINDS, SECRET, Event, EventType, Key, Obj, object_key
 
 # Metadata fields whose change never changes what we serve.
 _IGNORED_METADATA = ("resourceVersion", "managedFields", "generation", "uid", "selfLink")
@@ -42,8 +43,28 @@ def slice_owner(obj: Obj | None) -> Key | None:
     return (object_key(obj)[0], owner) if isinstance(owner, str) and owner else None
 
 
+def _service_of(kind: str, obj: Obj | None) -> Key | None:
+    """The Service whose endpoints an EndpointSlice or Endpoints object holds."""
+    if obj is None:
+        return None
+    return object_key(obj) if kind == ENDPOINTS else slice_owner(obj)
+
+
 def _stored(kind: str, obj: Obj) -> bool:
     return not (kind == SECRET and obj.get("type") != "kubernetes.io/tls")
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed since the last snapshot: everything (`full`), or only the endpoints of these
+    Services (an endpoint-only change re-resolves just their backends: no render, no reload)."""
+
+    full: bool
+    services: frozenset[Key] = frozenset()
+
+    @property
+    def any(self) -> bool:
+        return self.full or bool(self.services)
 
 
 @dataclass(frozen=True)
@@ -66,6 +87,8 @@ class Cache:
         # Kept up to date on every change; inner dicts are replaced, never edited, so a snapshot
         # needs only a shallow copy of the outer one.
         self._slices_by_service: dict[Key, dict[Key, Obj]] = {}
+        self._full = True  # what changed since the last take_changes()
+        self._services: set[Key] = set()
 
     def _index_slice(self, key: Key, old: Obj | None, new: Obj | None) -> None:
         for owner in {slice_owner(old), slice_owner(new)} - {None}:
@@ -89,6 +112,31 @@ class Cache:
 
     def apply(self, event: Event) -> bool:
         """Records an event; returns whether it changed anything translate reads."""
+        old = self.get(event.kind, object_key(event.obj)) if event.obj is not None else None
+        changed = self._apply(event)
+        if changed:
+            if event.kind in (ENDPOINT_SLICE, ENDPOINTS) and event.obj is not None:
+                self._services |= {s for s in (_service_of(event.kind, old), _service_of(event.kind, event.obj)) if s}
+            else:
+                self._full = True
+        return changed
+
+    @property
+    def endpoints_only(self) -> bool:
+        """The changes not taken yet are endpoint changes only."""
+        return not self._full
+
+    def take_changes(self) -> Changes:
+        """What changed since the last call (the first call: everything), and starts afresh."""
+        changes = Changes(self._full, frozenset(self._services))
+        self._full, self._services = False, set()
+        return changes
+
+    def changed_all(self) -> None:
+        """The next take_changes() says everything changed (a sync to be retried in full)."""
+        self._full = True
+
+    def _apply(self, event: Event) -> bool:
         if event.type is EventType.SYNCED:
             return False
         store = self._objects.setdefault(event.kind, {})

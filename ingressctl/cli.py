@@ -189,6 +189,7 @@ async def _serve(
         source=source,
         translator=Translator(settings),
         applier=applier,
+        metrics=metrics,
         publishers=publishers,
     )
     health = await start_health_server(

@@ -12,6 +12,7 @@ computes its hash once: nginx.conf's per-server block cache looks every Server u
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 # Location match kinds, as nginx spells them: "=" exact, "" prefix (longest prefix wins).
@@ -121,6 +122,16 @@ class Backend:
     endpoints: tuple[Endpoint, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class BackendSource:
+    """How a backend was asked for: a Service's port, by number or name."""
+
+    backend: str  # Backend.name
+    namespace: str
+    service: str
+    port: int | str
+
+
 @dataclass(frozen=True)
 class Configuration:
     static: StaticConfig
@@ -128,9 +139,12 @@ class Configuration:
     # Ingresses this controller serves (accepted, even if partly degraded), for status updates.
     ingresses: tuple[ObjectRef, ...] = ()
     problems: tuple[Problem, ...] = ()
-    # How each backend was asked for: (backend name, namespace, Service, port number or name).
+    # Where things came from (for reload reasons; never compared): the Ingresses of each host ("":
+    # the default server), oldest first, and the ConfigMap the options were read from.
+    origins: Mapping[str, tuple[ObjectRef, ...]] = field(default_factory=dict, compare=False, repr=False)
+    configmap: ObjectRef | None = field(default=None, compare=False)
     # Lets an endpoint-only change re-resolve just the backends of the Services it touched.
-    backend_sources: tuple[tuple[str, str, str, int | str], ...] = field(default=(), compare=False, repr=False)
+    backend_sources: tuple[BackendSource, ...] = field(default=(), compare=False, repr=False)
 
     def backends_document(self) -> dict[str, object]:
         """The JSON document the Lua configuration API accepts."""

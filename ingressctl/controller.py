@@ -1,6 +1,9 @@
-"""The sync loop: events -> cache -> debounce -> translate -> apply -> publish.
+"""The sync loop: events -> cache -> debounce -> translate -> plan -> apply -> publish.
 
-Events that change nothing translate reads are dropped by the cache. The first event after a quiet
+Events that change nothing translate reads are dropped by the cache, which also says what changed
+(everything, or only some Services' endpoints: then only their backends are resolved again). The
+plan (ingressctl.plan) says what the new Configuration costs: nothing, a Lua update or a reload, and
+why; the applier executes it. The first event after a quiet
 period opens a window; the sync runs once no event came for `holdoff` seconds (`endpoint_holdoff`
 while the window holds only endpoint changes, which cost no render and go to the Lua API as a
 delta), or `max_delay` after the window opened, whichever is first. Reloads are further spaced
@@ -18,12 +21,14 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from ingressctl.cache import Cache, slice_owner
+from ingressctl.cache import Cache
 from ingressctl.config import Configuration, Problem
 from ingressctl.dataplane.apply import Applier, ApplyError, ConfigRejected
 from ingressctl.dataplane.luaapi import LuaApiError
 from ingressctl.memory import fix_mmap_threshold
-from ingressctl.model import ENDPOINT_SLICE, ENDPOINTS, Event, EventType, Key, Obj, object_key
+from ingressctl.metrics import Metrics
+from ingressctl.model import Event, EventType
+from ingressctl.plan import make_plan
 from ingressctl.sources.base import Source
 from ingressctl.translate import Translator
 
@@ -43,6 +48,7 @@ class Controller:
         source: Source,
         translator: Translator,
         applier: Applier,
+        metrics: Metrics,
         publishers: Sequence[Publisher] = (),
         holdoff: float = 0.03,
         endpoint_holdoff: float = 0.01,
@@ -53,6 +59,7 @@ class Controller:
         self.source = source
         self.translator = translator
         self.applier = applier
+        self.metrics = metrics
         self.publishers = publishers
         self.holdoff = holdoff
         self.endpoint_holdoff = endpoint_holdoff
@@ -67,9 +74,6 @@ class Controller:
         self._first_change = 0.0
         self._last_change = 0.0
         self._reported: set[Problem] = set()
-        # What changed since the last sync: only endpoints of these Services, or more (full).
-        self._full = True
-        self._endpoint_services: set[Key] = set()
 
     @property
     def ready(self) -> bool:
@@ -106,17 +110,8 @@ class Controller:
         self._dirty.set()  # the source ended: wake the loop so run() re-raises or sees it
 
     def _record(self, event: Event) -> None:
-        endpoints_only = event.kind in (ENDPOINT_SLICE, ENDPOINTS) and event.obj is not None
-        old = self.cache.get(event.kind, object_key(event.obj)) if endpoints_only and event.obj else None
-        if not self.cache.apply(event) or not self.synced:
-            return
-        if endpoints_only:
-            self._endpoint_services |= {
-                s for s in (_service_of(event.kind, old), _service_of(event.kind, event.obj)) if s
-            }
-        else:
-            self._full = True
-        self._mark()
+        if self.cache.apply(event) and self.synced:
+            self._mark()
 
     def _mark(self) -> None:
         now = time.monotonic()
@@ -128,7 +123,7 @@ class Controller:
     async def _debounce(self) -> None:
         while True:
             now = time.monotonic()
-            holdoff = self.holdoff if self._full or self.config is None else self.endpoint_holdoff
+            holdoff = self.endpoint_holdoff if self.cache.endpoints_only and self.config else self.holdoff
             wait = min(self._last_change + holdoff, self._first_change + self.max_delay) - now
             if wait <= 0:
                 return
@@ -137,37 +132,36 @@ class Controller:
     async def sync(self) -> None:
         started = time.monotonic()
         snapshot = self.cache.snapshot()
-        previous, services = self.config, self._endpoint_services
-        full = self._full or previous is None
-        self._full, self._endpoint_services = False, set()
-        if full or previous is None:
+        changes = self.cache.take_changes()
+        previous = self.config
+        if changes.full or previous is None:
             config = await asyncio.to_thread(self.translator.full, snapshot)
         else:
             # Endpoints only: no translate of the whole snapshot, no render, no reload.
-            config = self.translator.endpoints(previous, snapshot, services)
+            config = self.translator.endpoints(previous, snapshot, set(changes.services))
         translated = time.monotonic()
         self._report(config)
-        m = self.applier.metrics
-        m.syncs.inc()
+        self.metrics.syncs.inc()
+        plan = make_plan(self.applier.running, config)
         wait = self.applier.last_reload + self.min_reload_interval - time.monotonic()
         try:
-            result = await self.applier.apply(config, defer_reload=wait > 0)
+            result = await self.applier.execute(plan, config, defer_reload=plan.reload and wait > 0)
         except ConfigRejected as exc:
             log.error("%s", exc)
-            self._full = True
+            self.cache.changed_all()
             return
         except (ApplyError, LuaApiError, OSError) as exc:
             log.error("apply failed, retrying in %.0fs: %s", self.retry_delay, exc)
-            self._full = True
+            self.cache.changed_all()
             asyncio.get_running_loop().call_later(self.retry_delay, self._mark)
             return
         if result.deferred:
             if self._deferred is None or self._deferred.cancelled() or self._deferred.when() < time.monotonic():
                 self._deferred = asyncio.get_running_loop().call_later(wait, self._mark)
-            log.debug("reload held back %.0f ms (min reload interval)", wait * 1000)
-        m.sync_seconds.observe(time.monotonic() - started)
-        m.ready.set(1 if self.ready else 0)
-        if not full:
+            log.debug("reload held back %.0f ms (min reload interval): %s", wait * 1000, plan.describe())
+        self.metrics.sync_seconds.observe(time.monotonic() - started)
+        self.metrics.ready.set(1 if self.ready else 0)
+        if not changes.full:
             log.debug(
                 "endpoint-only sync: snapshot + translate %.1f ms, apply %.1f ms",
                 (translated - started) * 1000,
@@ -197,11 +191,5 @@ class Controller:
         for problem in sorted(self._reported - current, key=str):
             log.info("resolved: %s", problem)
         self._reported = current
-        self.applier.metrics.problems.set(len(current))
+        self.metrics.problems.set(len(current))
 
-
-def _service_of(kind: str, obj: Obj | None) -> Key | None:
-    """The Service whose endpoints an EndpointSlice or Endpoints object holds."""
-    if obj is None:
-        return None
-    return object_key(obj) if kind == ENDPOINTS else slice_owner(obj)

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the controller (served on the health port at /metrics)."""
+"""Prometheus metrics of the controller (served on the health port at /metrics), shared by the
+controller (syncs, problems, readiness) and the data plane (reloads, backend updates)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.reloads = Counter("ingressctl_nginx_reloads", "nginx reloads done", registry=self.registry)
+        self.reloads = Counter(
+            "ingressctl_nginx_reloads",
+            "nginx reloads done, by main reason (ingressctl.plan.Reason; the sum over reasons is every reload)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.reload_errors = Counter(
             "ingressctl_nginx_reload_errors",
             "configurations rejected by nginx -t or not confirmed live",

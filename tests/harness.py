@@ -376,8 +376,9 @@ class Controller:
             text = conn.getresponse().read().decode()
         finally:
             conn.close()
-        match = re.search(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M)
-        return float(match.group(1)) if match else 0.0
+        # The sum over the family's label values (e.g. reloads by reason).
+        values = re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+        return sum(float(v) for v in values)
 
     def reloads(self) -> int:
         return int(self.metric("ingressctl_nginx_reloads_total"))

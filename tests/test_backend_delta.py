@@ -49,6 +49,11 @@ HOST = "delta.example.com"
 APP = "default/app:80"
 
 
+def posts(applier: Applier) -> tuple[int, int]:
+    """Full replaces and deltas sent to the Lua API so far."""
+    return applier.lua_backends.full_posts, applier.lua_backends.delta_posts
+
+
 def _config(http_port: int) -> Configuration:
     cache = Cache()
     for obj in [
@@ -139,7 +144,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
 
 async def test_endpoint_changes_go_as_deltas(running: Running) -> None:
     applier = running.applier
-    assert (applier.full_posts, applier.delta_posts) == (1, 0), "the start sends everything"
+    assert posts(applier) == (1, 0), "the start sends everything"
     with pods(["127.0.0.71", "127.0.0.72", "127.0.0.73"], PORT):
         assert running.served() == {"127.0.0.71"}
         version = running.store()["version"]
@@ -154,7 +159,7 @@ async def test_endpoint_changes_go_as_deltas(running: Running) -> None:
         assert running.served() == {"127.0.0.72"}
         await applier.apply(_with(running.config, _app("127.0.0.73"), _other("ns/y:80", "10.0.0.3", "10.0.0.4")))
         assert running.served() == {"127.0.0.73"}
-        assert (applier.full_posts, applier.delta_posts) == (1, 3)
+        assert posts(applier) == (1, 3)
         store = running.store()
         assert store["version"] == version + 3, "one version per delta"
         assert _expected(store) == {
@@ -170,7 +175,7 @@ async def test_endpoint_changes_go_as_deltas(running: Running) -> None:
 
         # Nothing changed (equal backends, new objects): nothing is sent, the version stays.
         await applier.apply(_with(running.config, _app("127.0.0.73"), _other("ns/z:80", "10.0.0.5")))
-        assert (applier.full_posts, applier.delta_posts) == (1, 4)
+        assert posts(applier) == (1, 4)
         assert running.store()["version"] == version + 4
 
 
@@ -183,12 +188,12 @@ async def test_a_failed_delta_falls_back_to_a_full_replace(running: Running, cap
         assert resp.status == 201
         await applier.apply(_with(running.config, _app("127.0.0.74")))
         assert "backends delta failed" in caplog.text and "409" in caplog.text
-        assert (applier.full_posts, applier.delta_posts) == (2, 0)
+        assert posts(applier) == (2, 0)
         assert _expected(running.store()) == {APP: [f"127.0.0.74:{PORT}"]}, "the stray backend is gone"
         assert running.served() == {"127.0.0.74"}
         # And deltas work again from there.
         await applier.apply(_with(running.config, _app("127.0.0.75")))
-        assert (applier.full_posts, applier.delta_posts) == (2, 1)
+        assert posts(applier) == (2, 1)
         assert running.served() == {"127.0.0.75"}
         assert_workers_follow_the_store(running)
 
@@ -222,7 +227,7 @@ async def test_sighup_keeps_the_store_and_deltas_go_on(running: Running) -> None
             assert view["stats"]["start_version"] == before["version"], f"worker {pid} built its view at start"
         assert running.served() == {"127.0.0.76"}, "new workers build their view from the store"
         await applier.apply(_with(running.config, _app("127.0.0.77")))
-        assert (applier.full_posts, applier.delta_posts) == (1, 2), "still deltas after the reload"
+        assert posts(applier) == (1, 2), "still deltas after the reload"
         assert running.served() == {"127.0.0.77"}
         assert_workers_follow_the_store(running)
 
@@ -237,7 +242,7 @@ async def test_master_restart_sends_everything(running: Running) -> None:
         await applier.apply(_with(running.config, _app("127.0.0.78"), _other("ns/w:80", "10.0.0.6")))
         after = running.store()
         assert after["epoch"] != before["epoch"]
-        assert (applier.full_posts, applier.delta_posts) == (2, 1)
+        assert posts(applier) == (2, 1)
         assert _expected(after) == _expected(before)
         assert running.served() == {"127.0.0.78"}
         # A delta built on the old master's store is refused by the new one.
@@ -245,7 +250,7 @@ async def test_master_restart_sends_everything(running: Running) -> None:
         resp = unix_request(running.socket, "PATCH", "/configuration/backends", json.dumps(stale).encode())
         assert resp.status == 409
         await applier.apply(_with(running.config, _app("127.0.0.79")))
-        assert (applier.full_posts, applier.delta_posts) == (2, 2)
+        assert posts(applier) == (2, 2)
         assert running.served() == {"127.0.0.79"}
         assert_workers_follow_the_store(running)
 

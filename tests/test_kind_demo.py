@@ -153,9 +153,21 @@ def test_up_reads_the_reload_counter_the_controller_exports() -> None:
     match = re.search(r'^reload_metric="([a-z_]+)"$', (KIND / "up.sh").read_text(), re.MULTILINE)
     assert match
     metrics = Metrics()
-    metrics.reloads.inc()
+    metrics.reloads.labels(reason="host_added").inc()
+    metrics.reloads.labels(reason="tls_changed").inc(2)
     exported = generate_latest(metrics.registry).decode()
-    assert f"\n{match.group(1)} 1.0\n" in exported
+    # up.sh's own sed expression finds every reason's line; their sum is the reloads.
+    expression = re.search(r'values="\$\(sed -n "(.+)" <<<', (KIND / "up.sh").read_text())
+    assert expression
+    script = expression.group(1).replace("${reload_metric}", match.group(1)).replace("\\$", "$")
+    values = subprocess.run(
+        ["sed", "-n", script],
+        input=exported,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert sum(float(v) for v in values) == 3.0
     # ... on the health port, which up.sh reaches through the API server's pod proxy.
     proxied = re.findall(r":(\d+)/proxy/metrics", (KIND / "up.sh").read_text())
     with (ROOT / "deploy" / "deployment.yaml").open() as f:

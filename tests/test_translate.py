@@ -382,8 +382,40 @@ PATH_CASES: dict[str, Case] = {
             ),
         ],
         config(
-            server("a.example.com", fallback(), exact("/bar/", APP_BE), exact("/foo", APP_BE)),
+            # `/bar` gets what the other rules give it (here the 404 fallback), not nginx's 301 to `/bar/`.
+            server("a.example.com", fallback(), exact("/bar", None), exact("/bar/", APP_BE), exact("/foo", APP_BE)),
             backends=[APP_BACKEND],
+            ingresses=[ing("a")],
+        ),
+    ),
+    "paths/exact-with-trailing-slash-leaves-its-bare-form-to-a-prefix": Case(
+        [
+            CLASS,
+            *APP,
+            *OTHER,
+            ingress(
+                "a",
+                rules=[
+                    rule(
+                        "a.example.com",
+                        ("/api/v1/", "Exact", backend("app")),
+                        ("/api", "Prefix", backend("other")),
+                        ("/docs/", "ImplementationSpecific", backend("app")),
+                    )
+                ],
+            ),
+        ],
+        config(
+            server(
+                "a.example.com",
+                fallback(),
+                prefix("/api", OTHER_BE),
+                exact("/api/v1", OTHER_BE),  # what `/api/` (the longest prefix) gives it
+                exact("/api/v1/", APP_BE),
+                exact("/docs", None),
+                Location("/docs/", PREFIX, APP_BE),
+            ),
+            backends=[APP_BACKEND, OTHER_BACKEND],
             ingresses=[ing("a")],
         ),
     ),
@@ -456,7 +488,10 @@ PATH_CASES: dict[str, Case] = {
             ),
         ],
         config(
-            server("a.example.com", loc("/", OTHER_BE), loc("/bar/", APP_BE), loc("/foo", APP_BE)),
+            # `/bar` is not under the plain prefix `/bar/`: it gets what `/` gives it, not a 301.
+            server(
+                "a.example.com", loc("/", OTHER_BE), exact("/bar", OTHER_BE), loc("/bar/", APP_BE), loc("/foo", APP_BE)
+            ),
             backends=[APP_BACKEND, OTHER_BACKEND],
             ingresses=[ing("a")],
         ),

@@ -129,13 +129,16 @@ kc -n hostnames get ingress hostnames
 # read it from each controller pod through the API server's pod proxy and add them up.
 reload_metric="ingressctl_nginx_reloads_total"
 reloads() {
-  local pods pod metrics n total=0
+  local pods pod metrics values n total=0
   pods="$(kc -n ingressctl get pods -l app.kubernetes.io/name=ingressctl -o jsonpath='{.items[*].metadata.name}')"
   for pod in ${pods}; do
     metrics="$(kc get --raw "/api/v1/namespaces/ingressctl/pods/${pod}:10254/proxy/metrics")"
-    n="$(sed -n "s/^${reload_metric} \([0-9.e+]*\)\$/\1/p" <<<"${metrics}")"
-    [[ -n "${n}" ]] || die "no ${reload_metric} in the metrics of ${pod}"
-    total=$((total + ${n%.0}))
+    # One line per reason label: {reason="host_added"} ...; the reloads are their sum.
+    values="$(sed -n "s/^${reload_metric}{[^}]*} \([0-9.e+]*\)\$/\1/p" <<<"${metrics}")"
+    [[ -n "${values}" ]] || die "no ${reload_metric} in the metrics of ${pod}"
+    for n in ${values}; do
+      total=$((total + ${n%.0}))
+    done
   done
   echo "${total}"
 }

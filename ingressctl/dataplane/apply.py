@@ -1,18 +1,17 @@
-"""Apply: make nginx and the Lua balancer run a Configuration, reloading only when needed.
+"""Apply: execute a change plan (ingressctl.plan) so that nginx and the Lua balancer run a
+Configuration.
 
-Static part changed -> write certificates, render to a temporary file, `nginx -t` it, send the
-backends, atomically replace nginx.conf, SIGHUP the master and wait until the new digest answers
-on the configuration API. Only backends changed -> send them to the Lua API, no reload. A failed
-test keeps the last good configuration running and reports why.
-
-Backends go out as a delta (only those that changed, removals by name) on top of the Lua store's
-epoch and version from the last answer; as a full replace when nginx (re)started, when no answer
-told where the store is, or when a delta fails (the store may be elsewhere: 409, or unknown).
+A reload (and the first start, which shares its path) writes certificates, renders to a temporary
+file, `nginx -t`s it, atomically replaces nginx.conf, sends the backends, SIGHUPs (or starts) the
+master and waits until the new digest answers on the configuration API and the old workers stopped
+accepting. A Lua update sends the backends only (ingressctl.dataplane.backends: as a delta where it
+can). A failed test keeps the last good configuration running and reports why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -20,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingressctl.config import Backend, Configuration, StaticConfig
-from ingressctl.dataplane.luaapi import BackendsEncoder, LuaApi, LuaApiError, LuaState
+from ingressctl.dataplane.backends import LuaBackends
+from ingressctl.dataplane.luaapi import LuaApi
 from ingressctl.dataplane.nginx import Nginx
 from ingressctl.dataplane.render import Renderer, UnsafeValue
 from ingressctl.metrics import Metrics
+from ingressctl.plan import Action, Plan, Reason, make_plan
 
 log = logging.getLogger(__name__)
 
@@ -52,21 +53,26 @@ class Applier:
         self.lua = lua
         self.metrics = metrics
         self.live_timeout = live_timeout
-        self.static: StaticConfig | None = None  # what nginx runs
-        self.backends: tuple[Backend, ...] | None = None  # what the balancer holds
+        # What nginx and the balancer run: the last configuration that went live, with the
+        # backends sent since (a held-back reload may send the new backends alongside the old ones).
+        self.running: Configuration | None = None
+        self.lua_backends = LuaBackends(lua=lua, metrics=metrics)
         self.reloads = 0
-        self.encoder = BackendsEncoder()
-        # Where the Lua store is and what it holds, by name; None: not known, send everything.
-        self._lua_state: LuaState | None = None
-        self._lua_master: int | None = None  # the nginx master that store belongs to
-        self._posted: dict[str, Backend] = {}
-        self.full_posts = 0
-        self.delta_posts = 0
-        self.last_reload = float("-inf")  # time.monotonic() of the last reload
+        self.last_reload = float("-inf")  # time.monotonic() of the last reload (or start)
+        for reason in Reason:  # every label exists from the start, at 0
+            metrics.reloads.labels(reason=reason.value)
+
+    @property
+    def static(self) -> StaticConfig | None:
+        return self.running.static if self.running else None
+
+    @property
+    def backends(self) -> tuple[Backend, ...] | None:
+        return self.lua_backends.backends
 
     @property
     def ready(self) -> bool:
-        return self.static is not None and self.backends is not None and self.nginx.alive()
+        return self.running is not None and self.backends is not None and self.nginx.alive()
 
     def _write_certificates(self, static: StaticConfig) -> None:
         certs = Path(self.nginx.paths.certs)
@@ -97,72 +103,6 @@ class Applier:
             await asyncio.sleep(0.005)
         raise ApplyError(f"configuration {digest} was not live after {self.live_timeout:.0f}s")
 
-    async def _post(self, config: Configuration, *, keep: tuple[Backend, ...] = ()) -> None:
-        """Sends the config's backends, plus those of `keep` it lacks (routes still running)."""
-        backends = config.backends
-        if keep:
-            names = {b.name for b in backends}
-            backends = tuple(sorted((*backends, *(b for b in keep if b.name not in names)), key=lambda b: b.name))
-        state, self._lua_state = self._lua_state, None  # unknown until the Lua API answers
-        if state is not None and self._lua_master == self.nginx.pid:
-            upserts, removals, same = self._delta(backends)
-            try:
-                if upserts or removals:
-                    body = self.encoder.encode_delta(base=state, upserts=upserts, removals=removals)
-                    state = await self.lua.patch_backends(body)
-                    self.delta_posts += 1
-                    log.debug(
-                        "backends delta: %d upserted, %d removed, version %d",
-                        len(upserts),
-                        len(removals),
-                        state.version,
-                    )
-            except LuaApiError as exc:
-                log.warning("backends delta failed, sending every backend: %s", exc)
-            else:
-                posted = self._posted
-                for backend in (*upserts, *same):
-                    posted[backend.name] = backend
-                for name in removals:
-                    del posted[name]
-                self._remember(backends, state)
-                return
-        state = await self.lua.post_backends(self.encoder.encode(backends))
-        self._posted = {b.name: b for b in backends}
-        self.full_posts += 1
-        log.debug("backends replaced: %d backends, version %d", len(backends), state.version)
-        self._remember(backends, state)
-
-    def _delta(self, backends: tuple[Backend, ...]) -> tuple[list[Backend], list[str], list[Backend]]:
-        """What changed since the store last answered: backends to upsert, names to remove, and
-        equal backends that are new objects (remembered, so the next diff compares by identity)."""
-        running = self.backends
-        if running is not None and len(running) == len(backends):
-            # An endpoint-only change keeps the order and every unchanged object: compare by
-            # position and identity, so the cost at 10,000 backends stays well under a millisecond.
-            moved = [(new, old) for new, old in zip(backends, running, strict=True) if new is not old]
-            if all(new.name == old.name for new, old in moved):
-                return [n for n, o in moved if n != o], [], [n for n, o in moved if n == o]
-        posted = self._posted
-        upserts: list[Backend] = []
-        same: list[Backend] = []
-        known = 0
-        for backend in backends:
-            old = posted.get(backend.name)
-            if old is None:
-                upserts.append(backend)
-                continue
-            known += 1
-            if old is not backend:
-                (same if old == backend else upserts).append(backend)
-        removals = [] if known == len(posted) else sorted(posted.keys() - {b.name for b in backends})
-        return upserts, removals, same
-
-    def _remember(self, backends: tuple[Backend, ...], state: LuaState) -> None:
-        self._lua_state, self._lua_master = state, self.nginx.pid
-        self.backends = backends
-        self.metrics.backend_updates.inc()
-
     async def _install_static(self, static: StaticConfig) -> str:
         """Renders, tests and installs nginx.conf; returns its digest. Raises ApplyError and leaves
         the running configuration alone on failure."""
@@ -181,51 +121,73 @@ class Applier:
         os.replace(candidate, self.nginx.conf)
         return rendered.digest
 
-    async def apply(self, config: Configuration, *, defer_reload: bool = False) -> ApplyResult:
-        """Applies config. With defer_reload, a static change is held back (the caller retries
-        later) while backend changes still go out, keeping the backends the running routes use."""
-        static = config.static
-        if not self.nginx.alive():
-            self._lua_state = None  # a new master has a new, empty shared dict: send everything
+    async def _send(self, backends: tuple[Backend, ...]) -> None:
+        await self.lua_backends.send(backends, master=self.nginx.pid)
+
+    async def _go_live(self, config: Configuration, plan: Plan) -> None:
+        """Start or reload: the one path by which a new nginx.conf goes live."""
+        starting = not self.nginx.alive()
+        if starting:
+            self.lua_backends.forget()  # a new master has a new, empty shared dict: send everything
             self.nginx.prepare()
-            digest = await self._install_static(static)
+        digest = await self._install_static(config.static)
+        started = time.monotonic()
+        old_workers: list[int] = []
+        if starting:
             await self.nginx.start()
-            self.last_reload = time.monotonic()
-            await self._wait_live(digest)
-            self.static = static
-            await self._post(config)
-            self._remove_unused_certificates(static)
-            return ApplyResult(reloaded=True, backends_updated=True)
-        if static != self.static and defer_reload:
-            running = self.backends or ()
-            if any(b not in running for b in config.backends):
-                await self._post(config, keep=running)
-                return ApplyResult(reloaded=False, backends_updated=True, deferred=True)
-            return ApplyResult(reloaded=False, backends_updated=False, deferred=True)
-        if static != self.static:
-            digest = await self._install_static(static)
+        else:
             # New routes must find their backends the moment the new workers take over.
-            await self._post(config)
-            started = time.monotonic()
+            await self._send(config.backends)
             old_workers = self.nginx.worker_pids()
             self.nginx.reload()
-            self.last_reload = started
             self.reloads += 1
-            self.metrics.reloads.inc()
-            try:
-                await self._wait_live(digest)
-                # The new workers answer; the old ones accept connections until the master has
-                # told them to quit. Only then does every new connection see the new config.
-                await self.nginx.wait_stopped_accepting(old_workers, timeout=self.live_timeout)
-            except ApplyError:
-                self.metrics.reload_errors.inc()
-                raise
-            self.static = static
-            self._remove_unused_certificates(static)
-            log.info("nginx reload %d done in %.0f ms", self.reloads, (time.monotonic() - started) * 1000)
+            self.metrics.reloads.labels(reason=(plan.reason or Reason.OTHER).value).inc()
+        self.last_reload = started
+        try:
+            await self._wait_live(digest)
+            # The new workers answer; the old ones accept connections until the master has told
+            # them to quit. Only then does every new connection see the new config.
+            await self.nginx.wait_stopped_accepting(old_workers, timeout=self.live_timeout)
+        except ApplyError:
+            self.metrics.reload_errors.inc()
+            raise
+        if starting:
+            await self._send(config.backends)
+        self.running = config
+        self._remove_unused_certificates(config.static)
+        what = "start" if starting else f"reload {self.reloads}"
+        log.info("nginx %s done in %.0f ms: %s", what, (time.monotonic() - started) * 1000, plan.describe())
+
+    async def execute(self, plan: Plan, config: Configuration, *, defer_reload: bool = False) -> ApplyResult:
+        """Executes `plan`, made against self.running, to run `config`. With defer_reload, a reload
+        is held back (the caller retries later) while new backends still go out, alongside the
+        backends the running routes use. A stopped nginx is started whatever the plan."""
+        running = self.running
+        if running is None or not self.nginx.alive():
+            if plan.action is not Action.RELOAD:
+                plan = make_plan(None, config)
+            await self._go_live(config, plan)
             return ApplyResult(reloaded=True, backends_updated=True)
-        if config.backends != self.backends:
-            await self._post(config)
+        if plan.action is Action.RELOAD and defer_reload:
+            current = self.backends or ()
+            if any(b not in current for b in config.backends):
+                names = {b.name for b in config.backends}
+                merged = (*config.backends, *(b for b in current if b.name not in names))
+                backends = tuple(sorted(merged, key=lambda b: b.name))
+                await self._send(backends)
+                self.running = dataclasses.replace(running, backends=backends)
+                return ApplyResult(reloaded=False, backends_updated=True, deferred=True)
+            return ApplyResult(reloaded=False, backends_updated=False, deferred=True)
+        if plan.action is Action.RELOAD:
+            await self._go_live(config, plan)
+            return ApplyResult(reloaded=True, backends_updated=True)
+        if plan.action is Action.LUA:
+            await self._send(config.backends)
+            self.running = dataclasses.replace(running, backends=config.backends)
             log.debug("backends updated without reload")
             return ApplyResult(reloaded=False, backends_updated=True)
         return ApplyResult(reloaded=False, backends_updated=False)
+
+    async def apply(self, config: Configuration, *, defer_reload: bool = False) -> ApplyResult:
+        """Plans against what runs and executes the plan (for callers without a plan of their own)."""
+        return await self.execute(make_plan(self.running, config), config, defer_reload=defer_reload)

@@ -1,9 +1,15 @@
 """translate(): a cache snapshot plus settings to the whole Configuration.
 
 Ingresses are taken oldest first (creationTimestamp, then namespace/name), so the oldest one wins
-every conflict. A Prefix rule `/foo` becomes the nginx locations `= /foo` and `/foo/` (element-wise
-match); Exact becomes `= /foo`; ImplementationSpecific a plain string prefix. Each server ends with a
-`/` fallback: the Ingress's own defaultBackend, else the --default-backend-service, else 404.
+every conflict. A Prefix rule `/foo` (or `/foo/`: its trailing slash is ignored) becomes the nginx
+locations `= /foo` and `/foo/` (element-wise match), so `/foo` is served without a redirect; Exact
+becomes `= /foo`; ImplementationSpecific a plain string prefix. A location ending in `/` never
+answers its bare form with nginx's automatic 301: that form gets an exact location of its own with
+what the other rules give it. Each server ends with a `/` fallback: the Ingress's own
+defaultBackend, else the --default-backend-service, else 404.
+
+translate() runs named steps over the Ingresses, oldest first: routes (with path conflicts),
+default backends, TLS; then builds the static part (servers and locations) and the backends.
 """
 
 from __future__ import annotations
@@ -11,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import operator
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +25,7 @@ from ingressctl.config import (
     EXACT,
     PREFIX,
     Backend,
+    BackendSource,
     Certificate,
     Configuration,
     GlobalOptions,
@@ -76,10 +82,25 @@ def _locations(routes: dict[tuple[str, str], str], fallback: str | None) -> tupl
         else:
             out.setdefault((PREFIX, path), backend)
     out.setdefault((PREFIX, "/"), fallback)
+    _no_slash_redirects(out)
     return tuple(
         Location(path, match, backend)
         for (match, path), backend in sorted(out.items(), key=lambda kv: (kv[0][1], kv[0][0]))
     )
+
+
+def _no_slash_redirects(out: dict[tuple[str, str], str | None]) -> None:
+    """nginx answers `/foo` with a 301 to `/foo/` when a location named `/foo/` (exact or prefix)
+    proxies, unless `= /foo` exists. An Exact `/foo/` (or ImplementationSpecific `/foo/`) must not
+    match `/foo`: give `/foo` its own exact location, with what the other rules give it (the longest
+    prefix location it starts with; at least the `/` fallback)."""
+    prefixes = sorted((path for match, path in out if match == PREFIX), key=len, reverse=True)
+    for _, path in list(out):
+        bare = path[:-1]
+        if not bare or not path.endswith("/") or (EXACT, bare) in out:
+            continue
+        longest = next(p for p in prefixes if bare.startswith(p))
+        out[(EXACT, bare)] = out[(PREFIX, longest)]
 
 
 def _parse(obj: Obj, ours: Callable[[Obj], bool]) -> ing.ParsedIngress | ing.InvalidField | None:
@@ -123,7 +144,7 @@ class _Builder:
         self.memo = memo
         self.problems: list[Problem] = []
         self.resolver = BackendResolver(snapshot, memo)
-        self.sources: set[tuple[str, str, str, int | str]] = set()
+        self.sources: set[BackendSource] = set()
         self.backends: dict[str, Backend] = {}
         self.certificates: dict[str, Certificate] = {}
         self._resolved: dict[ing.ServiceRef, str] = {}  # refs used so far, without problems
@@ -139,7 +160,7 @@ class _Builder:
         resolved = self.resolver.resolve(ref)
         name = resolved.backend.name
         self.backends[name] = resolved.backend
-        self.sources.add((name, ref.namespace, ref.name, ref.port))
+        self.sources.add(BackendSource(name, ref.namespace, ref.name, ref.port))
         if resolved.problem:
             self.problem(owner, where + suffix, f"{resolved.problem}: {ref.namespace}/{ref.name} (answers 503)")
         else:
@@ -167,8 +188,7 @@ class _Builder:
                 options, errors = apply_configmap(options, cm.get("data") or {})
                 ref = ObjectRef(CONFIG_MAP, *self.settings.configmap)
                 for error in errors:
-                    where, _, reason = error.partition(": ")
-                    self.problem(ref, where, reason + " (ignored)")
+                    self.problem(ref, error.field, error.reason + " (ignored)")
         return options
 
     def default_certificate(self) -> str:
@@ -223,6 +243,107 @@ class _Builder:
 _ORDER = operator.attrgetter("order")
 
 
+@dataclass
+class _Hosts:
+    """What the Ingresses ask of each host, filled by translate()'s steps oldest Ingress first:
+    the first to claim something keeps it. "" is the default server (rules without a host)."""
+
+    routes: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)  # (path, type) -> backend
+    route_owners: dict[tuple[str, str, str], ObjectRef] = field(default_factory=dict)
+    default_backend: dict[str, str] = field(default_factory=dict)
+    catch_all: tuple[str, ObjectRef] | None = None  # defaultBackend of an Ingress without hosts
+    tls: dict[str, str | None] = field(default_factory=dict)  # certificate name; None: the default one
+    origins: dict[str, list[ObjectRef]] = field(default_factory=dict)
+
+    def touch(self, host: str, ref: ObjectRef) -> None:
+        owners = self.origins.setdefault(host, [])
+        if not owners or owners[-1] != ref:
+            owners.append(ref)
+
+
+def _add_routes(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> None:
+    """Rules: each (host, path, pathType) goes to the oldest Ingress that asks for it."""
+    for host in p.hosts:
+        hosts.routes.setdefault(host, {})  # a host with no paths still gets its server
+        hosts.touch(host, p.ref)
+    for route in p.routes:
+        key = (route.path, route.path_type)
+        host_routes = hosts.routes.setdefault(route.host, {})
+        if key in host_routes:
+            winner = hosts.route_owners[(route.host, *key)]
+            b.problem(
+                p.ref,
+                route.field,
+                f"host {route.host or '*'} path {route.path} ({route.path_type}) is already served by "
+                f"Ingress {winner.namespace}/{winner.name}, the older one wins",
+            )
+            continue
+        host_routes[key] = b.use(route.backend, p.ref, route.field, ".backend")
+        hosts.route_owners[(route.host, *key)] = p.ref
+        hosts.touch(route.host, p.ref)
+
+
+def _add_default_backend(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> None:
+    """spec.defaultBackend: the `/` fallback of the Ingress's hosts, or with no hosts the catch-all."""
+    if p.default_backend is None:
+        return
+    name = b.use(p.default_backend, p.ref, "spec.defaultBackend")
+    if p.hosts:
+        for host in p.hosts:
+            hosts.default_backend.setdefault(host, name)
+    elif hosts.catch_all is None:
+        hosts.catch_all = (name, p.ref)
+        hosts.touch("", p.ref)
+    else:
+        winner = hosts.catch_all[1]
+        b.problem(
+            p.ref,
+            "spec.defaultBackend",
+            f"the catch-all default backend is already set by Ingress {winner.namespace}/{winner.name}, "
+            "the older one wins",
+        )
+
+
+def _add_tls(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> None:
+    """spec.tls: the first TLS section covering a host of the Ingress chooses its certificate."""
+    for i, tls in enumerate(p.tls):
+        covered = [h for h in p.hosts if h not in hosts.tls and any(tls_covers(t, h) for t in tls.hosts)]
+        if not covered:
+            continue
+        cert = b.certificate(p.ref.namespace, tls.secret, p.ref, f"spec.tls[{i}].secretName") if tls.secret else None
+        for host in covered:
+            hosts.tls[host] = cert
+
+
+def _static(
+    b: _Builder, hosts: _Hosts, *, options: GlobalOptions, default_cert: str, global_default: str | None
+) -> StaticConfig:
+    """The servers, one per host (sorted), and the default server."""
+    memo = b.memo
+    servers = tuple(
+        _memo_server(
+            memo,
+            host,
+            _memo_locations(memo, hosts.routes[host], hosts.default_backend.get(host, global_default)),
+            hosts.tls.get(host) or (default_cert if host in hosts.tls else None),
+            host in hosts.tls and options.ssl_redirect,
+        )
+        for host in sorted(h for h in hosts.routes if h)
+    )
+    catch_all = hosts.catch_all[0] if hosts.catch_all else global_default
+    default_server = Server(
+        host="", server_name="_", locations=_memo_locations(memo, hosts.routes.get("", {}), catch_all)
+    )
+    used_certs = {default_cert} | {s.certificate for s in servers if s.certificate}
+    return StaticConfig(
+        servers=servers,
+        default_server=default_server,
+        certificates=tuple(sorted((b.certificates[n] for n in used_certs), key=lambda c: c.name)),
+        default_certificate=default_cert,
+        options=options,
+    )
+
+
 def translate(snapshot: Snapshot, settings: Settings, memo: Memo | None = None) -> Configuration:
     """The whole Configuration for a snapshot. Pass the same `memo` to successive calls to reuse
     per-object results of objects that did not change (the result is the same either way)."""
@@ -232,86 +353,25 @@ def translate(snapshot: Snapshot, settings: Settings, memo: Memo | None = None) 
     default_cert = b.default_certificate()
     global_default = b.global_default_backend()
     parsed = b.parsed_ingresses()
-
-    routes: dict[str, dict[tuple[str, str], str]] = defaultdict(dict)
-    owners: dict[tuple[str, str, str], ObjectRef] = {}
-    host_default: dict[str, str] = {}
-    host_tls: dict[str, str | None] = {}
-    catch_all: tuple[str, ObjectRef] | None = None
-    for p in parsed:
-        hosts = p.hosts
-        for host in hosts:
-            routes.setdefault(host, {})  # a host with no paths still gets its server
-        for route in p.routes:
-            key = (route.path, route.path_type)
-            host_routes = routes[route.host]
-            if key in host_routes:
-                winner = owners[(route.host, *key)]
-                b.problem(
-                    p.ref,
-                    route.field,
-                    f"host {route.host or '*'} path {route.path} ({route.path_type}) is already served by "
-                    f"Ingress {winner.namespace}/{winner.name}, the older one wins",
-                )
-                continue
-            host_routes[key] = b.use(route.backend, p.ref, route.field, ".backend")
-            owners[(route.host, *key)] = p.ref
-        if p.default_backend is not None:
-            name = b.use(p.default_backend, p.ref, "spec.defaultBackend")
-            if hosts:
-                for host in hosts:
-                    host_default.setdefault(host, name)
-            elif catch_all is None:
-                catch_all = (name, p.ref)
-            else:
-                b.problem(
-                    p.ref,
-                    "spec.defaultBackend",
-                    f"the catch-all default backend is already set by Ingress "
-                    f"{catch_all[1].namespace}/{catch_all[1].name}, the older one wins",
-                )
-        for i, tls in enumerate(p.tls):
-            covered = [h for h in hosts if h not in host_tls and any(tls_covers(t, h) for t in tls.hosts)]
-            if not covered:
-                continue
-            cert = (
-                b.certificate(p.ref.namespace, tls.secret, p.ref, f"spec.tls[{i}].secretName") if tls.secret else None
-            )
-            for host in covered:
-                host_tls[host] = cert
-
-    servers = tuple(
-        _memo_server(
-            memo,
-            host,
-            _memo_locations(memo, routes[host], host_default.get(host, global_default)),
-            host_tls.get(host) or (default_cert if host in host_tls else None),
-            host in host_tls and options.ssl_redirect,
-        )
-        for host in sorted(h for h in routes if h)
-    )
-    default_server = Server(
-        host="",
-        server_name="_",
-        locations=_memo_locations(memo, routes.get("", {}), catch_all[0] if catch_all else global_default),
-    )
-    used_certs = {default_cert} | {s.certificate for s in servers if s.certificate}
-    static = StaticConfig(
-        servers=servers,
-        default_server=default_server,
-        certificates=tuple(sorted((b.certificates[n] for n in used_certs), key=lambda c: c.name)),
-        default_certificate=default_cert,
-        options=options,
-    )
-    backends = tuple(sorted(b.backends.values(), key=_NAME))
+    hosts = _Hosts()
+    for step in (_add_routes, _add_default_backend, _add_tls):
+        for p in parsed:
+            step(b, hosts, p)
+    static = _static(b, hosts, options=options, default_cert=default_cert, global_default=global_default)
     memo.rotate()
     return Configuration(
         static=static,
-        backends=backends,
+        backends=tuple(sorted(b.backends.values(), key=_NAME)),
         ingresses=tuple(sorted((p.ref for p in parsed), key=_NAMESPACE_NAME)),
         problems=tuple(sorted(set(b.problems), key=lambda x: (x.ref.namespace, x.ref.name, x.field, x.reason))),
-        backend_sources=tuple(sorted(b.sources, key=lambda s: (s[0], s[1], s[2], str(s[3])))),
+        origins={host: tuple(refs) for host, refs in hosts.origins.items()},
+        configmap=ObjectRef(CONFIG_MAP, *settings.configmap) if settings.configmap else None,
+        backend_sources=tuple(sorted(b.sources, key=_source_order)),
     )
+
+
+def _source_order(s: BackendSource) -> tuple[str, str, str, str]:
+    return (s.backend, s.namespace, s.service, str(s.port))
 
 
 _NAME = operator.attrgetter("name")
@@ -326,9 +386,10 @@ def update_endpoints(
     Endpoints never change the static part or the problems, so those are kept as they are."""
     resolver = BackendResolver(snapshot, memo)
     fresh: dict[str, Backend] = {}
-    for name, namespace, service, port in previous.backend_sources:
-        if (namespace, service) in services:
-            fresh[name] = resolver.resolve(ing.ServiceRef(namespace, service, port)).backend
+    for source in previous.backend_sources:
+        if (source.namespace, source.service) in services:
+            ref = ing.ServiceRef(source.namespace, source.service, source.port)
+            fresh[source.backend] = resolver.resolve(ref).backend
     if not fresh:
         return previous
     backends = tuple(fresh.get(b.name, b) for b in previous.backends)

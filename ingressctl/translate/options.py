@@ -66,19 +66,30 @@ OPTIONS = (
 _BY_KEY = {o.key: o for o in OPTIONS}
 
 
-def apply_configmap(base: GlobalOptions, data: Mapping[str, object]) -> tuple[GlobalOptions, list[str]]:
+KEYS = {o.attribute: o.key for o in OPTIONS}  # GlobalOptions attribute -> ConfigMap key
+
+
+@dataclass(frozen=True, slots=True)
+class OptionError:
+    """A ConfigMap key that was ignored, and why."""
+
+    field: str  # "data.<key>", or "data" when data is not an object
+    reason: str
+
+
+def apply_configmap(base: GlobalOptions, data: Mapping[str, object]) -> tuple[GlobalOptions, list[OptionError]]:
     """Returns the options with the ConfigMap's valid keys applied, and one error per bad key."""
     changes: dict[str, object] = {}
-    errors: list[str] = []
+    errors: list[OptionError] = []
     if not isinstance(data, Mapping):
-        return base, ["data: is not an object"]
+        return base, [OptionError("data", "is not an object")]
     for key in sorted(data, key=str):
         option = _BY_KEY.get(key)
         if option is None:
-            errors.append(f"data.{key}: unknown option")
+            errors.append(OptionError(f"data.{key}", "unknown option"))
             continue
         try:
             changes[option.attribute] = option.check(str(data[key]))
         except Invalid as exc:
-            errors.append(f"data.{key}: {exc}")
+            errors.append(OptionError(f"data.{key}", str(exc)))
     return dataclasses.replace(base, **changes), errors  # type: ignore[arg-type]

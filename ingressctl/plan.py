@@ -1,0 +1,179 @@
+"""The change plan: what it takes to go from the running Configuration to a new one.
+
+`make_plan(running, new)` is pure: nothing, a Lua update (the backends the balancer holds), or a
+reload, and for a reload the changes that need it, each with its reason and the objects it came
+from (the Ingresses of a host, the controller's ConfigMap). The controller executes plans; it does
+not decide them. A new kind of change that the data plane can take without a reload (certificates,
+canary weights) is one more Action below RELOAD and one more comparison here, not a new flag.
+
+Reasons are a small fixed set (they label the reload counter): the first one a plan lists is the
+reload's main reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ingressctl.config import Configuration, ObjectRef, Server, StaticConfig
+from ingressctl.translate.options import KEYS
+
+
+class Action(enum.IntEnum):
+    """What executing a plan costs, cheapest first."""
+
+    NOTHING = 0
+    LUA = 1  # the balancer's data only (shared dict through the Lua API): no reload
+    RELOAD = 2  # nginx.conf changes: render, test, reload
+
+
+class Reason(enum.StrEnum):
+    """Why a reload is needed; ordered by how much a user wants to hear of it first."""
+
+    START = "start"
+    HOST_ADDED = "host_added"
+    HOST_REMOVED = "host_removed"
+    PATH_CHANGED = "path_changed"
+    TLS_CHANGED = "tls_changed"
+    OPTIONS_CHANGED = "options_changed"
+    OTHER = "other"
+
+
+_RANK = {reason: i for i, reason in enumerate(Reason)}
+
+# Which reason a change of each Server field is; a field not named here is OTHER, so a new
+# field can never make a change go unnoticed.
+SERVER_FIELDS: Mapping[str, Reason] = {
+    "locations": Reason.PATH_CHANGED,
+    "certificate": Reason.TLS_CHANGED,
+    "redirect_https": Reason.TLS_CHANGED,
+    "host": Reason.OTHER,
+    "server_name": Reason.OTHER,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    reason: Reason
+    subject: str  # what changed, e.g. "host a.example.com", "option proxy-read-timeout"
+    origins: tuple[ObjectRef, ...] = ()  # the objects it came from, where known
+
+    def __str__(self) -> str:
+        if not self.origins:
+            return f"{self.reason}: {self.subject}"
+        return f"{self.reason}: {self.subject} ({', '.join(str(o) for o in self.origins)})"
+
+
+@dataclass(frozen=True)
+class Plan:
+    action: Action
+    changes: tuple[Change, ...] = ()  # why the reload is needed; empty unless action is RELOAD
+    backends_changed: bool = False  # the balancer's backends differ (sent with a reload too)
+
+    @property
+    def reload(self) -> bool:
+        return self.action is Action.RELOAD
+
+    @property
+    def reasons(self) -> tuple[Reason, ...]:
+        """Distinct reasons, main reason first."""
+        return tuple(sorted({c.reason for c in self.changes}, key=_RANK.__getitem__))
+
+    @property
+    def reason(self) -> Reason | None:
+        """The main reason (the reload counter's label), None unless a reload."""
+        reasons = self.reasons
+        return reasons[0] if reasons else None
+
+    def describe(self, limit: int = 10) -> str:
+        """One line: the action, then at most `limit` changes and a count of the rest."""
+        if self.action is Action.NOTHING:
+            return "nothing to do"
+        if self.action is Action.LUA:
+            return "backends only (Lua update, no reload)"
+        shown = "; ".join(str(c) for c in self.changes[:limit])
+        rest = len(self.changes) - limit
+        more = f"; and {rest} more" if rest > 0 else ""
+        return f"reload ({', '.join(self.reasons)}): {shown}{more}"
+
+
+def make_plan(running: Configuration | None, new: Configuration) -> Plan:
+    """The plan that makes `new` run where `running` runs (None: nothing runs yet)."""
+    if running is None:
+        return Plan(Action.RELOAD, (Change(Reason.START, "first configuration"),), backends_changed=True)
+    backends_changed = running.backends is not new.backends and running.backends != new.backends
+    changes = static_changes(running, new)
+    if changes:
+        return Plan(Action.RELOAD, changes, backends_changed)
+    return Plan(Action.LUA if backends_changed else Action.NOTHING, backends_changed=backends_changed)
+
+
+def static_changes(running: Configuration, new: Configuration) -> tuple[Change, ...]:
+    """Every difference between the two static parts, in a stable order (main reason first)."""
+    old, cur = running.static, new.static
+    if old is cur or old == cur:
+        return ()
+    changes: list[Change] = []
+    changes += _server_changes(old, cur, running.origins, new.origins)
+    if old.default_server != cur.default_server:
+        changes += _server_diff(
+            old.default_server, cur.default_server, "default server", new.origins.get("", ())
+        )
+    if old.default_certificate != cur.default_certificate:
+        changes.append(Change(Reason.TLS_CHANGED, "default certificate"))
+    changes += _option_changes(old, cur, new)
+    if not changes:  # e.g. only the certificates' tuple: still a change nginx.conf carries
+        changes.append(Change(Reason.OTHER, "static configuration"))
+    changes.sort(key=lambda c: _RANK[c.reason])  # stable: servers stay in host order
+    return tuple(changes)
+
+
+def _server_changes(
+    old: StaticConfig,
+    cur: StaticConfig,
+    old_origins: Mapping[str, tuple[ObjectRef, ...]],
+    new_origins: Mapping[str, tuple[ObjectRef, ...]],
+) -> Iterable[Change]:
+    if old.servers is cur.servers:
+        return
+    before = {s.host: s for s in old.servers}
+    after = {s.host: s for s in cur.servers}
+    for host in sorted(before.keys() | after.keys()):
+        was, now = before.get(host), after.get(host)
+        if was is now:
+            continue
+        if was is None:
+            yield Change(Reason.HOST_ADDED, f"host {host}", new_origins.get(host, ()))
+        elif now is None:
+            yield Change(Reason.HOST_REMOVED, f"host {host}", old_origins.get(host, ()))
+        elif was != now:
+            origins = new_origins.get(host, ()) or old_origins.get(host, ())
+            yield from _server_diff(was, now, f"host {host}", origins)
+
+
+def _server_diff(was: Server, now: Server, subject: str, origins: tuple[ObjectRef, ...]) -> Iterable[Change]:
+    reasons = sorted(
+        {SERVER_FIELDS.get(f.name, Reason.OTHER) for f in dataclasses.fields(Server) if _differs(was, now, f)},
+        key=_RANK.__getitem__,
+    )
+    for reason in reasons:
+        yield Change(reason, subject, origins)
+
+
+def _differs(was: object, now: object, f: dataclasses.Field[object]) -> bool:
+    return f.compare and getattr(was, f.name) != getattr(now, f.name)
+
+
+def _option_changes(old: StaticConfig, cur: StaticConfig, new: Configuration) -> Iterable[Change]:
+    if old.options == cur.options:
+        return
+    origins = (new.configmap,) if new.configmap else ()
+    for f in dataclasses.fields(cur.options):
+        if getattr(old.options, f.name) != getattr(cur.options, f.name):
+            key = KEYS.get(f.name)  # None: set by a flag, not the ConfigMap
+            if key:
+                yield Change(Reason.OPTIONS_CHANGED, f"option {key}", origins)
+            else:
+                yield Change(Reason.OPTIONS_CHANGED, f"flag for {f.name}")

@@ -1,0 +1,260 @@
+"""Table test for the change plan (ingressctl.plan): one row per kind of change, from a running
+world to the plan and its reload reasons. Each row goes through the controller's own path: events
+into the real Cache (which drops no-op updates and says what changed), the Translator with its memo
+(a full translation, or the endpoint-only one when only endpoints changed), then make_plan against
+the running Configuration.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from ingressctl.cache import Cache
+from ingressctl.config import Certificate, Configuration, Server
+from ingressctl.model import Event, EventType
+from ingressctl.plan import SERVER_FIELDS, Action, Plan, Reason, make_plan
+from ingressctl.translate import Settings, Translator
+from tests.certs import make_cert
+from tests.harness import backend, endpoint_slice, ingress, ingress_class, rule, service
+
+Obj = dict[str, Any]
+SETTINGS = Settings(fallback_certificate=Certificate.from_pem(*make_cert("fallback")), configmap=("ingressctl", "cfg"))
+
+
+def tls_secret(name: str, host: str) -> Obj:
+    crt, key = make_cert(host)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": "default"},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": base64.b64encode(crt).decode(), "tls.key": base64.b64encode(key).decode()},
+    }
+
+
+def configmap(**data: str) -> Obj:
+    meta = {"name": "cfg", "namespace": "ingressctl"}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
+
+
+def ing_a(*paths: tuple[str, str, Obj], **kwargs: Any) -> Obj:
+    return ingress("a", rules=[rule("a.example.com", *(paths or (("/", "Prefix", backend("app")),)))], **kwargs)
+
+
+ING_B = ingress(
+    "b",
+    rules=[rule("b.example.com", ("/", "Prefix", backend("other")))],
+    tls=[{"hosts": ["b.example.com"], "secretName": "b-tls"}],
+)
+
+WORLD: list[Obj] = [
+    ingress_class(),
+    service("app"),
+    service("other"),
+    endpoint_slice("app", ["10.0.0.1", "10.0.0.2"]),
+    endpoint_slice("other", ["10.0.1.1"]),
+    tls_secret("b-tls", "b.example.com"),
+    configmap(**{"proxy-read-timeout": "60"}),
+    ing_a(),
+    ING_B,
+]
+
+
+def added(obj: Obj) -> Event:
+    return Event(EventType.ADDED, obj["kind"], obj)
+
+
+def modified(obj: Obj) -> Event:
+    return Event(EventType.MODIFIED, obj["kind"], obj)
+
+
+def deleted(obj: Obj) -> Event:
+    return Event(EventType.DELETED, obj["kind"], obj)
+
+
+def bumped(obj: Obj) -> Obj:
+    out = copy.deepcopy(obj)
+    out["metadata"]["resourceVersion"] = "999"
+    return out
+
+
+def other_class_ingress() -> Obj:
+    return ingress("theirs", rules=[rule("theirs.example.com", ("/", "Prefix", backend("app")))], class_name="other")
+
+
+@dataclass(frozen=True)
+class Row:
+    events: Callable[[], list[Event]]
+    action: Action
+    reasons: tuple[Reason, ...] = ()
+    # Each change's text, as the reload log line names it ("reason: subject (origins)").
+    changes: tuple[str, ...] = ()
+    backends_changed: bool = False
+
+
+ROWS: dict[str, Row] = {
+    "endpoint-scale-up": Row(
+        lambda: [modified(endpoint_slice("app", ["10.0.0.1", "10.0.0.2", "10.0.0.3"]))],
+        Action.LUA,
+        backends_changed=True,
+    ),
+    "endpoint-readiness-flip": Row(
+        lambda: [modified(endpoint_slice("app", ["10.0.0.1", "10.0.0.2"], not_ready=("10.0.0.2",)))],
+        Action.LUA,
+        backends_changed=True,
+    ),
+    "endpoint-slice-removed": Row(
+        lambda: [deleted(endpoint_slice("other", []))],
+        Action.LUA,
+        backends_changed=True,
+    ),
+    "service-removed-answers-503-without-reload": Row(
+        lambda: [deleted(service("app"))],
+        Action.LUA,
+        backends_changed=True,
+    ),
+    "no-op-resource-version-bump": Row(lambda: [modified(bumped(ing_a()))], Action.NOTHING),
+    "ingress-of-another-class-added": Row(lambda: [added(other_class_ingress())], Action.NOTHING),
+    "new-host": Row(
+        lambda: [added(ingress("c", rules=[rule("c.example.com", ("/", "Prefix", backend("app")))]))],
+        Action.RELOAD,
+        (Reason.HOST_ADDED,),
+        ("host_added: host c.example.com (Ingress default/c)",),
+    ),
+    "host-removed": Row(
+        lambda: [deleted(ing_a())],
+        Action.RELOAD,
+        (Reason.HOST_REMOVED,),
+        ("host_removed: host a.example.com (Ingress default/a)",),
+        backends_changed=True,  # app was only a's
+    ),
+    "path-added": Row(
+        lambda: [modified(ing_a(("/", "Prefix", backend("app")), ("/api", "Prefix", backend("other"))))],
+        Action.RELOAD,
+        (Reason.PATH_CHANGED,),
+        ("path_changed: host a.example.com (Ingress default/a)",),
+        backends_changed=False,  # `other` was already a backend (of Ingress b)
+    ),
+    "path-type-changed": Row(
+        lambda: [modified(ing_a(("/", "Exact", backend("app"))))],
+        Action.RELOAD,
+        (Reason.PATH_CHANGED,),
+        ("path_changed: host a.example.com (Ingress default/a)",),
+    ),
+    "path-moves-to-another-service": Row(
+        lambda: [modified(ing_a(("/", "Prefix", backend("other"))))],
+        Action.RELOAD,
+        (Reason.PATH_CHANGED,),
+        ("path_changed: host a.example.com (Ingress default/a)",),
+        backends_changed=True,  # app is no longer used
+    ),
+    "tls-secret-rotated": Row(
+        lambda: [modified(tls_secret("b-tls", "b.example.com"))],
+        Action.RELOAD,
+        (Reason.TLS_CHANGED,),
+        ("tls_changed: host b.example.com (Ingress default/b)",),
+    ),
+    "tls-added-to-a-host": Row(
+        lambda: [modified(ing_a(tls=[{"hosts": ["a.example.com"], "secretName": "b-tls"}]))],
+        Action.RELOAD,
+        (Reason.TLS_CHANGED,),
+        ("tls_changed: host a.example.com (Ingress default/a)",),
+    ),
+    "option-changed-in-the-configmap": Row(
+        lambda: [modified(configmap(**{"proxy-read-timeout": "120"}))],
+        Action.RELOAD,
+        (Reason.OPTIONS_CHANGED,),
+        ("options_changed: option proxy-read-timeout (ConfigMap ingressctl/cfg)",),
+    ),
+    "catch-all-default-backend-added": Row(
+        lambda: [added(ingress("catch", default_backend=backend("app")))],
+        Action.RELOAD,
+        (Reason.PATH_CHANGED,),
+        ("path_changed: default server (Ingress default/catch)",),
+    ),
+    "host-added-and-option-changed-main-reason-first": Row(
+        lambda: [
+            modified(configmap(**{"proxy-read-timeout": "120"})),
+            added(ingress("c", rules=[rule("c.example.com", ("/", "Prefix", backend("app")))])),
+        ],
+        Action.RELOAD,
+        (Reason.HOST_ADDED, Reason.OPTIONS_CHANGED),
+        (
+            "host_added: host c.example.com (Ingress default/c)",
+            "options_changed: option proxy-read-timeout (ConfigMap ingressctl/cfg)",
+        ),
+    ),
+}
+
+
+def running_world(cache: Cache, translator: Translator) -> Configuration:
+    cache.load(added(obj) for obj in WORLD)
+    cache.take_changes()
+    return translator.full(cache.snapshot())
+
+
+def plan_after(events: list[Event]) -> tuple[Plan, Cache]:
+    """The controller's path: cache -> what changed -> translate (full or endpoints) -> plan."""
+    cache, translator = Cache(), Translator(SETTINGS)
+    running = running_world(cache, translator)
+    cache.load(events)
+    changes = cache.take_changes()
+    snapshot = cache.snapshot()
+    if not changes.any:
+        new = running
+    elif changes.full:
+        new = translator.full(snapshot)
+    else:
+        new = translator.endpoints(running, snapshot, set(changes.services))
+    return make_plan(running, new), cache
+
+
+@pytest.mark.parametrize("name", ROWS)
+def test_plan(name: str) -> None:
+    row = ROWS[name]
+    plan, _ = plan_after(row.events())
+    assert plan.action is row.action, plan.describe()
+    assert plan.reasons == row.reasons
+    assert tuple(str(c) for c in plan.changes) == row.changes
+    if row.action is not Action.NOTHING:
+        assert plan.backends_changed == (row.backends_changed or row.action is Action.LUA)
+
+
+def test_rows_agree_with_a_fresh_translation() -> None:
+    """The memo and the endpoint-only path (no full translate) plan what fresh translations would."""
+    for name, row in ROWS.items():
+        plan, cache = plan_after(row.events())
+        running = running_world(Cache(), Translator(SETTINGS))
+        fresh = make_plan(running, Translator(SETTINGS).full(cache.snapshot()))
+        assert (fresh.action, fresh.changes) == (plan.action, plan.changes), name
+
+
+def test_first_configuration_is_a_start() -> None:
+    cache = Cache()
+    config = running_world(cache, Translator(SETTINGS))
+    plan = make_plan(None, config)
+    assert plan.action is Action.RELOAD and plan.reasons == (Reason.START,) and plan.backends_changed
+
+
+def test_the_log_line_names_at_most_ten_objects_then_a_count() -> None:
+    events = [
+        added(ingress(f"h{i:02d}", rules=[rule(f"h{i:02d}.example.com", ("/", "Prefix", backend("app")))]))
+        for i in range(15)
+    ]
+    plan, _ = plan_after(events)
+    line = plan.describe()
+    assert line.startswith("reload (host_added): host_added: host h00.example.com (Ingress default/h00)")
+    assert line.count("Ingress default/") == 10 and line.endswith("; and 5 more")
+    assert len(plan.changes) == 15
+
+
+def test_every_server_field_has_a_reason() -> None:
+    """A field added to Server must be given its reload reason (unnamed ones would count as other)."""
+    assert {f.name for f in dataclasses.fields(Server) if f.compare} <= set(SERVER_FIELDS)
