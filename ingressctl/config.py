@@ -15,9 +15,11 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-# Location match kinds, as nginx spells them: "=" exact, "" prefix (longest prefix wins).
+# Location match kinds, as nginx spells them: "=" exact, "" prefix (longest prefix wins), "~*" a
+# case-insensitive regex (use-regex; regexes are tried in order, longest first, before prefixes).
 EXACT = "="
 PREFIX = ""
+REGEX = "~*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +49,9 @@ class Problem:
 @dataclass(frozen=True, slots=True)
 class Location:
     path: str
-    match: str  # EXACT or PREFIX
+    match: str  # EXACT, PREFIX or REGEX
     backend: str | None  # backend name; None answers 404
+    policy: Policy | None = None  # the Ingress's location-scope annotations; None: none set
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +61,25 @@ class Server:
     locations: tuple[Location, ...]
     certificate: str | None = None  # Certificate.name serving this host over HTTPS
     redirect_https: bool = False
+    policy: ServerPolicy | None = None  # the host owner's server-scope annotations
+    redirect_to: str | None = None  # from-to-www-redirect: this server only redirects to that host
     _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self, "_hash", hash((self.host, self.server_name, self.locations, self.certificate, self.redirect_https))
+            self,
+            "_hash",
+            hash(
+                (
+                    self.host,
+                    self.server_name,
+                    self.locations,
+                    self.certificate,
+                    self.redirect_https,
+                    self.policy,
+                    self.redirect_to,
+                )
+            ),
         )
 
     def __hash__(self) -> int:
@@ -179,6 +196,17 @@ class Cors:
     expose: tuple[str, ...] = ()
     credentials: bool = True
     max_age: int = 1728000
+
+    @property
+    def origin_regex(self) -> str:
+        """The allowed origins as one anchored regex (a `*.` label matches one DNS label)."""
+        alternatives = []
+        for origin in self.origins:
+            scheme, _, rest = origin.partition("://")
+            wildcard = rest.startswith("*.")
+            rest = rest[2:] if wildcard else rest
+            alternatives.append(scheme + "://" + ("[a-z0-9-]+\\." if wildcard else "") + rest.replace(".", "\\."))
+        return "^(" + "|".join(alternatives) + ")$"
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from ingressctl.cache import Snapshot
 from ingressctl.config import (
     EXACT,
     PREFIX,
+    REGEX,
     Backend,
     BackendSource,
     Certificate,
@@ -31,11 +32,14 @@ from ingressctl.config import (
     GlobalOptions,
     Location,
     ObjectRef,
+    Policy,
     Problem,
     Server,
+    ServerPolicy,
     StaticConfig,
 )
 from ingressctl.model import CONFIG_MAP, INGRESS, INGRESS_CLASS, SECRET, SERVICE, Obj
+from ingressctl.translate import annotations as ann
 from ingressctl.translate import ingress as ing
 from ingressctl.translate.backends import BackendResolver
 from ingressctl.translate.classes import is_ours, our_classes
@@ -43,7 +47,10 @@ from ingressctl.translate.memo import Memo
 from ingressctl.translate.options import apply_configmap
 from ingressctl.translate.tls import BadCertificate, certificate_from_secret
 
-_TYPE_PRIORITY = {ing.EXACT: 0, ing.PREFIX: 1, ing.IMPLEMENTATION_SPECIFIC: 2}
+_REGEX_TYPE = "Regex"  # the route key type of a use-regex Ingress's Prefix/ImplementationSpecific paths
+_TYPE_PRIORITY = {ing.EXACT: 0, ing.PREFIX: 1, ing.IMPLEMENTATION_SPECIFIC: 2, _REGEX_TYPE: 3}
+# What a route asks for: its backend and its Ingress's location-scope annotations (None: none).
+Target = tuple[str | None, Policy | None]
 
 
 @dataclass(frozen=True)
@@ -71,70 +78,89 @@ def tls_covers(tls_host: str, host: str) -> bool:
     return tls_host.startswith("*.") and not host.startswith("*.") and host.split(".", 1)[-1] == tls_host[2:]
 
 
-def _locations(routes: dict[tuple[str, str], str], fallback: str | None) -> tuple[Location, ...]:
-    out: dict[tuple[str, str], str | None] = {}
-    for (path, path_type), backend in sorted(routes.items(), key=lambda kv: _TYPE_PRIORITY[kv[0][1]]):
+def _locations(routes: dict[tuple[str, str], Target], fallback: str | None) -> tuple[Location, ...]:
+    out: dict[tuple[str, str], Target] = {}
+    for (path, path_type), target in sorted(routes.items(), key=lambda kv: _TYPE_PRIORITY[kv[0][1]]):
         if path_type == ing.EXACT:
-            out.setdefault((EXACT, path), backend)
+            out.setdefault((EXACT, path), target)
+        elif path_type == _REGEX_TYPE:
+            out.setdefault((REGEX, path), target)
         elif path_type == ing.PREFIX and path != "/":
-            out.setdefault((EXACT, path), backend)
-            out.setdefault((PREFIX, path + "/"), backend)
+            out.setdefault((EXACT, path), target)
+            out.setdefault((PREFIX, path + "/"), target)
         else:
-            out.setdefault((PREFIX, path), backend)
-    out.setdefault((PREFIX, "/"), fallback)
+            out.setdefault((PREFIX, path), target)
+    out.setdefault((PREFIX, "/"), (fallback, None))
     _no_slash_redirects(out)
     return tuple(
-        Location(path, match, backend)
-        for (match, path), backend in sorted(out.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+        Location(path, match, backend, policy)
+        for (match, path), (backend, policy) in sorted(out.items(), key=_location_order)
     )
 
 
-def _no_slash_redirects(out: dict[tuple[str, str], str | None]) -> None:
+def _location_order(item: tuple[tuple[str, str], Target]) -> tuple[bool, int, str, str]:
+    """By path; regexes last and longest first: nginx tries them in the order they are written."""
+    match, path = item[0]
+    regex = match == REGEX
+    return (regex, -len(path) if regex else 0, path, match)
+
+
+def _no_slash_redirects(out: dict[tuple[str, str], Target]) -> None:
     """nginx answers `/foo` with a 301 to `/foo/` when a location named `/foo/` (exact or prefix)
     proxies, unless `= /foo` exists. An Exact `/foo/` (or ImplementationSpecific `/foo/`) must not
     match `/foo`: give `/foo` its own exact location, with what the other rules give it (the longest
     prefix location it starts with; at least the `/` fallback)."""
     prefixes = sorted((path for match, path in out if match == PREFIX), key=len, reverse=True)
-    for _, path in list(out):
+    for match, path in list(out):
         bare = path[:-1]
-        if not bare or not path.endswith("/") or (EXACT, bare) in out:
+        if match == REGEX or not bare or not path.endswith("/") or (EXACT, bare) in out:
             continue
         longest = next(p for p in prefixes if bare.startswith(p))
         out[(EXACT, bare)] = out[(PREFIX, longest)]
 
 
 def _parse(obj: Obj, ours: Callable[[Obj], bool]) -> ing.ParsedIngress | ing.InvalidField | None:
-    """The parsed Ingress, why it is rejected, or None if it is not ours."""
+    """The parsed Ingress (with its annotations), why it is rejected, or None if it is not ours."""
     if not ours(obj):
         return None
     try:
-        return ing.parse(obj)
+        return ing.parse(obj, ann.read(ann.annotations_of(obj)))
+    except ann.AnnotationError as exc:
+        return ing.InvalidField(exc.field, exc.reason)
     except ing.InvalidField as exc:
         return exc
 
 
-def _memo_locations(memo: Memo, routes: dict[tuple[str, str], str], fallback: str | None) -> tuple[Location, ...]:
+def _memo_locations(memo: Memo, routes: dict[tuple[str, str], Target], fallback: str | None) -> tuple[Location, ...]:
     # In insertion order, which the oldest-first walk over the Ingresses fixes: no sort needed.
     return memo.get(("locations", fallback, *routes.items()), (), _locations, routes, fallback)
 
 
 def _memo_server(
-    memo: Memo, host: str, locations: tuple[Location, ...], certificate: str | None, redirect: bool
+    memo: Memo,
+    host: str,
+    locations: tuple[Location, ...],
+    certificate: str | None,
+    redirect: bool,
+    policy: ServerPolicy | None = None,
 ) -> Server:
     """The same Server object while nothing of it changes: comparing and hashing it is then cheap."""
     return memo.get(
-        ("server", host, id(locations), certificate, redirect),
+        ("server", host, id(locations), certificate, redirect, policy),
         (locations,),
         _server,
         host,
         locations,
         certificate,
         redirect,
+        policy,
     )
 
 
-def _server(host: str, locations: tuple[Location, ...], certificate: str | None, redirect: bool) -> Server:
-    return Server(host, server_name(host), locations, certificate, redirect)
+def _server(
+    host: str, locations: tuple[Location, ...], certificate: str | None, redirect: bool, policy: ServerPolicy | None
+) -> Server:
+    return Server(host, server_name(host), locations, certificate, redirect, policy)
 
 
 class _Builder:
@@ -236,6 +262,8 @@ class _Builder:
                 self.problem(ing.ingress_ref(obj), result.field, f"{result.reason}; Ingress rejected")
             else:
                 parsed.append(result)
+                for where, reason in result.annotations.warnings:
+                    self.problem(result.ref, where, reason)
         parsed.sort(key=_ORDER)
         return parsed
 
@@ -248,12 +276,14 @@ class _Hosts:
     """What the Ingresses ask of each host, filled by translate()'s steps oldest Ingress first:
     the first to claim something keeps it. "" is the default server (rules without a host)."""
 
-    routes: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)  # (path, type) -> backend
+    routes: dict[str, dict[tuple[str, str], Target]] = field(default_factory=dict)  # (path, type) -> target
     route_owners: dict[tuple[str, str, str], ObjectRef] = field(default_factory=dict)
     default_backend: dict[str, str] = field(default_factory=dict)
     catch_all: tuple[str, ObjectRef] | None = None  # defaultBackend of an Ingress without hosts
     tls: dict[str, str | None] = field(default_factory=dict)  # certificate name; None: the default one
     origins: dict[str, list[ObjectRef]] = field(default_factory=dict)
+    server_policy: dict[str, ServerPolicy] = field(default_factory=dict)  # the host owner's
+    server_owner: dict[str, ObjectRef] = field(default_factory=dict)  # the oldest Ingress naming the host
 
     def touch(self, host: str, ref: ObjectRef) -> None:
         owners = self.origins.setdefault(host, [])
@@ -266,8 +296,9 @@ def _add_routes(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> None:
     for host in p.hosts:
         hosts.routes.setdefault(host, {})  # a host with no paths still gets its server
         hosts.touch(host, p.ref)
+    regex, policy = p.annotations.regex, p.annotations.policy
     for route in p.routes:
-        key = (route.path, route.path_type)
+        key = (route.path, _REGEX_TYPE if regex and route.path_type != ing.EXACT else route.path_type)
         host_routes = hosts.routes.setdefault(route.host, {})
         if key in host_routes:
             winner = hosts.route_owners[(route.host, *key)]
@@ -278,7 +309,7 @@ def _add_routes(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> None:
                 f"Ingress {winner.namespace}/{winner.name}, the older one wins",
             )
             continue
-        host_routes[key] = b.use(route.backend, p.ref, route.field, ".backend")
+        host_routes[key] = (b.use(route.backend, p.ref, route.field, ".backend"), policy)
         hosts.route_owners[(route.host, *key)] = p.ref
         hosts.touch(route.host, p.ref)
 
@@ -315,21 +346,86 @@ def _add_tls(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> None:
             hosts.tls[host] = cert
 
 
+def _add_server_policy(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> None:
+    """Server-scope annotations: the host's owner (its oldest Ingress) decides; others that disagree
+    are reported and not applied."""
+    mine = p.annotations.server
+    for host in p.hosts:
+        if host not in hosts.server_owner:
+            hosts.server_owner[host] = p.ref
+            if mine is not None:
+                hosts.server_policy[host] = mine
+        elif mine is not None and hosts.server_policy.get(host) != mine:
+            owner = hosts.server_owner[host]
+            b.problem(
+                p.ref,
+                "metadata.annotations",
+                f"server-scope annotations of host {host} are decided by its owner, Ingress "
+                f"{owner.namespace}/{owner.name} (the oldest); not applied",
+            )
+
+
+def _server_policies(b: _Builder, hosts: _Hosts) -> dict[str, ServerPolicy]:
+    """The owners' server policies with the aliases each may have: not a host of a server, not an
+    alias an earlier host (in host order) took; the rest are reported and skipped."""
+    taken = {h for h in hosts.routes if h}
+    out: dict[str, ServerPolicy] = {}
+    for host in sorted(hosts.server_policy):
+        policy = hosts.server_policy[host]
+        kept = []
+        for alias in policy.aliases:
+            if alias in taken:
+                owner = hosts.server_owner[host]
+                b.problem(
+                    owner,
+                    "metadata.annotations",
+                    f"server-alias {alias} of host {host} is already served as a host or alias; skipped",
+                )
+                continue
+            taken.add(alias)
+            kept.append(alias)
+        out[host] = dataclasses.replace(policy, aliases=tuple(kept)) if len(kept) != len(policy.aliases) else policy
+    for host, policy in out.items():
+        other = host[4:] if host.startswith("www.") else f"www.{host}"
+        if policy.from_to_www and other in taken:
+            out[host] = dataclasses.replace(policy, from_to_www=False)
+        elif policy.from_to_www:
+            taken.add(other)
+    return out
+
+
+def _redirect_servers(policies: dict[str, ServerPolicy], certificates: dict[str, str | None]) -> list[Server]:
+    """from-to-www-redirect: a server for the other name (www. added or removed) that redirects (308)."""
+    out = []
+    for host, policy in policies.items():
+        if policy.from_to_www:
+            other = host[4:] if host.startswith("www.") else f"www.{host}"
+            out.append(Server(other, other, (), certificates.get(host), redirect_to=host))
+    return out
+
+
 def _static(
     b: _Builder, hosts: _Hosts, *, options: GlobalOptions, default_cert: str, global_default: str | None
 ) -> StaticConfig:
     """The servers, one per host (sorted), and the default server."""
     memo = b.memo
+    policies = _server_policies(b, hosts) if hosts.server_policy else {}
+    certificates = {h: hosts.tls.get(h) or (default_cert if h in hosts.tls else None) for h in hosts.routes if h}
     servers = tuple(
         _memo_server(
             memo,
             host,
             _memo_locations(memo, hosts.routes[host], hosts.default_backend.get(host, global_default)),
-            hosts.tls.get(host) or (default_cert if host in hosts.tls else None),
-            host in hosts.tls and options.ssl_redirect,
+            certificates[host],
+            _redirects_https(policies.get(host), tls=host in hosts.tls, default=options.ssl_redirect),
+            policies.get(host),
         )
         for host in sorted(h for h in hosts.routes if h)
     )
+    if policies:
+        redirects = _redirect_servers(policies, certificates)
+        if redirects:
+            servers = tuple(sorted((*servers, *redirects), key=_HOST))
     catch_all = hosts.catch_all[0] if hosts.catch_all else global_default
     default_server = Server(
         host="", server_name="_", locations=_memo_locations(memo, hosts.routes.get("", {}), catch_all)
@@ -344,6 +440,17 @@ def _static(
     )
 
 
+def _redirects_https(policy: ServerPolicy | None, *, tls: bool, default: bool) -> bool:
+    if policy is None:
+        return tls and default
+    if policy.force_ssl_redirect:
+        return True
+    return tls and (default if policy.ssl_redirect is None else policy.ssl_redirect)
+
+
+_HOST = operator.attrgetter("host")
+
+
 def translate(snapshot: Snapshot, settings: Settings, memo: Memo | None = None) -> Configuration:
     """The whole Configuration for a snapshot. Pass the same `memo` to successive calls to reuse
     per-object results of objects that did not change (the result is the same either way)."""
@@ -354,7 +461,7 @@ def translate(snapshot: Snapshot, settings: Settings, memo: Memo | None = None) 
     global_default = b.global_default_backend()
     parsed = b.parsed_ingresses()
     hosts = _Hosts()
-    for step in (_add_routes, _add_default_backend, _add_tls):
+    for step in (_add_routes, _add_default_backend, _add_tls, _add_server_policy):
         for p in parsed:
             step(b, hosts, p)
     static = _static(b, hosts, options=options, default_cert=default_cert, global_default=global_default)

@@ -117,7 +117,7 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         default="off",
     ),
     _a("proxy-buffer-size", v.size, _SIZE, "Buffer for the response head.", default="nginx's (4k/8k)"),
-    _a("proxy-buffers-number", v.integer(1, 64), "1-64", "Number of response buffers.", default="4"),
+    _a("proxy-buffers-number", v.integer(3, 64), "3-64", "Number of response buffers.", default="4"),
     _a("proxy-request-buffering", v.on_off, _ONOFF, "Buffer the request body before proxying.", default="on"),
     _a(
         "client-body-buffer-size",
