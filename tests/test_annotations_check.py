@@ -1,0 +1,136 @@
+"""`ingressctl check`: the migration report on a corpus of ingress-nginx Ingresses (tests/corpus/,
+written after ingress-nginx's documented examples), as text and JSON, from a folder and from a
+cluster (the fake API server through the real kubernetes-asyncio client)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.fakeapi.threaded import threaded_fake_api
+from tests.harness import REPO, backend, ingress, ingress_class, rule
+
+CORPUS = REPO / "tests" / "corpus"
+NGINX = "nginx.ingress.kubernetes.io/"
+
+
+def check(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ingressctl", "check", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=False,
+    )
+
+
+def _expected(report: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"served": report["served"], "same": report["same"]}
+    if report["annotations"]:
+        out["annotations"] = {a["key"].removeprefix(NGINX): a["status"] for a in report["annotations"]}
+    if report["problems"]:
+        out["problems"] = len(report["problems"])
+    if report["notes"]:
+        out["notes"] = len(report["notes"])
+    return out
+
+
+def test_corpus_report_matches_expectations() -> None:
+    result = check("--manifests", str(CORPUS), "--output", "json")
+    assert result.returncode == 1, result.stderr
+    doc = json.loads(result.stdout)
+    got = {f"{r['namespace']}/{r['name']}": _expected(r) for r in doc["ingresses"]}
+    expected = yaml.safe_load((CORPUS / "expected.yaml").read_text())
+    assert len(got) >= 40
+    assert got == expected
+    assert doc["same"] is False
+    # The summary counts every annotation across the input, by status.
+    summary = doc["summary"]
+    assert summary["configuration-snippet"] == {"refused": 2}
+    assert summary["enable-cors"] == {"supported": 3}
+    assert summary["canary"] == {"ignored": 2}
+    assert sum(sum(v.values()) for v in summary.values()) == sum(len(r["annotations"]) for r in doc["ingresses"])
+
+
+def test_corpus_report_details() -> None:
+    doc = json.loads(check("--manifests", str(CORPUS), "--output", "json").stdout)
+    by_name = {r["name"]: r for r in doc["ingresses"]}
+    snippet = by_name["server-snippet"]["annotations"][0]
+    assert snippet["status"] == "refused" and "server-alias" in snippet["detail"]
+    hostile = by_name["vhost-injection"]["annotations"][0]
+    assert hostile["status"] == "invalid" and "control" in hostile["detail"]
+    assert by_name["legacy-class"]["ingress_class"] == "nginx (legacy annotation)"
+    assert by_name["switched"]["served"] and by_name["switched"]["same"]
+    assert "already served by Ingress shop/production" in by_name["canary"]["problems"][0]
+    assert "Service not found" in by_name["missing-service"]["notes"][0]
+    assert "which wins" in by_name["both-prefixes"]["notes"][0]
+    assert any("is not a plain path" in p for p in by_name["regex-without-use-regex"]["problems"])
+
+
+def test_text_report_and_exit_status(tmp_path: Path) -> None:
+    result = check("--manifests", str(CORPUS))
+    assert result.returncode == 1
+    text = result.stdout
+    assert "Ingress default/config-snippet: class nginx, not served (class is not ingressctl's); DIFFERS" in text
+    assert "  nginx.ingress.kubernetes.io/configuration-snippet: refused: snippet annotations are refused" in text
+    assert "Ingress shop/timeouts: class nginx, not served (class is not ingressctl's); same" in text
+    assert text.rstrip().endswith("differ")
+    header = next(line for line in text.splitlines() if line.startswith("annotation "))
+    assert header.split() == ["annotation", "supported", "supported-with-a-difference", "ignored", "refused", "invalid"]
+    snippet_row = next(line for line in text.splitlines() if line.startswith("configuration-snippet "))
+    assert snippet_row.split() == ["configuration-snippet", "0", "0", "0", "2", "0"]
+    # A folder whose Ingresses all behave the same: exit 0.
+    good = tmp_path / "good"
+    good.mkdir()
+    docs = [
+        ingress_class(),
+        ingress(
+            "fine",
+            rules=[rule("fine.example.com", ("/", "Prefix", backend("app")))],
+            annotations={NGINX + "proxy-body-size": "8m", NGINX + "enable-cors": "true"},
+        ),
+    ]
+    (good / "fine.yaml").write_text(yaml.safe_dump_all(docs))
+    ok = check("--manifests", str(good))
+    assert ok.returncode == 0, ok.stdout
+    assert "1 Ingresses: 1 behave the same, 0 differ" in ok.stdout
+
+
+def test_against_a_cluster(tmp_path: Path) -> None:
+    with threaded_fake_api() as api:
+        api.create(ingress_class())
+        api.create(
+            ingress(
+                "snippet",
+                namespace="team-a",
+                class_name="nginx",
+                rules=[rule("a.example.com", ("/", "Prefix", backend("app")))],
+                annotations={NGINX + "configuration-snippet": "more_set_headers 'X: y';"},
+            )
+        )
+        api.create(
+            ingress(
+                "fine",
+                namespace="team-b",
+                rules=[rule("b.example.com", ("/", "Prefix", backend("app")))],
+                annotations={NGINX + "proxy-read-timeout": "30"},
+            )
+        )
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        result = check("--kubeconfig", str(kubeconfig), "--output", "json")
+        assert result.returncode == 1, result.stderr
+        doc = json.loads(result.stdout)
+        reports = {r["name"]: r for r in doc["ingresses"]}
+        assert reports["snippet"]["annotations"][0]["status"] == "refused"
+        assert reports["fine"]["served"] and reports["fine"]["same"]
+        only_b = check("--kubeconfig", str(kubeconfig), "--namespace", "team-b")
+        assert only_b.returncode == 0, only_b.stdout + only_b.stderr
+        assert "team-a" not in only_b.stdout
+    unreachable = check("--kubeconfig", str(kubeconfig))
+    assert unreachable.returncode == 2 and "reading the cluster failed" in unreachable.stderr
