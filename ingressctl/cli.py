@@ -31,6 +31,7 @@ from ingressctl.dataplane.paths import Paths, lua_dir
 from ingressctl.dataplane.render import Renderer
 from ingressctl.health import start_health_server
 from ingressctl.metrics import Metrics
+from ingressctl.plan import Action, Plan, make_plan
 from ingressctl.sources import kubeflags
 from ingressctl.sources.base import Source
 from ingressctl.sources.manifests import ManifestsSource
@@ -108,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="Print the nginx.conf (or backends JSON) without starting anything")
     add_common(render)
     render.add_argument("--backends", action="store_true", help="Print the backends JSON for the Lua API instead")
+    render.add_argument(
+        "--diff",
+        metavar="OTHER_DIR",
+        default=None,
+        help="Print what would change from --manifests to OTHER_DIR, and whether it would reload, instead",
+    )
     check.add_arguments(
         sub.add_parser(
             "check",
@@ -131,24 +138,49 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
+def _load(folder: str) -> tuple[ManifestsSource, Cache]:
+    source = ManifestsSource(folder)
+    cache = Cache()
+    cache.load(source.load_once())
+    return source, cache
+
+
 def render_command(args: argparse.Namespace) -> int:
     if not args.manifests:
         print("ingressctl render: --manifests DIR is required", file=sys.stderr)
         return 2
-    source = ManifestsSource(args.manifests)
-    cache = Cache()
-    cache.load(source.load_once())
-    config = translate(cache.snapshot(), settings_from(args))
-    work = args.work_dir or "/var/run/ingressctl"
-    if args.backends:
+    settings = settings_from(args)
+    source, cache = _load(args.manifests)
+    config = translate(cache.snapshot(), settings)
+    if args.diff:
+        other_source, other_cache = _load(args.diff)
+        other = translate(other_cache.snapshot(), settings)
+        print_plan(make_plan(config, other))
+        source, config = other_source, other  # the problems reported are those of the new state
+    elif args.backends:
         print(json.dumps(config.backends_document(), indent=2))
     else:
+        work = args.work_dir or "/var/run/ingressctl"
         print(Renderer(paths=Paths(work=work, lua=str(lua_dir()))).render(config.static).text, end="")
     for _, error in sorted(source.errors.items()):
         print(f"error: {error}", file=sys.stderr)
     for problem in config.problems:
         print(f"error: {problem}", file=sys.stderr)
     return 1 if config.problems or source.errors else 0
+
+
+def print_plan(plan: Plan) -> None:
+    """What `render --diff` prints: the verdict, then one line per change that needs a reload."""
+    verdict = {
+        Action.NOTHING: "no change: nothing to do",
+        Action.LUA: "backends change: Lua update, no reload",
+        Action.RELOAD: f"would reload ({', '.join(plan.reasons)})",
+    }[plan.action]
+    if plan.reload and plan.backends_changed:
+        verdict += ", backends change too"
+    print(verdict)
+    for change in plan.changes:
+        print(f"  {change}")
 
 
 async def run_controller(args: argparse.Namespace) -> int:
@@ -169,12 +201,12 @@ async def run_controller(args: argparse.Namespace) -> int:
                 return 2
             source, publishers = mode.source, mode.publishers
             jobs = await stack.enter_async_context(mode.running())
-        return await _serve(args, source, publishers, jobs)
+        return await _serve(args, source=source, publishers=publishers, jobs=jobs)
     raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow exceptions)
 
 
 async def _serve(
-    args: argparse.Namespace, source: Source, publishers: Sequence[Publisher], jobs: asyncio.Future[None]
+    args: argparse.Namespace, *, source: Source, publishers: Sequence[Publisher], jobs: asyncio.Future[None]
 ) -> int:
     created = args.work_dir is None
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="ingressctl-")).resolve()

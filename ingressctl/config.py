@@ -21,6 +21,11 @@ EXACT = "="
 PREFIX = ""
 REGEX = "~*"
 
+# The balancing algorithms of the Lua balancer's registry (lua/ingressctl/balancer.lua: one module
+# per algorithm under lua/ingressctl/balancer/); a test keeps the two lists equal.
+ROUND_ROBIN = "round_robin"
+ALGORITHMS = (ROUND_ROBIN,)
+
 
 @dataclass(frozen=True, slots=True)
 class ObjectRef:
@@ -113,6 +118,7 @@ class GlobalOptions:
     proxy_body_size: str = "1m"
     proxy_next_upstream_tries: int = 3
     upstream_keepalive: int = 320
+    load_balance: str = ROUND_ROBIN  # one of ALGORITHMS
     access_log: bool = True
     ssl_redirect: bool = True
     worker_shutdown_timeout: int = 240
@@ -137,6 +143,7 @@ class Endpoint:
 class Backend:
     name: str  # "namespace/service:port"
     endpoints: tuple[Endpoint, ...]
+    algorithm: str = ROUND_ROBIN  # how the balancer picks an endpoint: one of ALGORITHMS
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +154,7 @@ class BackendSource:
     namespace: str
     service: str
     port: int | str
+    algorithm: str = ROUND_ROBIN
 
 
 @dataclass(frozen=True)
@@ -167,7 +175,11 @@ class Configuration:
         """The JSON document the Lua configuration API accepts."""
         return {
             "backends": [
-                {"name": b.name, "endpoints": [{"address": e.address, "port": e.port} for e in b.endpoints]}
+                {
+                    "name": b.name,
+                    **({"algorithm": b.algorithm} if b.algorithm != ROUND_ROBIN else {}),
+                    "endpoints": [{"address": e.address, "port": e.port} for e in b.endpoints],
+                }
                 for b in self.backends
             ]
         }

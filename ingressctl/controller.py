@@ -138,7 +138,7 @@ class Controller:
             config = await asyncio.to_thread(self.translator.full, snapshot)
         else:
             # Endpoints only: no translate of the whole snapshot, no render, no reload.
-            config = self.translator.endpoints(previous, snapshot, set(changes.services))
+            config = self.translator.endpoints(previous, snapshot, services=set(changes.services))
         translated = time.monotonic()
         self._report(config)
         self.metrics.syncs.inc()

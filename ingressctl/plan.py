@@ -17,7 +17,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ingressctl.config import Configuration, Location, ObjectRef, Server, StaticConfig
+from ingressctl.config import Configuration, GlobalOptions, Location, ObjectRef, Server, StaticConfig
 from ingressctl.translate.options import KEYS
 
 
@@ -119,12 +119,13 @@ def static_changes(running: Configuration, new: Configuration) -> tuple[Change, 
     if old is cur or old == cur:
         return ()
     changes: list[Change] = []
-    changes += _server_changes(old, cur, running.origins, new.origins)
+    changes += _server_changes(old, cur, old_origins=running.origins, new_origins=new.origins)
     if old.default_server != cur.default_server:
-        changes += _server_diff(old.default_server, cur.default_server, "default server", new.origins.get("", ()))
+        origins = new.origins.get("", ()) or running.origins.get("", ())
+        changes += _server_diff(old.default_server, cur.default_server, subject="default server", origins=origins)
     if old.default_certificate != cur.default_certificate:
         changes.append(Change(Reason.TLS_CHANGED, "default certificate"))
-    changes += _option_changes(old, cur, new)
+    changes += _option_changes(old.options, cur.options, configmap=new.configmap)
     if not changes:  # e.g. only the certificates' tuple: still a change nginx.conf carries
         changes.append(Change(Reason.OTHER, "static configuration"))
     changes.sort(key=lambda c: _RANK[c.reason])  # stable: servers stay in host order
@@ -134,6 +135,7 @@ def static_changes(running: Configuration, new: Configuration) -> tuple[Change, 
 def _server_changes(
     old: StaticConfig,
     cur: StaticConfig,
+    *,
     old_origins: Mapping[str, tuple[ObjectRef, ...]],
     new_origins: Mapping[str, tuple[ObjectRef, ...]],
 ) -> Iterable[Change]:
@@ -151,11 +153,15 @@ def _server_changes(
             yield Change(Reason.HOST_REMOVED, f"host {host}", old_origins.get(host, ()))
         elif was != now:
             origins = new_origins.get(host, ()) or old_origins.get(host, ())
-            yield from _server_diff(was, now, f"host {host}", origins)
+            yield from _server_diff(was, now, subject=f"host {host}", origins=origins)
 
 
-def _server_diff(was: Server, now: Server, subject: str, origins: tuple[ObjectRef, ...]) -> Iterable[Change]:
-    changed = {SERVER_FIELDS.get(f.name, Reason.OTHER) for f in dataclasses.fields(Server) if _differs(was, now, f)}
+def _server_diff(was: Server, now: Server, *, subject: str, origins: tuple[ObjectRef, ...]) -> Iterable[Change]:
+    changed = {
+        SERVER_FIELDS.get(f.name, Reason.OTHER)
+        for f in dataclasses.fields(Server)
+        if f.compare and getattr(was, f.name) != getattr(now, f.name)
+    }
     if Reason.PATH_CHANGED in changed and _routing(was.locations) == _routing(now.locations):
         changed.discard(Reason.PATH_CHANGED)  # the same paths and backends: only annotations differ
         changed.add(Reason.ANNOTATIONS_CHANGED)
@@ -168,16 +174,12 @@ def _routing(locations: tuple[Location, ...]) -> list[tuple[str, str, str | None
     return [(loc.path, loc.match, loc.backend) for loc in locations]
 
 
-def _differs(was: object, now: object, f: dataclasses.Field[object]) -> bool:
-    return f.compare and getattr(was, f.name) != getattr(now, f.name)
-
-
-def _option_changes(old: StaticConfig, cur: StaticConfig, new: Configuration) -> Iterable[Change]:
-    if old.options == cur.options:
+def _option_changes(old: GlobalOptions, cur: GlobalOptions, *, configmap: ObjectRef | None) -> Iterable[Change]:
+    if old == cur:
         return
-    origins = (new.configmap,) if new.configmap else ()
-    for f in dataclasses.fields(cur.options):
-        if getattr(old.options, f.name) != getattr(cur.options, f.name):
+    origins = (configmap,) if configmap else ()
+    for f in dataclasses.fields(cur):
+        if getattr(old, f.name) != getattr(cur, f.name):
             key = KEYS.get(f.name)  # None: set by a flag, not the ConfigMap
             if key:
                 yield Change(Reason.OPTIONS_CHANGED, f"option {key}", origins)

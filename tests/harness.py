@@ -72,10 +72,15 @@ class Pod:
             def _answer(self) -> None:
                 pod.requests += 1
                 length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
+                received = self.rfile.read(length) if length else b""
                 body = json.dumps(
-                    {"pod": pod.name, "path": self.path, "method": self.command, "headers": dict(self.headers)}
+                    {
+                        "pod": pod.name,
+                        "path": self.path,
+                        "method": self.command,
+                        "headers": dict(self.headers),
+                        "body": received.decode(errors="replace"),
+                    }
                 ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -153,6 +158,7 @@ def _request(
     headers: dict[str, str] | None = None,
     address: str = "127.0.0.1",
     timeout: float = 5.0,
+    body: bytes | None = None,
 ) -> Response:
     """One request to nginx at address:port with the given Host (and SNI for TLS)."""
     sock = socket.create_connection((address, port), timeout=timeout)
@@ -171,7 +177,7 @@ def _request(
     conn = http.client.HTTPConnection(address, port, timeout=timeout)
     conn.sock = sock
     try:
-        conn.request(method, path, headers={"Host": host, **(headers or {})})
+        conn.request(method, path, body=body, headers={"Host": host, **(headers or {})})
         resp = conn.getresponse()
         body = resp.read()
         return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body, peer_cert)

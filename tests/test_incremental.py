@@ -93,7 +93,7 @@ def test_update_endpoints_equals_a_full_translation() -> None:
         cache.apply(event)
         meta = event.obj["metadata"]
         service_name = meta.get("labels", {}).get("kubernetes.io/service-name", meta["name"])
-        updated = translator.endpoints(config, cache.snapshot(), {("default", service_name)})
+        updated = translator.endpoints(config, cache.snapshot(), services={("default", service_name)})
         fresh = translate(cache.snapshot(), SETTINGS)
         assert updated == fresh, name
         assert updated.static is config.static, "endpoint changes never touch the static part"
@@ -119,7 +119,7 @@ def test_encoder_matches_plain_json_and_reuses_fragments() -> None:
     config = translator.full(cache.snapshot())
     assert json.loads(encoder.encode(config.backends)) == _document(config)
     cache.apply(STEPS[0][1])
-    updated = translator.endpoints(config, cache.snapshot(), {("default", "s0")})
+    updated = translator.endpoints(config, cache.snapshot(), services={("default", "s0")})
     unchanged = [b for b in updated.backends if b.name != "default/s0:80"]
     assert all(any(b is old for old in config.backends) for b in unchanged), "unchanged backends are the same objects"
     assert json.loads(encoder.encode(updated.backends)) == _document(updated)

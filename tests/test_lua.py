@@ -31,7 +31,7 @@ from tests.harness import (
     write_manifests,
 )
 
-UNIT_MODULES = ["test_configuration", "test_round_robin", "test_balancer", "test_backends"]
+UNIT_MODULES = ["test_configuration", "test_round_robin", "test_balancer", "test_backends", "test_algorithms"]
 
 
 @pytest.fixture(scope="module")

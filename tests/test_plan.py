@@ -228,7 +228,7 @@ def plan_after(events: list[Event]) -> tuple[Plan, Cache]:
     elif changes.full:
         new = translator.full(snapshot)
     else:
-        new = translator.endpoints(running, snapshot, set(changes.services))
+        new = translator.endpoints(running, snapshot, services=set(changes.services))
     return make_plan(running, new), cache
 
 

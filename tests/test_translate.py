@@ -1588,7 +1588,7 @@ def test_memo_never_changes_the_result() -> None:
         for obj in case.objects:
             cache.apply(Event(EventType.ADDED, obj["kind"], obj))
         settings = Settings(fallback_certificate=FALLBACK, **case.settings)
-        assert translate(cache.snapshot(), settings, memo) == translate(cache.snapshot(), settings)
+        assert translate(cache.snapshot(), settings, memo=memo) == translate(cache.snapshot(), settings)
         assert len(memo) <= 2 * (len(case.objects) + 4)
 
 
@@ -1604,7 +1604,7 @@ def test_memo_sees_a_changed_object() -> None:
     for obj in objects:
         cache.apply(Event(EventType.ADDED, obj["kind"], obj))
     settings = Settings(fallback_certificate=FALLBACK)
-    before = translate(cache.snapshot(), settings, memo)
+    before = translate(cache.snapshot(), settings, memo=memo)
     cache.apply(Event(EventType.MODIFIED, "EndpointSlice", endpoint_slice("svc", ["10.0.0.2"], port=8080)))
     cache.apply(
         Event(
@@ -1613,7 +1613,7 @@ def test_memo_sees_a_changed_object() -> None:
             ingress("web", rules=[rule("b.example.com", ("/", "Prefix", backend("svc")))]),
         )
     )
-    after = translate(cache.snapshot(), settings, memo)
+    after = translate(cache.snapshot(), settings, memo=memo)
     assert after == translate(cache.snapshot(), settings)
     assert [s.host for s in after.static.servers] == ["b.example.com"]
     assert after.backends[0].endpoints[0].address == "10.0.0.2"

@@ -55,13 +55,13 @@ class LuaBackends:
                     posted[backend.name] = backend
                 for name in removals:
                     del posted[name]
-                self._remember(backends, state, master)
+                self._remember(backends, state=state, master=master)
                 return
         state = await self.lua.post_backends(self.encoder.encode(backends))
         self._posted = {b.name: b for b in backends}
         self.full_posts += 1
         log.debug("backends replaced: %d backends, version %d", len(backends), state.version)
-        self._remember(backends, state, master)
+        self._remember(backends, state=state, master=master)
 
     def _delta(self, backends: tuple[Backend, ...]) -> tuple[list[Backend], list[str], list[Backend]]:
         """What changed since the store last answered: backends to upsert, names to remove, and
@@ -88,7 +88,7 @@ class LuaBackends:
         removals = [] if known == len(posted) else sorted(posted.keys() - {b.name for b in backends})
         return upserts, removals, same
 
-    def _remember(self, backends: tuple[Backend, ...], state: LuaState, master: int | None) -> None:
+    def _remember(self, backends: tuple[Backend, ...], *, state: LuaState, master: int | None) -> None:
         self._state, self._master = state, master
         self.backends = backends
         self.metrics.backend_updates.inc()

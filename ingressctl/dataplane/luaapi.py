@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from ingressctl.config import Backend
+from ingressctl.config import ROUND_ROBIN, Backend
 
 
 class LuaApiError(RuntimeError):
@@ -38,10 +38,10 @@ class LuaState:
 
 
 def _fragment(backend: Backend) -> str:
-    document = {
-        "name": backend.name,
-        "endpoints": [{"address": e.address, "port": e.port} for e in backend.endpoints],
-    }
+    document: dict[str, object] = {"name": backend.name}
+    if backend.algorithm != ROUND_ROBIN:  # the balancer's default: not sent
+        document["algorithm"] = backend.algorithm
+    document["endpoints"] = [{"address": e.address, "port": e.port} for e in backend.endpoints]
     return json.dumps(document, separators=(",", ":"))
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingressctl.cache import Snapshot
-from ingressctl.config import Backend, Endpoint
+from ingressctl.config import ROUND_ROBIN, Backend, Endpoint
 from ingressctl.model import ENDPOINTS, SERVICE, Key, Obj
 from ingressctl.translate import validate
 from ingressctl.translate.ingress import ServiceRef
@@ -37,20 +37,25 @@ class BackendResolver:
         self._slices = snapshot.slices_by_service
         self._memo = memo
 
-    def resolve(self, ref: ServiceRef) -> Resolved:
+    def resolve(self, ref: ServiceRef, *, algorithm: str = ROUND_ROBIN) -> Resolved:
         key = (ref.namespace, ref.name)
         service = self._services.get(key)
         # The Service's slices as one mapping, which the cache replaces whenever one of them changes.
         slices = self._slices.get(key)
         endpoints = self._endpoints.get(key)
         return self._memo.get(
-            ("backend", ref, id(service), id(slices), id(endpoints)),
+            ("backend", ref, algorithm, id(service), id(slices), id(endpoints)),
             (service, slices, endpoints),
-            lambda: self._resolve(ref, service, slices, endpoints),
+            lambda: self._resolve(ref, service, slices, endpoints, algorithm),
         )
 
     def _resolve(
-        self, ref: ServiceRef, service: Obj | None, by_key: Mapping[Key, Obj] | None, endpoints_obj: Obj | None
+        self,
+        ref: ServiceRef,
+        service: Obj | None,
+        by_key: Mapping[Key, Obj] | None,
+        endpoints_obj: Obj | None,
+        algorithm: str,
     ) -> Resolved:
         slices = tuple(v for _, v in sorted((by_key or {}).items()))
         if service is None:
@@ -73,7 +78,7 @@ class BackendResolver:
             endpoints = _from_slices(slices, port)
         else:
             endpoints = _from_endpoints(endpoints_obj, port)
-        return Resolved(Backend(name, tuple(sorted(endpoints, key=_endpoint_order))))
+        return Resolved(Backend(name, tuple(sorted(endpoints, key=_endpoint_order)), algorithm))
 
 
 def _endpoint_order(e: Endpoint) -> tuple[int, str, int]:

@@ -25,6 +25,7 @@ from ingressctl.config import (
     EXACT,
     PREFIX,
     REGEX,
+    ROUND_ROBIN,
     Backend,
     BackendSource,
     Certificate,
@@ -41,6 +42,7 @@ from ingressctl.config import (
 from ingressctl.model import CONFIG_MAP, INGRESS, INGRESS_CLASS, SECRET, SERVICE, Obj
 from ingressctl.translate import annotations as ann
 from ingressctl.translate import ingress as ing
+from ingressctl.translate.annotations import servers as server_scope
 from ingressctl.translate.backends import BackendResolver
 from ingressctl.translate.classes import is_ours, our_classes
 from ingressctl.translate.memo import Memo
@@ -131,7 +133,7 @@ def _parse(obj: Obj, ours: Callable[[Obj], bool]) -> ing.ParsedIngress | ing.Inv
         return exc
 
 
-def _memo_locations(memo: Memo, routes: dict[tuple[str, str], Target], fallback: str | None) -> tuple[Location, ...]:
+def _memo_locations(memo: Memo, *, routes: dict[tuple[str, str], Target], fallback: str | None) -> tuple[Location, ...]:
     # In insertion order, which the oldest-first walk over the Ingresses fixes: no sort needed.
     return memo.get(("locations", fallback, *routes.items()), (), _locations, routes, fallback)
 
@@ -139,6 +141,7 @@ def _memo_locations(memo: Memo, routes: dict[tuple[str, str], Target], fallback:
 def _memo_server(
     memo: Memo,
     host: str,
+    *,
     locations: tuple[Location, ...],
     certificate: str | None,
     redirect: bool,
@@ -148,127 +151,8 @@ def _memo_server(
     return memo.get(
         ("server", host, id(locations), certificate, redirect, policy),
         (locations,),
-        _server,
-        host,
-        locations,
-        certificate,
-        redirect,
-        policy,
+        lambda: Server(host, server_name(host), locations, certificate, redirect, policy),
     )
-
-
-def _server(
-    host: str, locations: tuple[Location, ...], certificate: str | None, redirect: bool, policy: ServerPolicy | None
-) -> Server:
-    return Server(host, server_name(host), locations, certificate, redirect, policy)
-
-
-class _Builder:
-    def __init__(self, snapshot: Snapshot, settings: Settings, memo: Memo) -> None:
-        self.snapshot = snapshot
-        self.settings = settings
-        self.memo = memo
-        self.problems: list[Problem] = []
-        self.resolver = BackendResolver(snapshot, memo)
-        self.sources: set[BackendSource] = set()
-        self.backends: dict[str, Backend] = {}
-        self.certificates: dict[str, Certificate] = {}
-        self._resolved: dict[ing.ServiceRef, str] = {}  # refs used so far, without problems
-
-    def problem(self, ref: ObjectRef, where: str, reason: str) -> None:
-        self.problems.append(Problem(ref, where, reason))
-
-    def use(self, ref: ing.ServiceRef, owner: ObjectRef, where: str, suffix: str = "") -> str:
-        """The backend for ref; a problem with it is reported at `where + suffix`."""
-        name = self._resolved.get(ref)
-        if name is not None:
-            return name
-        resolved = self.resolver.resolve(ref)
-        name = resolved.backend.name
-        self.backends[name] = resolved.backend
-        self.sources.add(BackendSource(name, ref.namespace, ref.name, ref.port))
-        if resolved.problem:
-            self.problem(owner, where + suffix, f"{resolved.problem}: {ref.namespace}/{ref.name} (answers 503)")
-        else:
-            self._resolved[ref] = name
-        return name
-
-    def certificate(self, namespace: str, name: str, owner: ObjectRef, where: str) -> str | None:
-        secret = self.snapshot.of(SECRET).get((namespace, name))
-        if secret is None:
-            self.problem(owner, where, f"TLS Secret {namespace}/{name} not found; serving the default certificate")
-            return None
-        try:
-            cert = certificate_from_secret(secret)
-        except BadCertificate as exc:
-            self.problem(owner, where, f"TLS Secret {namespace}/{name}: {exc}; serving the default certificate")
-            return None
-        self.certificates[cert.name] = cert
-        return cert.name
-
-    def options(self) -> GlobalOptions:
-        options = self.settings.options
-        if self.settings.configmap:
-            cm = self.snapshot.of(CONFIG_MAP).get(self.settings.configmap)
-            if cm is not None:
-                options, errors = apply_configmap(options, cm.get("data") or {})
-                ref = ObjectRef(CONFIG_MAP, *self.settings.configmap)
-                for error in errors:
-                    self.problem(ref, error.field, error.reason + " (ignored)")
-        return options
-
-    def default_certificate(self) -> str:
-        fallback = self.settings.fallback_certificate
-        self.certificates[fallback.name] = fallback
-        if self.settings.default_ssl_certificate:
-            ns, name = self.settings.default_ssl_certificate
-            chosen = self.certificate(ns, name, ObjectRef(SECRET, ns, name), "--default-ssl-certificate")
-            if chosen:
-                return chosen
-        return fallback.name
-
-    def global_default_backend(self) -> str | None:
-        if not self.settings.default_backend_service:
-            return None
-        ns, name = self.settings.default_backend_service
-        spec = (self.snapshot.of(SERVICE).get((ns, name)) or {}).get("spec")
-        ports = spec.get("ports") if isinstance(spec, dict) else None
-        first = ports[0] if isinstance(ports, list) and ports and isinstance(ports[0], dict) else {}
-        port = first.get("port", 80)
-        port = port if isinstance(port, int) else 80  # a bad port is then reported by the resolver
-        return self.use(ing.ServiceRef(ns, name, port), ObjectRef(SERVICE, ns, name), "--default-backend-service")
-
-    def parsed_ingresses(self) -> list[ing.ParsedIngress]:
-        classes = self.snapshot.of(INGRESS_CLASS)
-        # Whether an Ingress is ours depends on it, the IngressClasses and the settings: a token
-        # that stays the same object while those do lets the memo keep the answer with the parse.
-        token = self.memo.get(
-            ("classes", id(self.settings), *(id(c) for c in classes.values())),
-            (self.settings, *classes.values()),
-            object,
-        )
-        ours = functools.partial(
-            is_ours,
-            classes=our_classes(classes, self.settings.controller_class),
-            ingress_class=self.settings.ingress_class,
-            watch_without_class=self.settings.watch_without_class,
-        )
-        parsed: list[ing.ParsedIngress] = []
-        for obj in self.snapshot.of(INGRESS).values():
-            result = self.memo.get(("ingress", id(obj), id(token)), (obj, token), _parse, obj, ours)
-            if result is None:
-                continue
-            if isinstance(result, ing.InvalidField):
-                self.problem(ing.ingress_ref(obj), result.field, f"{result.reason}; Ingress rejected")
-            else:
-                parsed.append(result)
-                for where, reason in result.annotations.warnings:
-                    self.problem(result.ref, where, reason)
-        parsed.sort(key=_ORDER)
-        return parsed
-
-
-_ORDER = operator.attrgetter("order")
 
 
 @dataclass
@@ -291,8 +175,125 @@ class _Hosts:
             owners.append(ref)
 
 
-def _add_routes(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> None:
+class _Builder:
+    def __init__(self, snapshot: Snapshot, settings: Settings, memo: Memo) -> None:
+        self.snapshot = snapshot
+        self.settings = settings
+        self.memo = memo
+        self.problems: list[Problem] = []
+        self.resolver = BackendResolver(snapshot, memo)
+        self.sources: set[BackendSource] = set()
+        self.backends: dict[str, Backend] = {}
+        self.certificates: dict[str, Certificate] = {}
+        self._resolved: dict[ing.ServiceRef, str] = {}  # refs used so far, without problems
+        self.hosts = _Hosts()
+        self.algorithm = ROUND_ROBIN  # the balancing algorithm of every backend (the options' load-balance)
+
+    def problem(self, ref: ObjectRef, *, where: str, reason: str) -> None:
+        self.problems.append(Problem(ref, where, reason))
+
+    def use(self, ref: ing.ServiceRef, *, owner: ObjectRef, where: str, suffix: str = "") -> str:
+        """The backend for ref; a problem with it is reported at `where + suffix`."""
+        name = self._resolved.get(ref)
+        if name is not None:
+            return name
+        resolved = self.resolver.resolve(ref, algorithm=self.algorithm)
+        name = resolved.backend.name
+        self.backends[name] = resolved.backend
+        self.sources.add(BackendSource(name, ref.namespace, ref.name, ref.port, self.algorithm))
+        if resolved.problem:
+            self.problem(
+                owner, where=where + suffix, reason=f"{resolved.problem}: {ref.namespace}/{ref.name} (answers 503)"
+            )
+        else:
+            self._resolved[ref] = name
+        return name
+
+    def certificate(self, namespace: str, name: str, *, owner: ObjectRef, where: str) -> str | None:
+        secret = self.snapshot.of(SECRET).get((namespace, name))
+        if secret is None:
+            reason = f"TLS Secret {namespace}/{name} not found; serving the default certificate"
+            self.problem(owner, where=where, reason=reason)
+            return None
+        try:
+            cert = certificate_from_secret(secret)
+        except BadCertificate as exc:
+            self.problem(
+                owner, where=where, reason=f"TLS Secret {namespace}/{name}: {exc}; serving the default certificate"
+            )
+            return None
+        self.certificates[cert.name] = cert
+        return cert.name
+
+    def options(self) -> GlobalOptions:
+        options = self.settings.options
+        if self.settings.configmap:
+            cm = self.snapshot.of(CONFIG_MAP).get(self.settings.configmap)
+            if cm is not None:
+                options, errors = apply_configmap(options, cm.get("data") or {})
+                ref = ObjectRef(CONFIG_MAP, *self.settings.configmap)
+                for error in errors:
+                    self.problem(ref, where=error.field, reason=error.reason + " (ignored)")
+        return options
+
+    def default_certificate(self) -> str:
+        fallback = self.settings.fallback_certificate
+        self.certificates[fallback.name] = fallback
+        if self.settings.default_ssl_certificate:
+            ns, name = self.settings.default_ssl_certificate
+            chosen = self.certificate(ns, name, owner=ObjectRef(SECRET, ns, name), where="--default-ssl-certificate")
+            if chosen:
+                return chosen
+        return fallback.name
+
+    def global_default_backend(self) -> str | None:
+        if not self.settings.default_backend_service:
+            return None
+        ns, name = self.settings.default_backend_service
+        spec = (self.snapshot.of(SERVICE).get((ns, name)) or {}).get("spec")
+        ports = spec.get("ports") if isinstance(spec, dict) else None
+        first = ports[0] if isinstance(ports, list) and ports and isinstance(ports[0], dict) else {}
+        port = first.get("port", 80)
+        port = port if isinstance(port, int) else 80  # a bad port is then reported by the resolver
+        ref = ing.ServiceRef(ns, name, port)
+        return self.use(ref, owner=ObjectRef(SERVICE, ns, name), where="--default-backend-service")
+
+    def parsed_ingresses(self) -> list[ing.ParsedIngress]:
+        classes = self.snapshot.of(INGRESS_CLASS)
+        # Whether an Ingress is ours depends on it, the IngressClasses and the settings: a token
+        # that stays the same object while those do lets the memo keep the answer with the parse.
+        token = self.memo.get(
+            ("classes", id(self.settings), *(id(c) for c in classes.values())),
+            (self.settings, *classes.values()),
+            object,
+        )
+        ours = functools.partial(
+            is_ours,
+            classes=our_classes(classes, self.settings.controller_class),
+            ingress_class=self.settings.ingress_class,
+            watch_without_class=self.settings.watch_without_class,
+        )
+        parsed: list[ing.ParsedIngress] = []
+        for obj in self.snapshot.of(INGRESS).values():
+            result = self.memo.get(("ingress", id(obj), id(token)), (obj, token), _parse, obj, ours)
+            if result is None:
+                continue
+            if isinstance(result, ing.InvalidField):
+                self.problem(ing.ingress_ref(obj), where=result.field, reason=f"{result.reason}; Ingress rejected")
+            else:
+                parsed.append(result)
+                for where, reason in result.annotations.warnings:
+                    self.problem(result.ref, where=where, reason=reason)
+        parsed.sort(key=_ORDER)
+        return parsed
+
+
+_ORDER = operator.attrgetter("order")
+
+
+def _add_routes(b: _Builder, p: ing.ParsedIngress) -> None:
     """Rules: each (host, path, pathType) goes to the oldest Ingress that asks for it."""
+    hosts = b.hosts
     for host in p.hosts:
         hosts.routes.setdefault(host, {})  # a host with no paths still gets its server
         hosts.touch(host, p.ref)
@@ -304,21 +305,22 @@ def _add_routes(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> None:
             winner = hosts.route_owners[(route.host, *key)]
             b.problem(
                 p.ref,
-                route.field,
-                f"host {route.host or '*'} path {route.path} ({route.path_type}) is already served by "
+                where=route.field,
+                reason=f"host {route.host or '*'} path {route.path} ({route.path_type}) is already served by "
                 f"Ingress {winner.namespace}/{winner.name}, the older one wins",
             )
             continue
-        host_routes[key] = (b.use(route.backend, p.ref, route.field, ".backend"), policy)
+        host_routes[key] = (b.use(route.backend, owner=p.ref, where=route.field, suffix=".backend"), policy)
         hosts.route_owners[(route.host, *key)] = p.ref
         hosts.touch(route.host, p.ref)
 
 
-def _add_default_backend(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> None:
+def _add_default_backend(b: _Builder, p: ing.ParsedIngress) -> None:
     """spec.defaultBackend: the `/` fallback of the Ingress's hosts, or with no hosts the catch-all."""
+    hosts = b.hosts
     if p.default_backend is None:
         return
-    name = b.use(p.default_backend, p.ref, "spec.defaultBackend")
+    name = b.use(p.default_backend, owner=p.ref, where="spec.defaultBackend")
     if p.hosts:
         for host in p.hosts:
             hosts.default_backend.setdefault(host, name)
@@ -329,27 +331,29 @@ def _add_default_backend(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> No
         winner = hosts.catch_all[1]
         b.problem(
             p.ref,
-            "spec.defaultBackend",
-            f"the catch-all default backend is already set by Ingress {winner.namespace}/{winner.name}, "
+            where="spec.defaultBackend",
+            reason=f"the catch-all default backend is already set by Ingress {winner.namespace}/{winner.name}, "
             "the older one wins",
         )
 
 
-def _add_tls(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> None:
+def _add_tls(b: _Builder, p: ing.ParsedIngress) -> None:
     """spec.tls: the first TLS section covering a host of the Ingress chooses its certificate."""
+    hosts = b.hosts
     for i, tls in enumerate(p.tls):
         covered = [h for h in p.hosts if h not in hosts.tls and any(tls_covers(t, h) for t in tls.hosts)]
         if not covered:
             continue
-        cert = b.certificate(p.ref.namespace, tls.secret, p.ref, f"spec.tls[{i}].secretName") if tls.secret else None
+        where = f"spec.tls[{i}].secretName"
+        cert = b.certificate(p.ref.namespace, tls.secret, owner=p.ref, where=where) if tls.secret else None
         for host in covered:
             hosts.tls[host] = cert
 
 
-def _add_server_policy(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> None:
-    """Server-scope annotations: the host's owner (its oldest Ingress) decides; others that disagree
-    are reported and not applied."""
-    mine = p.annotations.server
+def _add_server_policy(b: _Builder, p: ing.ParsedIngress) -> None:
+    """Server-scope annotations: the host's owner (its oldest Ingress) decides; another Ingress of the
+    host that sets different ones is reported, and they are not applied."""
+    hosts, mine = b.hosts, p.annotations.server
     for host in p.hosts:
         if host not in hosts.server_owner:
             hosts.server_owner[host] = p.ref
@@ -359,76 +363,46 @@ def _add_server_policy(b: _Builder, hosts: _Hosts, p: ing.ParsedIngress) -> None
             owner = hosts.server_owner[host]
             b.problem(
                 p.ref,
-                "metadata.annotations",
-                f"server-scope annotations of host {host} are decided by its owner, Ingress "
+                where="metadata.annotations",
+                reason=f"server-scope annotations of host {host} are decided by its owner, Ingress "
                 f"{owner.namespace}/{owner.name} (the oldest); not applied",
             )
 
 
-def _server_policies(b: _Builder, hosts: _Hosts) -> dict[str, ServerPolicy]:
-    """The owners' server policies with the aliases each may have: not a host of a server, not an
-    alias an earlier host (in host order) took; the rest are reported and skipped."""
-    taken = {h for h in hosts.routes if h}
-    out: dict[str, ServerPolicy] = {}
-    for host in sorted(hosts.server_policy):
-        policy = hosts.server_policy[host]
-        kept = []
-        for alias in policy.aliases:
-            if alias in taken:
-                owner = hosts.server_owner[host]
-                b.problem(
-                    owner,
-                    "metadata.annotations",
-                    f"server-alias {alias} of host {host} is already served as a host or alias; skipped",
-                )
-                continue
-            taken.add(alias)
-            kept.append(alias)
-        out[host] = dataclasses.replace(policy, aliases=tuple(kept)) if len(kept) != len(policy.aliases) else policy
-    for host, policy in out.items():
-        other = host[4:] if host.startswith("www.") else f"www.{host}"
-        if policy.from_to_www and other in taken:
-            out[host] = dataclasses.replace(policy, from_to_www=False)
-        elif policy.from_to_www:
-            taken.add(other)
-    return out
-
-
-def _redirect_servers(policies: dict[str, ServerPolicy], certificates: dict[str, str | None]) -> list[Server]:
-    """from-to-www-redirect: a server for the other name (www. added or removed) that redirects (308)."""
-    out = []
-    for host, policy in policies.items():
-        if policy.from_to_www:
-            other = host[4:] if host.startswith("www.") else f"www.{host}"
-            out.append(Server(other, other, (), certificates.get(host), redirect_to=host))
-    return out
-
-
-def _static(
-    b: _Builder, hosts: _Hosts, *, options: GlobalOptions, default_cert: str, global_default: str | None
-) -> StaticConfig:
+def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_default: str | None) -> StaticConfig:
     """The servers, one per host (sorted), and the default server."""
-    memo = b.memo
-    policies = _server_policies(b, hosts) if hosts.server_policy else {}
-    certificates = {h: hosts.tls.get(h) or (default_cert if h in hosts.tls else None) for h in hosts.routes if h}
+    memo, hosts = b.memo, b.hosts
+    named = sorted(h for h in hosts.routes if h)
+    policies: dict[str, ServerPolicy] = {}
+    if hosts.server_policy:
+        policies = server_scope.resolve(
+            hosts.server_policy,
+            owners=hosts.server_owner,
+            hosts=named,
+            report=lambda ref, reason: b.problem(ref, where="metadata.annotations", reason=reason),
+        )
+    certificates = {h: hosts.tls.get(h) or (default_cert if h in hosts.tls else None) for h in named}
     servers = tuple(
         _memo_server(
             memo,
             host,
-            _memo_locations(memo, hosts.routes[host], hosts.default_backend.get(host, global_default)),
-            certificates[host],
-            _redirects_https(policies.get(host), tls=host in hosts.tls, default=options.ssl_redirect),
-            policies.get(host),
+            locations=_memo_locations(
+                memo, routes=hosts.routes[host], fallback=hosts.default_backend.get(host, global_default)
+            ),
+            certificate=certificates[host],
+            redirect=server_scope.redirects_https(
+                policies.get(host), tls=host in hosts.tls, default=options.ssl_redirect
+            ),
+            policy=policies.get(host),
         )
-        for host in sorted(h for h in hosts.routes if h)
+        for host in named
     )
-    if policies:
-        redirects = _redirect_servers(policies, certificates)
-        if redirects:
-            servers = tuple(sorted((*servers, *redirects), key=_HOST))
+    redirects = server_scope.redirect_servers(policies, certificates) if policies else []
+    if redirects:
+        servers = tuple(sorted((*servers, *redirects), key=_HOST))
     catch_all = hosts.catch_all[0] if hosts.catch_all else global_default
     default_server = Server(
-        host="", server_name="_", locations=_memo_locations(memo, hosts.routes.get("", {}), catch_all)
+        host="", server_name="_", locations=_memo_locations(memo, routes=hosts.routes.get("", {}), fallback=catch_all)
     )
     used_certs = {default_cert} | {s.certificate for s in servers if s.certificate}
     return StaticConfig(
@@ -440,38 +414,30 @@ def _static(
     )
 
 
-def _redirects_https(policy: ServerPolicy | None, *, tls: bool, default: bool) -> bool:
-    if policy is None:
-        return tls and default
-    if policy.force_ssl_redirect:
-        return True
-    return tls and (default if policy.ssl_redirect is None else policy.ssl_redirect)
-
-
 _HOST = operator.attrgetter("host")
 
 
-def translate(snapshot: Snapshot, settings: Settings, memo: Memo | None = None) -> Configuration:
+def translate(snapshot: Snapshot, settings: Settings, *, memo: Memo | None = None) -> Configuration:
     """The whole Configuration for a snapshot. Pass the same `memo` to successive calls to reuse
     per-object results of objects that did not change (the result is the same either way)."""
     memo = Memo() if memo is None else memo
     b = _Builder(snapshot, settings, memo)
     options = b.options()
+    b.algorithm = options.load_balance
     default_cert = b.default_certificate()
     global_default = b.global_default_backend()
     parsed = b.parsed_ingresses()
-    hosts = _Hosts()
     for step in (_add_routes, _add_default_backend, _add_tls, _add_server_policy):
         for p in parsed:
-            step(b, hosts, p)
-    static = _static(b, hosts, options=options, default_cert=default_cert, global_default=global_default)
+            step(b, p)
+    static = _static(b, options=options, default_cert=default_cert, global_default=global_default)
     memo.rotate()
     return Configuration(
         static=static,
         backends=tuple(sorted(b.backends.values(), key=_NAME)),
         ingresses=tuple(sorted((p.ref for p in parsed), key=_NAMESPACE_NAME)),
         problems=tuple(sorted(set(b.problems), key=lambda x: (x.ref.namespace, x.ref.name, x.field, x.reason))),
-        origins={host: tuple(refs) for host, refs in hosts.origins.items()},
+        origins={host: tuple(refs) for host, refs in b.hosts.origins.items()},
         configmap=ObjectRef(CONFIG_MAP, *settings.configmap) if settings.configmap else None,
         backend_sources=tuple(sorted(b.sources, key=_source_order)),
     )
@@ -486,7 +452,7 @@ _NAMESPACE_NAME = operator.attrgetter("namespace", "name")
 
 
 def update_endpoints(
-    previous: Configuration, snapshot: Snapshot, services: set[tuple[str, str]], memo: Memo
+    previous: Configuration, snapshot: Snapshot, *, services: set[tuple[str, str]], memo: Memo
 ) -> Configuration:
     """translate() for a snapshot that differs from the one `previous` came from only in the
     EndpointSlices/Endpoints of `services`: re-resolves just their backends, in O(changes).
@@ -496,7 +462,7 @@ def update_endpoints(
     for source in previous.backend_sources:
         if (source.namespace, source.service) in services:
             ref = ing.ServiceRef(source.namespace, source.service, source.port)
-            fresh[source.backend] = resolver.resolve(ref).backend
+            fresh[source.backend] = resolver.resolve(ref, algorithm=source.algorithm).backend
     if not fresh:
         return previous
     backends = tuple(fresh.get(b.name, b) for b in previous.backends)
@@ -511,7 +477,9 @@ class Translator:
         self.memo = Memo()
 
     def full(self, snapshot: Snapshot) -> Configuration:
-        return translate(snapshot, self.settings, self.memo)
+        return translate(snapshot, self.settings, memo=self.memo)
 
-    def endpoints(self, previous: Configuration, snapshot: Snapshot, services: set[tuple[str, str]]) -> Configuration:
-        return update_endpoints(previous, snapshot, services, self.memo)
+    def endpoints(
+        self, previous: Configuration, snapshot: Snapshot, *, services: set[tuple[str, str]]
+    ) -> Configuration:
+        return update_endpoints(previous, snapshot, services=services, memo=self.memo)

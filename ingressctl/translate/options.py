@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from ingressctl.config import GlobalOptions
+from ingressctl.config import ALGORITHMS, GlobalOptions
 from ingressctl.translate import validate
 from ingressctl.translate.validate import Invalid
 
@@ -43,6 +43,12 @@ def _workers(value: str) -> str:
     return value
 
 
+def _algorithm(value: str) -> str:
+    if value not in ALGORITHMS:
+        raise Invalid(f"{value!r} is not one of {', '.join(ALGORITHMS)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Option:
     key: str
@@ -58,6 +64,7 @@ OPTIONS = (
     Option("proxy-body-size", "proxy_body_size", validate.size, "Largest request body (nginx size, 0 = any)."),
     Option("proxy-next-upstream-tries", "proxy_next_upstream_tries", _count(10), "Tries on connection errors."),
     Option("upstream-keepalive-connections", "upstream_keepalive", _count(10000), "Idle upstream connections."),
+    Option("load-balance", "load_balance", _algorithm, "How the balancer picks an endpoint: round_robin."),
     Option("enable-access-log", "access_log", _bool, "Write an access log line per request."),
     Option("ssl-redirect", "ssl_redirect", _bool, "Redirect HTTP to HTTPS (308) for TLS hosts."),
     Option("worker-processes", "worker_processes", _workers, "nginx worker processes."),

@@ -20,12 +20,15 @@ local cjson = require("cjson.safe")
 
 local dict = ngx.shared.ingressctl
 
-local ALGORITHMS = {
-    round_robin = require("ingressctl.balancer.round_robin"),
-}
-local DEFAULT_ALGORITHM = "round_robin"
+-- The algorithm registry, set by ingressctl.balancer (which owns it) when it is loaded.
+local ALGORITHMS = {}
+local DEFAULT_ALGORITHM = nil
 
 local M = {}
+
+function M.use_algorithms(algorithms, default)
+    ALGORITHMS, DEFAULT_ALGORITHM = algorithms, default
+end
 M.LOG_KEEP = 256
 M.LOG_MAX_NAMES = 512
 M.REBUILD = "*"
@@ -58,6 +61,8 @@ local function apply(name, text)
         ngx.log(ngx.ERR, "ingressctl: stored backend ", name, " is not decodable; keeping the previous one")
         return
     end
+    -- The configuration API stores only registered names; an unknown one (a store written by a
+    -- newer controller) falls back to the default rather than dropping the backend.
     local algorithm = ALGORITHMS[backend.algorithm or DEFAULT_ALGORITHM] or ALGORITHMS[DEFAULT_ALGORITHM]
     local instance = backends[name]
     if instance and instance.algorithm == algorithm then

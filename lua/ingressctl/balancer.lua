@@ -4,6 +4,12 @@
 -- read per request, decoding only the backends that changed), picks the peer with the backend's
 -- algorithm and allows nginx to retry the next endpoints. A backend with no ready endpoint sets no
 -- peer: nginx then uses the upstream's own `server`, the internal no-endpoints server (503).
+--
+-- The algorithm registry: one module per algorithm under ingressctl.balancer.<name>, each with
+-- new(endpoints) -> instance, instance:sync(endpoints) and instance:balance() -> address, port.
+-- A backend names its algorithm (the controller sends "algorithm" when it is not the default);
+-- the configuration API refuses names not registered here. Python's list (ingressctl.config
+-- ALGORITHMS) must name the same modules: a test compares them.
 local ngx_balancer = require("ngx.balancer")
 local backends = require("ingressctl.backends")
 
@@ -15,6 +21,13 @@ local sync = backends.sync
 local get = backends.get
 
 local M = {}
+
+M.DEFAULT_ALGORITHM = "round_robin"
+M.ALGORITHMS = {
+    round_robin = require("ingressctl.balancer.round_robin"),
+}
+backends.use_algorithms(M.ALGORITHMS, M.DEFAULT_ALGORITHM)
+
 -- The store's counters (how often this worker rebuilt, caught up, decoded a backend).
 M.stats = backends.stats
 

@@ -15,6 +15,7 @@
 local cjson = require("cjson.safe")
 
 local backends = require("ingressctl.backends")
+local balancer = require("ingressctl.balancer")
 
 local dict = ngx.shared.ingressctl
 local M = {}
@@ -50,8 +51,8 @@ local function validate_backend(backend, where)
     if not valid_name(backend.name) then
         return nil, where .. ".name must look like namespace/service:port"
     end
-    if backend.algorithm ~= nil and (type(backend.algorithm) ~= "string" or not backend.algorithm:match("^[a-z_]+$")) then
-        return nil, where .. ".algorithm must be a lower-case word"
+    if backend.algorithm ~= nil and (type(backend.algorithm) ~= "string" or balancer.ALGORITHMS[backend.algorithm] == nil) then
+        return nil, where .. ".algorithm must be a registered algorithm"
     end
     if type(backend.endpoints) ~= "table" then
         return nil, where .. ".endpoints must be an array"
@@ -69,14 +70,11 @@ local function validate_backend(backend, where)
     return true
 end
 
--- A full document. Returns true, or nil and a message naming the bad field.
-function M.validate(doc)
-    if type(doc) ~= "table" or type(doc.backends) ~= "table" then
-        return nil, "body must be a JSON object with a 'backends' array"
-    end
-    local seen = {}
-    for i, backend in ipairs(doc.backends) do
-        local where = "backends[" .. (i - 1) .. "]"
+-- A list of backends under `field` (names unique within `seen`). Returns true, or nil and a
+-- message naming the bad field.
+local function validate_backends(list, field, seen)
+    for i, backend in ipairs(list) do
+        local where = field .. "[" .. (i - 1) .. "]"
         local ok, err = validate_backend(backend, where)
         if not ok then
             return nil, err
@@ -87,6 +85,14 @@ function M.validate(doc)
         seen[backend.name] = true
     end
     return true
+end
+
+-- A full document. Returns true, or nil and a message naming the bad field.
+function M.validate(doc)
+    if type(doc) ~= "table" or type(doc.backends) ~= "table" then
+        return nil, "body must be a JSON object with a 'backends' array"
+    end
+    return validate_backends(doc.backends, "backends", {})
 end
 
 -- A delta. Returns true, or nil and a message naming the bad field.
@@ -104,16 +110,9 @@ function M.validate_delta(doc)
         return nil, "upsert and remove must be arrays"
     end
     local seen = {}
-    for i, backend in ipairs(doc.upsert or {}) do
-        local where = "upsert[" .. (i - 1) .. "]"
-        local ok, err = validate_backend(backend, where)
-        if not ok then
-            return nil, err
-        end
-        if seen[backend.name] then
-            return nil, where .. ".name is a duplicate"
-        end
-        seen[backend.name] = true
+    local ok, err = validate_backends(doc.upsert or {}, "upsert", seen)
+    if not ok then
+        return nil, err
     end
     for i, name in ipairs(doc.remove or {}) do
         local where = "remove[" .. (i - 1) .. "]"
