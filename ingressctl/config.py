@@ -222,6 +222,23 @@ class Cors:
 
 
 @dataclass(frozen=True, slots=True)
+class ErrorPages:
+    """custom-http-errors: these statuses from the Ingress's backends are answered by `backend`,
+    which gets ingress-nginx's headers (X-Code, X-Format, X-Original-URI, X-Namespace, ...)."""
+
+    codes: tuple[int, ...]
+    backend: str  # backend name
+    namespace: str  # the Ingress's
+    ingress: str
+    service: str  # the default backend's Service and port, for X-Service-Name/Port
+    port: str
+
+    def location(self, code: int) -> str:
+        """The named location that answers `code`, one per Ingress and code (names are DNS-1123)."""
+        return f"@ingressctl_error_{self.namespace}_{self.ingress}_{int(code)}"
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Location-scope annotation settings of one Ingress, printed in each of its locations.
 
@@ -254,6 +271,7 @@ class Policy:
     protocol: str = "HTTP"  # HTTP, HTTPS, GRPC, GRPCS
     ssl_name: str | None = None  # proxy_ssl_name
     ssl_server_name: bool | None = None  # proxy_ssl_server_name
+    errors: ErrorPages | None = None  # custom-http-errors, resolved against the default backend
 
     @property
     def scheme(self) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 class Echo:
     """Answers JSON naming itself, echoing the request. Special paths:
     /redirect -> 302 to http://internal.local/landing; /bigheader -> a 6 KB response header;
-    /slow -> answers after 2.5 s; /fail -> 502 (every time)."""
+    /slow -> answers after 2.5 s; any path containing /fail -> 502."""
 
     def __init__(self, address: str, port: int, *, tls: tuple[Path, Path] | None = None, fail: bool = False) -> None:
         self.address = address
@@ -42,7 +42,7 @@ class Echo:
                 elif length:
                     self.rfile.read(length)
                 status, extra = 200, {}
-                if fail or self.path.startswith("/fail"):
+                if fail or "/fail" in self.path:
                     status = 502
                 elif self.path.startswith("/redirect"):
                     status, extra = 302, {"Location": "http://internal.local/landing"}

@@ -56,6 +56,10 @@ EXAMPLES: dict[str, tuple[str, object]] = {
     "whitelist-source-range": ("10.0.0.1/8, 2001:db8::/32", ("10.0.0.0/8", "2001:db8::/32")),
     "allowlist-source-range": ("192.168.1.1", ("192.168.1.1/32",)),
     "denylist-source-range": ("198.51.100.0/24", ("198.51.100.0/24",)),
+    "default-backend": ("error-pages", "error-pages"),
+    "custom-http-errors": ("503, 404,404", (404, 503)),
+    "service-upstream": ("true", True),
+    "preserve-trailing-slash": ("false", False),
     "enable-cors": ("true", True),
     "cors-allow-origin": (
         "https://origin-site.com:4443, http://origin-site.com, https://*.Example.org",

@@ -413,3 +413,58 @@ def test_backend_protocols_https_and_grpc(controller: Controller, manifests: Pat
             raise AssertionError("a gRPC call through an HTTP/1.1 proxy location should fail")
         except grpc.RpcError as exc:
             assert exc.code() != grpc.StatusCode.OK
+
+
+def test_custom_errors_default_backend_and_service_upstream(controller: Controller, manifests: Path) -> None:
+    clustered = service("clustered", port=PORT, target=PORT)
+    clustered["spec"]["clusterIP"] = "127.0.3.63"  # a "cluster IP" that answers as its own pod
+    pods = [("127.0.3.61", PORT, {}), ("127.0.3.62", PORT, {}), ("127.0.3.63", PORT, {}), ("127.0.3.64", PORT, {})]
+    with echo_pods(*pods):
+        write_manifests(
+            manifests,
+            "services.yaml",
+            [
+                service("errors", target=PORT),
+                endpoint_slice("errors", ["127.0.3.61"], port=PORT),
+                service("echo", target=PORT),
+                endpoint_slice("echo", ["127.0.3.62"], port=PORT),
+                clustered,
+                endpoint_slice("clustered", ["127.0.3.64"], port=PORT),
+            ],
+        )
+        write_manifests(
+            manifests,
+            "ingresses.yaml",
+            [
+                host_ingress(
+                    "errs",
+                    "errs.test",
+                    {"custom-http-errors": "502,503", "default-backend": "errors"},
+                    paths=[("/app", "Prefix", backend("echo"))],
+                ),
+                host_ingress("plain", "plain.test", {}, paths=[("/app", "Prefix", backend("echo"))]),
+                host_ingress(
+                    "upstream",
+                    "upstream.test",
+                    {"service-upstream": "true"},
+                    paths=[("/", "Prefix", backend("clustered", PORT))],
+                ),
+                host_ingress("endpoints", "endpoints.test", {}, paths=[("/", "Prefix", backend("clustered", PORT))]),
+            ],
+        )
+        wait_for(lambda: controller.get("errs.test", "/app").status == 200, what="errs served")
+        failed = controller.get("errs.test", "/app/fail")
+        assert failed.pod == "127.0.3.61", "the 502 is answered by the default backend"
+        seen = failed.json()["headers"]
+        assert seen["x-code"] == "502"
+        assert seen["x-original-uri"] == "/app/fail"
+        assert (seen["x-namespace"], seen["x-ingress-name"]) == ("default", "errs")
+        assert (seen["x-service-name"], seen["x-service-port"]) == ("errors", "80")
+        assert controller.get("plain.test", "/app/fail").status == 502
+        # default-backend also answers the host's unmatched paths.
+        assert controller.get("errs.test", "/elsewhere").pod == "127.0.3.61"
+        assert controller.get("plain.test", "/elsewhere").status == 404
+        # service-upstream: the Service's cluster IP, not its endpoints.
+        wait_for(lambda: controller.get("upstream.test").status == 200, what="upstream served")
+        assert {controller.get("upstream.test").pod for _ in range(4)} == {"127.0.3.63"}
+        assert {controller.get("endpoints.test").pod for _ in range(4)} == {"127.0.3.64"}

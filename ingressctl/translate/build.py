@@ -40,6 +40,7 @@ from ingressctl.config import (
     StaticConfig,
 )
 from ingressctl.model import CONFIG_MAP, INGRESS, INGRESS_CLASS, SECRET, SERVICE, Obj
+from ingressctl.translate import annotated
 from ingressctl.translate import annotations as ann
 from ingressctl.translate import ingress as ing
 from ingressctl.translate.annotations import servers as server_scope
@@ -250,12 +251,7 @@ class _Builder:
         if not self.settings.default_backend_service:
             return None
         ns, name = self.settings.default_backend_service
-        spec = (self.snapshot.of(SERVICE).get((ns, name)) or {}).get("spec")
-        ports = spec.get("ports") if isinstance(spec, dict) else None
-        first = ports[0] if isinstance(ports, list) and ports and isinstance(ports[0], dict) else {}
-        port = first.get("port", 80)
-        port = port if isinstance(port, int) else 80  # a bad port is then reported by the resolver
-        ref = ing.ServiceRef(ns, name, port)
+        ref = ing.ServiceRef(ns, name, annotated.first_port(self.snapshot, ns, name))
         return self.use(ref, owner=ObjectRef(SERVICE, ns, name), where="--default-backend-service")
 
     def parsed_ingresses(self) -> list[ing.ParsedIngress]:
@@ -297,7 +293,9 @@ def _add_routes(b: _Builder, p: ing.ParsedIngress) -> None:
     for host in p.hosts:
         hosts.routes.setdefault(host, {})  # a host with no paths still gets its server
         hosts.touch(host, p.ref)
-    regex, policy = p.annotations.regex, p.annotations.policy
+    regex = p.annotations.regex
+    policy = annotated.location_policy(b, p, global_default=b.settings.default_backend_service)
+    cluster_ip = bool(p.annotations.values.get("service-upstream"))
     for route in p.routes:
         key = (route.path, _REGEX_TYPE if regex and route.path_type != ing.EXACT else route.path_type)
         host_routes = hosts.routes.setdefault(route.host, {})
@@ -310,7 +308,11 @@ def _add_routes(b: _Builder, p: ing.ParsedIngress) -> None:
                 f"Ingress {winner.namespace}/{winner.name}, the older one wins",
             )
             continue
-        host_routes[key] = (b.use(route.backend, owner=p.ref, where=route.field, suffix=".backend"), policy)
+        if cluster_ip:
+            name = annotated.cluster_ip(b, route.backend, owner=p.ref, where=route.field)
+        else:
+            name = b.use(route.backend, owner=p.ref, where=route.field, suffix=".backend")
+        host_routes[key] = (name, policy)
         hosts.route_owners[(route.host, *key)] = p.ref
         hosts.touch(route.host, p.ref)
 
@@ -319,6 +321,10 @@ def _add_default_backend(b: _Builder, p: ing.ParsedIngress) -> None:
     """spec.defaultBackend: the `/` fallback of the Ingress's hosts, or with no hosts the catch-all."""
     hosts = b.hosts
     if p.default_backend is None:
+        annotation = annotated.default_backend(b, p) if p.hosts else None  # for its hosts only
+        if annotation is not None:
+            for host in p.hosts:
+                hosts.default_backend.setdefault(host, annotation)
         return
     name = b.use(p.default_backend, owner=p.ref, where="spec.defaultBackend")
     if p.hosts:

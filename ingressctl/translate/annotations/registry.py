@@ -213,6 +213,36 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         "path or URL with `$1`..`$9`",
         "Rewrites the matched path before proxying (implies use-regex, as ingress-nginx).",
     ),
+    # Errors and defaults
+    _a(
+        "default-backend",
+        v.service_name,
+        "Service name (same namespace; its first port)",
+        "Serves the Ingress's hosts' unmatched paths and its custom-http-errors.",
+        difference="a path whose Service has no ready endpoint still answers 503 (ingress-nginx: this backend)",
+    ),
+    _a(
+        "custom-http-errors",
+        v.status_codes,
+        "comma-separated statuses 400-599",
+        "These statuses from the backend are answered by default-backend (else --default-backend-service), "
+        "with X-Code, X-Format, X-Original-URI, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port",
+    ),
+    _a(
+        "service-upstream",
+        v.boolean,
+        _BOOL,
+        "Proxy to the Service's cluster IP instead of its endpoints.",
+        default="false",
+    ),
+    _a(
+        "preserve-trailing-slash",
+        v.boolean,
+        _BOOL,
+        "Keep a trailing slash in the HTTPS redirect.",
+        default="false",
+        difference="ingressctl's redirects always keep the URI as sent (trailing slash included)",
+    ),
     # Hosts
     _a(
         "server-alias",
