@@ -26,7 +26,7 @@ from ingressctl.config import ObjectRef
 from ingressctl.model import INGRESS, INGRESS_CLASS, Event, EventType, Obj
 from ingressctl.sources.manifests import ManifestsSource
 from ingressctl.translate import Settings, translate
-from ingressctl.translate.annotations import annotations_of, field_of, split
+from ingressctl.translate.annotations import IGNORED_PREFIX, annotations_of, field_of, split
 from ingressctl.translate.annotations.registry import BY_NAME, is_snippet, snippet_reason
 from ingressctl.translate.classes import LEGACY_CLASS_ANNOTATION, is_ours, our_classes
 from ingressctl.translate.ingress import ingress_ref
@@ -62,8 +62,9 @@ class Report:
         return not self.problems and all(f.status == SUPPORTED for f in self.annotations)
 
 
-def classify(annotations: Mapping[str, Any]) -> tuple[Finding, ...]:
-    """One finding per annotation under our prefixes, with the registry's parsers."""
+def classify(annotations: Mapping[str, Any], *, shared: bool = True) -> tuple[Finding, ...]:
+    """One finding per annotation under our prefixes, with the registry's parsers. `shared`: another
+    Ingress serves one of its hosts (some differences only show then)."""
     out = []
     for key in sorted(annotations, key=str):
         parts = split(key)
@@ -85,7 +86,10 @@ def classify(annotations: Mapping[str, Any]) -> tuple[Finding, ...]:
         except Invalid as exc:
             out.append(Finding(key, INVALID, str(exc)))
             continue
-        out.append(Finding(key, DIFFERENT, entry.difference) if entry.difference else Finding(key, SUPPORTED))
+        if entry.difference and (shared or not entry.shared_only):
+            out.append(Finding(key, DIFFERENT, entry.difference))
+        else:
+            out.append(Finding(key, SUPPORTED))
     return tuple(out)
 
 
@@ -107,6 +111,12 @@ def _as_ours(obj: Obj) -> Obj:
     if isinstance(meta, dict) and isinstance(meta.get("annotations"), dict):
         meta["annotations"].pop(LEGACY_CLASS_ANNOTATION, None)
     return out
+
+
+def _hosts(obj: Obj) -> set[str]:
+    spec = obj.get("spec")
+    rules = spec.get("rules") if isinstance(spec, Mapping) else None
+    return {str(r["host"]).lower() for r in rules or [] if isinstance(r, Mapping) and r.get("host")}
 
 
 def _note(reason: str, where: str) -> bool:
@@ -136,6 +146,8 @@ def check(objects: Sequence[Obj], settings: Settings) -> list[Report]:
     problems: dict[ObjectRef, list[tuple[str, str]]] = {}
     for p in config.problems:
         problems.setdefault(p.ref, []).append((p.field, p.reason))
+    hosts_of = {id(o): _hosts(o) for o in ingresses}
+    sharing = Counter(h for hosts in hosts_of.values() for h in hosts)
     reports = []
     for obj in ingresses:
         ref = ingress_ref(obj)
@@ -143,7 +155,7 @@ def check(objects: Sequence[Obj], settings: Settings) -> list[Report]:
         annotation_fields = {field_of(k) for k in annotations_of(obj)}
         # Annotation findings say it already; the translate problem names the first rejecting one.
         # Warnings about annotations that are read (no effect alone, both prefixes differ) are notes.
-        kept = [(f, r) for f, r in found if f not in annotation_fields and f != "metadata.annotations"]
+        kept = [(f, r) for f, r in found if f not in annotation_fields and not r.startswith(IGNORED_PREFIX)]
         warned = [f"{f}: {r}" for f, r in found if f in annotation_fields and not r.endswith("Ingress rejected")]
         served = is_ours(
             obj,
@@ -157,7 +169,7 @@ def check(objects: Sequence[Obj], settings: Settings) -> list[Report]:
                 name=ref.name,
                 ingress_class=class_of(obj),
                 served=served,
-                annotations=classify(annotations_of(obj)),
+                annotations=classify(annotations_of(obj), shared=any(sharing[h] > 1 for h in hosts_of[id(obj)])),
                 problems=tuple(f"{f}: {r}" for f, r in kept if not _note(r, f)),
                 notes=tuple(f"{f}: {r}" for f, r in kept if _note(r, f)) + tuple(warned),
             )

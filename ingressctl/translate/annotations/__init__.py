@@ -24,7 +24,8 @@ from ingressctl.translate.annotations.registry import (
 )
 from ingressctl.translate.validate import Invalid
 
-MAX_ANNOTATIONS = 256  # annotations under our two prefixes on one Ingress
+MAX_ANNOTATIONS = 256
+IGNORED_PREFIX = "not supported, ignored: "  # annotations under our two prefixes on one Ingress
 
 
 class AnnotationError(ValueError):
@@ -125,7 +126,7 @@ def read(annotations: Mapping[str, Any]) -> Read:
 def _ignored_warning(ignored: list[str]) -> tuple[tuple[str, str], ...]:
     if not ignored:
         return ()
-    return (("metadata.annotations", f"not supported, ignored: {', '.join(ignored)}"),)
+    return (("metadata.annotations", f"{IGNORED_PREFIX}{', '.join(ignored)}"),)
 
 
 def _unused(values: Mapping[str, object], keys: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -214,4 +215,15 @@ def server_policy(values: Mapping[str, Any]) -> ServerPolicy | None:
 
 _NO_SERVER = ServerPolicy()
 
-__all__ = ["EMPTY", "NGINX", "OURS", "AnnotationError", "Read", "annotations_of", "field_of", "read", "split"]
+__all__ = [
+    "EMPTY",
+    "IGNORED_PREFIX",
+    "NGINX",
+    "OURS",
+    "AnnotationError",
+    "Read",
+    "annotations_of",
+    "field_of",
+    "read",
+    "split",
+]

@@ -30,6 +30,7 @@ class Annotation:
     doc: str
     configmap: str = ""  # ConfigMap key that sets the global default
     difference: str = ""  # documented difference from ingress-nginx ("" = none)
+    shared_only: bool = False  # the difference shows only when other Ingresses serve the same host
 
 
 def _a(
@@ -42,8 +43,9 @@ def _a(
     default: str = "",
     configmap: str = "",
     difference: str = "",
+    shared_only: bool = False,
 ) -> Annotation:
-    return Annotation(name, parse, scope, default, accepts, doc, configmap, difference)
+    return Annotation(name, parse, scope, default, accepts, doc, configmap, difference, shared_only)
 
 
 _SECONDS = "seconds, 1-3600"
@@ -178,6 +180,7 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         default="true",
         configmap="ssl-redirect",
         difference="server scope: the host's owner decides for all its paths (ingress-nginx: per Ingress)",
+        shared_only=True,
     ),
     _a(
         "force-ssl-redirect",
@@ -187,6 +190,7 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         scope=SERVER,
         default="false",
         difference="server scope: the host's owner decides for all its paths",
+        shared_only=True,
     ),
     _a(
         "from-to-www-redirect",
@@ -206,6 +210,7 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         default="false",
         difference="applies to this Ingress's paths only (ingress-nginx: every path of the host); "
         "a safe regex subset (no braces or backslashes except `\\.`)",
+        shared_only=True,
     ),
     _a(
         "rewrite-target",
@@ -251,6 +256,7 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         "More names for the Ingress's hosts.",
         scope=SERVER,
         difference="an alias another Ingress already serves as a host is reported and skipped",
+        shared_only=True,
     ),
     # Client address policy
     _a(

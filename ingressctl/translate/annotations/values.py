@@ -79,21 +79,22 @@ def integer(low: int, high: int) -> Callable[[str], int]:
     return check
 
 
-def seconds(value: str) -> int:
+def _seconds(low: int) -> Callable[[str], int]:
     """ingress-nginx's timeouts are plain numbers of seconds ("30"); a trailing "s" is accepted too."""
-    v = _text(value, 10).strip()
-    v = v[:-1] if v.endswith("s") else v
-    if not _DIGITS.fullmatch(v) or not 1 <= int(v) <= 3600:
-        raise Invalid(f"{value!r} is not a number of seconds (1-3600)")
-    return int(v)
+    extra = " (0 = no limit)" if low == 0 else ""
+
+    def check(value: str) -> int:
+        v = _text(value, 10).strip()
+        v = v[:-1] if v.endswith("s") else v
+        if not _DIGITS.fullmatch(v) or not low <= int(v) <= 3600:
+            raise Invalid(f"{value!r} is not a number of seconds ({low}-3600{extra})")
+        return int(v)
+
+    return check
 
 
-def seconds_or_zero(value: str) -> int:
-    v = _text(value, 10).strip()
-    v = v[:-1] if v.endswith("s") else v
-    if not _DIGITS.fullmatch(v) or not 0 <= int(v) <= 3600:
-        raise Invalid(f"{value!r} is not a number of seconds (0-3600, 0 = no limit)")
-    return int(v)
+seconds = _seconds(1)
+seconds_or_zero = _seconds(0)
 
 
 def size(value: str) -> str:
