@@ -134,3 +134,20 @@ def test_against_a_cluster(tmp_path: Path) -> None:
         assert "team-a" not in only_b.stdout
     unreachable = check("--kubeconfig", str(kubeconfig))
     assert unreachable.returncode == 2 and "reading the cluster failed" in unreachable.stderr
+
+
+def test_the_whole_corpus_runs_in_real_nginx(tmp_path: Path) -> None:
+    """Served as ours (its IngressClass names our controller), every accepted Ingress of the corpus
+    with all its annotations goes into one nginx.conf that nginx loads; the rejected ones are
+    reported alone."""
+    from tests.harness import running_controller, wait_for
+
+    with running_controller(tmp_path, CORPUS, extra_args=["--controller-class", "k8s.io/ingress-nginx"]) as ctl:
+        conf = (ctl.work_dir / "nginx.conf").read_text()
+        for host in ("rewrite.bar.com", "cors.example.com", "admin.example.com", "grpctest.dev.mydomain.com"):
+            assert f'server_name "{host}"' in conf
+        assert "snippet.example.com" not in conf and "injection.example.com" not in conf
+        assert ctl.get("admin.example.com").status == 403, "allowlist of 10/8, 192.168/16, 2001:db8::/32"
+        assert ctl.get("old.example.com").headers["location"] == "https://www.google.com"
+        wait_for(lambda: "default/config-snippet" in ctl.log(), what="rejections logged")
+        assert "Ingress default/vhost-injection" in ctl.log()
