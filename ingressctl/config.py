@@ -272,10 +272,32 @@ class Policy:
     ssl_name: str | None = None  # proxy_ssl_name
     ssl_server_name: bool | None = None  # proxy_ssl_server_name
     errors: ErrorPages | None = None  # custom-http-errors, resolved against the default backend
+    ssl_secret: str | None = None  # proxy-ssl-secret's Secret name (its namespace is the Ingress's)
+    ssl_verify: bool | None = None  # proxy_ssl_verify
+    ssl_verify_depth: int | None = None
+    ssl_trusted: str | None = None  # Certificate name of the Secret's ca.crt, once resolved
+    ssl_client: str | None = None  # Certificate name of its tls.crt + tls.key, once resolved
+
+    @property
+    def ssl_unusable(self) -> bool:
+        """Verification or a client certificate was asked for and its Secret is missing or bad:
+        the location answers 503 rather than talk to endpoints unverified."""
+        return bool(self.ssl_verify and not self.ssl_trusted) or bool(
+            self.ssl_secret and not self.ssl_client and not self.ssl_trusted
+        )
 
     @property
     def scheme(self) -> str:
         return {"HTTP": "http", "HTTPS": "https", "GRPC": "grpc", "GRPCS": "grpcs"}[self.protocol]
+
+    @property
+    def upstream(self) -> str:
+        """The nginx upstream: one per protocol (idle connections never cross protocols); TLS with
+        this location's own settings uses one that keeps no idle connections, so none is shared."""
+        if self.scheme == "http":
+            return "ingressctl_upstream"
+        own = self.ssl_trusted or self.ssl_client or self.ssl_verify or self.ssl_name or self.ssl_server_name
+        return f"ingressctl_upstream_{self.scheme}" + ("_once" if own else "")
 
     @property
     def grpc(self) -> bool:

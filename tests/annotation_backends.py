@@ -22,7 +22,15 @@ class Echo:
     /redirect -> 302 to http://internal.local/landing; /bigheader -> a 6 KB response header;
     /slow -> answers after 2.5 s; any path containing /fail -> 502."""
 
-    def __init__(self, address: str, port: int, *, tls: tuple[Path, Path] | None = None, fail: bool = False) -> None:
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        *,
+        tls: tuple[Path, Path] | None = None,
+        client_ca: Path | None = None,
+        fail: bool = False,
+    ) -> None:
         self.address = address
         self.sni: list[str | None] = []
         pod = self
@@ -80,6 +88,9 @@ class Echo:
         if tls:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+            if client_ca:  # mutual TLS: a client certificate signed by client_ca is required
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(str(client_ca))
 
             def remember(sock: Any, name: str | None, _: Any) -> None:
                 pod.sni.append(name)

@@ -468,3 +468,73 @@ def test_custom_errors_default_backend_and_service_upstream(controller: Controll
         wait_for(lambda: controller.get("upstream.test").status == 200, what="upstream served")
         assert {controller.get("upstream.test").pod for _ in range(4)} == {"127.0.3.63"}
         assert {controller.get("endpoints.test").pod for _ in range(4)} == {"127.0.3.64"}
+
+
+def test_backend_certificate_verification_and_client_certificate(
+    controller: Controller, manifests: Path, tmp_path: Path
+) -> None:
+    import base64
+
+    from tests.certs import make_cert
+
+    backend_cert, backend_key = make_cert("internal.example.com")
+    client_cert, client_key = make_cert("ingressctl-client")
+    other_cert, _ = make_cert("someone-else.example.com")
+    for name, data in {"b.crt": backend_cert, "b.key": backend_key, "client.crt": client_cert}.items():
+        (tmp_path / name).write_bytes(data)
+
+    def secret(name: str, ca: bytes, *, namespace: str = "default") -> dict[str, Any]:
+        enc = {"tls.crt": client_cert, "tls.key": client_key, "ca.crt": ca}
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {k: base64.b64encode(v).decode() for k, v in enc.items()},
+        }
+
+    verify = {
+        "backend-protocol": "HTTPS",
+        "proxy-ssl-verify": "on",
+        "proxy-ssl-name": "internal.example.com",
+        "proxy-ssl-server-name": "on",
+    }
+    pod = {"tls": (tmp_path / "b.crt", tmp_path / "b.key"), "client_ca": tmp_path / "client.crt"}
+    with echo_pods(("127.0.3.71", PORT, pod)):
+        write_manifests(
+            manifests,
+            "services.yaml",
+            [
+                service("secure", target=PORT),
+                endpoint_slice("secure", ["127.0.3.71"], port=PORT),
+                secret("backend-ca", backend_cert),
+                secret("wrong-ca", other_cert),
+                secret("elsewhere", backend_cert, namespace="other"),
+            ],
+        )
+        write_manifests(
+            manifests,
+            "ingresses.yaml",
+            [
+                host_ingress(
+                    "verified", "verified.test", {**verify, "proxy-ssl-secret": "default/backend-ca"}, svc="secure"
+                ),
+                host_ingress("wrong", "wrong.test", {**verify, "proxy-ssl-secret": "wrong-ca"}, svc="secure"),
+                host_ingress("missing", "missing.test", {**verify, "proxy-ssl-secret": "nope"}, svc="secure"),
+                host_ingress("no-client", "no-client.test", {"backend-protocol": "HTTPS"}, svc="secure"),
+                host_ingress(
+                    "other-ns", "other-ns.test", {**verify, "proxy-ssl-secret": "other/elsewhere"}, svc="secure"
+                ),
+            ],
+        )
+        wait_for(lambda: controller.get("verified.test").status == 200, what="verified backend served")
+        assert controller.get("verified.test", "/v").json()["path"] == "/v"
+        assert controller.get("wrong.test").status == 502, "a certificate the CA did not sign is refused"
+        assert controller.get("missing.test").status == 503, "no Secret: fail closed, never unverified"
+        assert controller.get("no-client.test").status == 502, "the backend requires the client certificate"
+        assert controller.get("other-ns.test").status == 404, "a Secret of another namespace rejects the Ingress"
+        log = controller.log()
+        assert re.search(r"default/other-ns.*proxy-ssl-secret.*own namespace", log)
+        assert re.search(r"default/missing.*Secret default/nope not found", log)
+        certs = list((controller.work_dir / "certs").glob("*.pem"))
+        assert all(c.stat().st_mode & 0o077 == 0 for c in certs), "certificate files are private"

@@ -8,10 +8,11 @@ import dataclasses
 from typing import Protocol
 
 from ingressctl.cache import Snapshot
-from ingressctl.config import Backend, Endpoint, ErrorPages, ObjectRef, Policy
-from ingressctl.model import SERVICE
+from ingressctl.config import Backend, Certificate, Endpoint, ErrorPages, ObjectRef, Policy
+from ingressctl.model import SECRET, SERVICE
 from ingressctl.translate import ingress as ing
 from ingressctl.translate.annotations import field_of
+from ingressctl.translate.tls import BadCertificate, ca_from_secret, certificate_from_secret
 from ingressctl.translate.validate import Invalid, ip_address
 
 
@@ -19,6 +20,8 @@ class Builder(Protocol):
     snapshot: Snapshot
     algorithm: str
     backends: dict[str, Backend]
+    certificates: dict[str, Certificate]
+    policy_certificates: set[str]
 
     def use(self, ref: ing.ServiceRef, *, owner: ObjectRef, where: str, suffix: str = "") -> str: ...
 
@@ -47,6 +50,8 @@ def location_policy(b: Builder, p: ing.ParsedIngress, *, global_default: tuple[s
     """The Ingress's location policy, with custom-http-errors pointed at its default backend (the
     default-backend annotation, else --default-backend-service)."""
     policy = p.annotations.policy
+    if policy is not None and policy.ssl_secret:
+        policy = _ssl_secret(b, p, policy)
     codes = p.annotations.values.get("custom-http-errors")
     if not isinstance(codes, tuple):
         return policy
@@ -65,6 +70,38 @@ def location_policy(b: Builder, p: ing.ParsedIngress, *, global_default: tuple[s
     port = first_port(b.snapshot, namespace, service)
     errors = ErrorPages(codes, backend, p.ref.namespace, p.ref.name, service, str(port))
     return dataclasses.replace(policy or Policy(), errors=errors)
+
+
+def _ssl_secret(b: Builder, p: ing.ParsedIngress, policy: Policy) -> Policy:
+    """proxy-ssl-secret: its ca.crt (trusted) and tls.crt/tls.key (client) as certificate files. A
+    missing or bad Secret is reported; the policy then answers 503 (Policy.ssl_unusable)."""
+    name = str(policy.ssl_secret)
+    where = field_of(p.annotations.keys["proxy-ssl-secret"])
+    secret = b.snapshot.of(SECRET).get((p.ref.namespace, name))
+    if secret is None:
+        b.problem(p.ref, where=where, reason=f"Secret {p.ref.namespace}/{name} not found; its paths answer 503")
+        return policy
+    trusted = client = None
+    try:
+        ca = ca_from_secret(secret)
+        if ca is not None:
+            b.certificates[ca.name] = ca
+            trusted = ca.name
+        if (secret.get("data") or {}).get("tls.key"):
+            cert = certificate_from_secret(secret)
+            b.certificates[cert.name] = cert
+            client = cert.name
+    except BadCertificate as exc:
+        b.problem(p.ref, where=where, reason=f"Secret {p.ref.namespace}/{name}: {exc}; its paths answer 503")
+        return policy
+    if policy.ssl_verify and trusted is None:
+        b.problem(
+            p.ref,
+            where=where,
+            reason=f"Secret {p.ref.namespace}/{name} has no ca.crt to verify with; its paths answer 503",
+        )
+    b.policy_certificates.update(n for n in (trusted, client) if n)
+    return dataclasses.replace(policy, ssl_trusted=trusted, ssl_client=client)
 
 
 def cluster_ip(b: Builder, ref: ing.ServiceRef, *, owner: ObjectRef, where: str) -> str:

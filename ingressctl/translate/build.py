@@ -127,7 +127,7 @@ def _parse(obj: Obj, ours: Callable[[Obj], bool]) -> ing.ParsedIngress | ing.Inv
     if not ours(obj):
         return None
     try:
-        return ing.parse(obj, ann.read(ann.annotations_of(obj)))
+        return ing.parse(obj, ann.read(ann.annotations_of(obj), namespace=ing.ingress_ref(obj).namespace))
     except ann.AnnotationError as exc:
         return ing.InvalidField(exc.field, exc.reason)
     except ing.InvalidField as exc:
@@ -186,6 +186,7 @@ class _Builder:
         self.sources: set[BackendSource] = set()
         self.backends: dict[str, Backend] = {}
         self.certificates: dict[str, Certificate] = {}
+        self.policy_certificates: set[str] = set()  # used by locations for their endpoints (proxy-ssl-secret)
         self._resolved: dict[ing.ServiceRef, str] = {}  # refs used so far, without problems
         self.hosts = _Hosts()
         self.algorithm = ROUND_ROBIN  # the balancing algorithm of every backend (the options' load-balance)
@@ -410,7 +411,7 @@ def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_de
     default_server = Server(
         host="", server_name="_", locations=_memo_locations(memo, routes=hosts.routes.get("", {}), fallback=catch_all)
     )
-    used_certs = {default_cert} | {s.certificate for s in servers if s.certificate}
+    used_certs = {default_cert} | {s.certificate for s in servers if s.certificate} | b.policy_certificates
     return StaticConfig(
         servers=servers,
         default_server=default_server,

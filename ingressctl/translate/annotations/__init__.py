@@ -72,8 +72,9 @@ def split(key: object) -> tuple[str, str] | None:
     return None
 
 
-def read(annotations: Mapping[str, Any]) -> Read:
-    """Parses the annotations of one Ingress; raises AnnotationError for the first that rejects it."""
+def read(annotations: Mapping[str, Any], *, namespace: str = "") -> Read:
+    """Parses the annotations of one Ingress (of `namespace`); raises AnnotationError for the first
+    that rejects it."""
     ours: dict[str, tuple[str, str]] = {}  # name -> (key, raw value), our prefix
     theirs: dict[str, tuple[str, str]] = {}
     ignored: list[str] = []
@@ -109,6 +110,12 @@ def read(annotations: Mapping[str, Any]) -> Read:
         except Invalid as exc:
             raise AnnotationError(field_of(key), str(exc)) from None
     keys = {name: key for name, (key, _) in chosen.items()}
+    secret = values.get("proxy-ssl-secret")
+    if isinstance(secret, str) and "/" in secret:
+        secret_ns, _, secret_name = secret.partition("/")
+        if namespace and secret_ns != namespace:
+            raise AnnotationError(field_of(keys["proxy-ssl-secret"]), "must be a Secret of the Ingress's own namespace")
+        values["proxy-ssl-secret"] = secret_name
     warnings += _ignored_warning(ignored)
     warnings += _unused(values, keys)
     regex = bool(values.get("use-regex")) or "rewrite-target" in values
@@ -195,6 +202,9 @@ def location_policy(values: Mapping[str, Any]) -> Policy | None:
         protocol=values.get("backend-protocol", "HTTP"),
         ssl_name=values.get("proxy-ssl-name"),
         ssl_server_name=values.get("proxy-ssl-server-name"),
+        ssl_secret=values.get("proxy-ssl-secret"),
+        ssl_verify=values.get("proxy-ssl-verify"),
+        ssl_verify_depth=values.get("proxy-ssl-verify-depth"),
     )
     return None if policy == _NO_POLICY else policy
 

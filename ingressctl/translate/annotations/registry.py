@@ -155,6 +155,16 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     _a("proxy-ssl-name", v.host_port, "host name", "TLS server name checked and sent to HTTPS/GRPCS endpoints."),
     _a("proxy-ssl-server-name", v.on_off, _ONOFF, "Send SNI to HTTPS/GRPCS endpoints.", default="off"),
     _a(
+        "proxy-ssl-secret",
+        v.secret_ref,
+        "`name` or `namespace/name` of a kubernetes.io/tls Secret of the Ingress's namespace",
+        "ca.crt verifies HTTPS/GRPCS endpoints (with proxy-ssl-verify); tls.crt/tls.key is the client "
+        "certificate sent to them.",
+        difference="the Secret must be of type kubernetes.io/tls; one in another namespace rejects the Ingress",
+    ),
+    _a("proxy-ssl-verify", v.on_off, _ONOFF, "Verify the endpoint's certificate against ca.crt.", default="off"),
+    _a("proxy-ssl-verify-depth", v.integer(1, 10), "1-10", "Certificate chain depth checked.", default="1"),
+    _a(
         "backend-protocol",
         v.backend_protocol,
         "`HTTP`, `HTTPS`, `GRPC`, `GRPCS` (`AJP`, `FCGI` rejected)",
