@@ -52,8 +52,9 @@ from ingressctl.translate.tls import BadCertificate, certificate_from_secret
 
 _REGEX_TYPE = "Regex"  # the route key type of a use-regex Ingress's Prefix/ImplementationSpecific paths
 _TYPE_PRIORITY = {ing.EXACT: 0, ing.PREFIX: 1, ing.IMPLEMENTATION_SPECIFIC: 2, _REGEX_TYPE: 3}
-# What a route asks for: its backend and its Ingress's location-scope annotations (None: none).
-Target = tuple[str | None, Policy | None]
+# What a route asks for: its backend name, or (backend, its Ingress's location-scope annotations)
+# when it has some (a plain name otherwise: strings cache their hash, the memo keys hash them all).
+Target = str | None | tuple[str | None, Policy | None]
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,11 @@ def _locations(routes: dict[tuple[str, str], Target], fallback: str | None) -> t
             out.setdefault((PREFIX, path + "/"), target)
         else:
             out.setdefault((PREFIX, path), target)
-    out.setdefault((PREFIX, "/"), (fallback, None))
+    out.setdefault((PREFIX, "/"), fallback)
     _no_slash_redirects(out)
     return tuple(
-        Location(path, match, backend, policy)
-        for (match, path), (backend, policy) in sorted(out.items(), key=_location_order)
+        Location(path, match, target) if not isinstance(target, tuple) else Location(path, match, *target)
+        for (match, path), target in sorted(out.items(), key=_location_order)
     )
 
 
@@ -168,7 +169,6 @@ class _Hosts:
     tls: dict[str, str | None] = field(default_factory=dict)  # certificate name; None: the default one
     origins: dict[str, list[ObjectRef]] = field(default_factory=dict)
     server_policy: dict[str, ServerPolicy] = field(default_factory=dict)  # the host owner's
-    server_owner: dict[str, ObjectRef] = field(default_factory=dict)  # the oldest Ingress naming the host
 
     def touch(self, host: str, ref: ObjectRef) -> None:
         owners = self.origins.setdefault(host, [])
@@ -294,9 +294,11 @@ def _add_routes(b: _Builder, p: ing.ParsedIngress) -> None:
     for host in p.hosts:
         hosts.routes.setdefault(host, {})  # a host with no paths still gets its server
         hosts.touch(host, p.ref)
-    regex = p.annotations.regex
-    policy = annotated.location_policy(b, p, global_default=b.settings.default_backend_service)
-    cluster_ip = bool(p.annotations.values.get("service-upstream"))
+    regex, policy, cluster_ip = False, None, False
+    if p.annotations is not ann.EMPTY:  # most Ingresses: nothing to look at
+        regex = p.annotations.regex
+        policy = annotated.location_policy(b, p, global_default=b.settings.default_backend_service)
+        cluster_ip = bool(p.annotations.values.get("service-upstream"))
     for route in p.routes:
         key = (route.path, _REGEX_TYPE if regex and route.path_type != ing.EXACT else route.path_type)
         host_routes = hosts.routes.setdefault(route.host, {})
@@ -313,7 +315,7 @@ def _add_routes(b: _Builder, p: ing.ParsedIngress) -> None:
             name = annotated.cluster_ip(b, route.backend, owner=p.ref, where=route.field)
         else:
             name = b.use(route.backend, owner=p.ref, where=route.field, suffix=".backend")
-        host_routes[key] = (name, policy)
+        host_routes[key] = name if policy is None else (name, policy)
         hosts.route_owners[(route.host, *key)] = p.ref
         hosts.touch(route.host, p.ref)
 
@@ -358,16 +360,16 @@ def _add_tls(b: _Builder, p: ing.ParsedIngress) -> None:
 
 
 def _add_server_policy(b: _Builder, p: ing.ParsedIngress) -> None:
-    """Server-scope annotations: the host's owner (its oldest Ingress) decides; another Ingress of the
-    host that sets different ones is reported, and they are not applied."""
+    """Server-scope annotations: the host's owner (its oldest Ingress, the first of its origins)
+    decides; another Ingress of the host that sets different ones is reported, and they are not applied."""
     hosts, mine = b.hosts, p.annotations.server
+    if mine is None:
+        return
     for host in p.hosts:
-        if host not in hosts.server_owner:
-            hosts.server_owner[host] = p.ref
-            if mine is not None:
-                hosts.server_policy[host] = mine
-        elif mine is not None and hosts.server_policy.get(host) != mine:
-            owner = hosts.server_owner[host]
+        owner = hosts.origins[host][0]
+        if owner == p.ref:
+            hosts.server_policy[host] = mine
+        elif hosts.server_policy.get(host) != mine:
             b.problem(
                 p.ref,
                 where="metadata.annotations",
@@ -384,11 +386,14 @@ def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_de
     if hosts.server_policy:
         policies = server_scope.resolve(
             hosts.server_policy,
-            owners=hosts.server_owner,
+            owners={h: hosts.origins[h][0] for h in hosts.server_policy},
             hosts=named,
             report=lambda ref, reason: b.problem(ref, where="metadata.annotations", reason=reason),
         )
-    certificates = {h: hosts.tls.get(h) or (default_cert if h in hosts.tls else None) for h in named}
+
+    def certificate(host: str) -> str | None:
+        return hosts.tls.get(host) or (default_cert if host in hosts.tls else None)
+
     servers = tuple(
         _memo_server(
             memo,
@@ -396,7 +401,7 @@ def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_de
             locations=_memo_locations(
                 memo, routes=hosts.routes[host], fallback=hosts.default_backend.get(host, global_default)
             ),
-            certificate=certificates[host],
+            certificate=certificate(host),
             redirect=server_scope.redirects_https(
                 policies.get(host), tls=host in hosts.tls, default=options.ssl_redirect
             ),
@@ -404,7 +409,7 @@ def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_de
         )
         for host in named
     )
-    redirects = server_scope.redirect_servers(policies, certificates) if policies else []
+    redirects = server_scope.redirect_servers(policies, {h: certificate(h) for h in policies}) if policies else []
     if redirects:
         servers = tuple(sorted((*servers, *redirects), key=_HOST))
     catch_all = hosts.catch_all[0] if hosts.catch_all else global_default
