@@ -207,3 +207,36 @@ def test_location_fields_cover_the_policy() -> None:
             "from_to_www",
         ), name
     assert Location.__dataclass_fields__["policy"].default is None
+
+
+def test_directives_of_annotations_a_request_cannot_observe() -> None:
+    """Settings whose effect no single request shows (buffering, connect and send timeouts, the retry
+    time limit): the exact directives, in the annotated location only; gRPC gets grpc_* ones."""
+    config = run(
+        ing(
+            "a",
+            "a.example.com",
+            {
+                NGINX + "proxy-buffering": "on",
+                NGINX + "client-body-buffer-size": "64k",
+                NGINX + "proxy-connect-timeout": "7",
+                NGINX + "proxy-send-timeout": "70",
+                NGINX + "proxy-next-upstream-timeout": "9",
+                NGINX + "proxy-next-upstream": "error http_503",
+            },
+        ),
+        ing("g", "g.example.com", {NGINX + "backend-protocol": "GRPC", NGINX + "proxy-read-timeout": "600"}),
+    )
+    a_block = render(config).split('server_name "a.example.com";')[1].split("server {")[0]
+    for directive in (
+        "proxy_buffering on;",
+        'client_body_buffer_size "64k";',
+        "proxy_connect_timeout 7s;",
+        "proxy_send_timeout 70s;",
+        "proxy_next_upstream_timeout 9s;",
+        'proxy_next_upstream "error" "http_503";',
+    ):
+        assert directive in a_block, directive
+    g_block = render(config).split('server_name "g.example.com";')[1].split("server {")[0]
+    assert "grpc_read_timeout 600s;" in g_block and "grpc_pass grpc://ingressctl_upstream_grpc;" in g_block
+    assert "proxy_read_timeout" not in g_block
