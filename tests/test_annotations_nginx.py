@@ -372,9 +372,10 @@ def test_backend_protocols_https_and_grpc(controller: Controller, manifests: Pat
                 service("grpc", target=grpc_port),
                 endpoint_slice("grpc", ["127.0.3.52"], port=grpc_port),
                 tls_secret("grpc-tls", cert, key),
+                service("empty", target=PORT),  # no endpoints
             ],
         )
-        tls = [{"hosts": ["grpc.test", "nogrpc.test"], "secretName": "grpc-tls"}]
+        tls = [{"hosts": ["grpc.test", "nogrpc.test", "empty-grpc.test"], "secretName": "grpc-tls"}]
         write_manifests(
             manifests,
             "ingresses.yaml",
@@ -392,6 +393,8 @@ def test_backend_protocols_https_and_grpc(controller: Controller, manifests: Pat
                 host_ingress("nohttps", "nohttps.test", {}, svc="secure"),
                 host_ingress("grpc", "grpc.test", {"backend-protocol": "GRPC"}, svc="grpc", tls=tls),
                 host_ingress("nogrpc", "nogrpc.test", {}, svc="grpc", tls=tls),
+                host_ingress("empty-https", "empty-https.test", {"backend-protocol": "HTTPS"}, svc="empty"),
+                host_ingress("empty-grpc", "empty-grpc.test", {"backend-protocol": "GRPC"}, svc="empty", tls=tls),
             ],
         )
         wait_for(lambda: controller.get("https.test").status == 200, what="HTTPS backend served")
@@ -408,6 +411,13 @@ def test_backend_protocols_https_and_grpc(controller: Controller, manifests: Pat
 
         controller.settle()
         assert wait_for(lambda: check("grpc.test") == health_pb2.HealthCheckResponse.SERVING, what="gRPC served")
+        # No ready endpoint: 503 in every protocol (the no-endpoints server speaks each of them).
+        assert controller.get("empty-https.test").status == 503
+        try:
+            check("empty-grpc.test")
+            raise AssertionError("a gRPC call to a Service without endpoints should fail")
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
         try:
             check("nogrpc.test")
             raise AssertionError("a gRPC call through an HTTP/1.1 proxy location should fail")

@@ -97,7 +97,8 @@ class Nginx:
             run.mkdir(parents=True, exist_ok=True)
             os.chmod(run, 0o711 if wu else 0o700)
         # A socket file left by an nginx that did not exit cleanly would make the bind fail.
-        Path(self.paths.no_endpoints_socket).unlink(missing_ok=True)
+        for socket in self.paths.no_endpoints_sockets.values():
+            Path(socket).unlink(missing_ok=True)
 
     async def test(self, conf: Path) -> TestResult:
         proc = await asyncio.create_subprocess_exec(

@@ -41,6 +41,16 @@ class Paths:
         return f"{self.run or self.work}/no-endpoints.sock"
 
     @property
+    def no_endpoints_sockets(self) -> dict[str, str]:
+        """The no-endpoints server per protocol the upstreams speak: plain HTTP, TLS (HTTP/1.1 or
+        HTTP/2 by ALPN: HTTPS and GRPCS backends) and cleartext HTTP/2 (GRPC backends)."""
+        return {
+            "http": self.no_endpoints_socket,
+            "tls": f"{self.run or self.work}/no-endpoints-tls.sock",
+            "h2c": f"{self.run or self.work}/no-endpoints-h2c.sock",
+        }
+
+    @property
     def tmp(self) -> str:
         return f"{self.work}/tmp"
 
