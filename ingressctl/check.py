@@ -113,6 +113,18 @@ def _as_ours(obj: Obj) -> Obj:
     return out
 
 
+def _with_rejections(findings: tuple[Finding, ...], problems: list[tuple[str, str]]) -> tuple[Finding, ...]:
+    """An annotation whose value passes alone but rejects the Ingress in translate (e.g. a Secret of
+    another namespace) is invalid, with translate's reason."""
+    rejected = {f: r.removesuffix("; Ingress rejected") for f, r in problems if r.endswith("Ingress rejected")}
+    return tuple(
+        Finding(f.key, INVALID, rejected[field_of(f.key)])
+        if field_of(f.key) in rejected and f.status not in (INVALID, REFUSED)
+        else f
+        for f in findings
+    )
+
+
 def _hosts(obj: Obj) -> set[str]:
     spec = obj.get("spec")
     rules = spec.get("rules") if isinstance(spec, Mapping) else None
@@ -169,7 +181,9 @@ def check(objects: Sequence[Obj], settings: Settings) -> list[Report]:
                 name=ref.name,
                 ingress_class=class_of(obj),
                 served=served,
-                annotations=classify(annotations_of(obj), shared=any(sharing[h] > 1 for h in hosts_of[id(obj)])),
+                annotations=_with_rejections(
+                    classify(annotations_of(obj), shared=any(sharing[h] > 1 for h in hosts_of[id(obj)])), found
+                ),
                 problems=tuple(f"{f}: {r}" for f, r in kept if not _note(r, f)),
                 notes=tuple(f"{f}: {r}" for f, r in kept if _note(r, f)) + tuple(warned),
             )

@@ -66,6 +66,8 @@ def test_corpus_report_details() -> None:
     hostile = by_name["vhost-injection"]["annotations"][0]
     assert hostile["status"] == "invalid" and "control" in hostile["detail"]
     assert by_name["legacy-class"]["ingress_class"] == "nginx (legacy annotation)"
+    foreign = {a["key"]: a for a in by_name["foreign-ca"]["annotations"]}[NGINX + "proxy-ssl-secret"]
+    assert foreign["status"] == "invalid" and "own namespace" in foreign["detail"]
     assert by_name["switched"]["served"] and by_name["switched"]["same"]
     assert "already served by Ingress shop/production" in by_name["canary"]["problems"][0]
     assert "Service not found" in by_name["missing-service"]["notes"][0]
