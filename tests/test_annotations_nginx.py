@@ -30,11 +30,13 @@ PORT = free_port()
 A = "nginx.ingress.kubernetes.io/"
 
 
+def backing(name: str, addresses: list[str], port: int = PORT) -> list[dict[str, Any]]:
+    """A Service (port 80 -> port) and its EndpointSlice."""
+    return [service(name, target=port), endpoint_slice(name, addresses, port=port)]
+
+
 def services(manifests: Path, names: dict[str, list[str]]) -> None:
-    docs = []
-    for name, addresses in names.items():
-        docs += [service(name, target=PORT), endpoint_slice(name, addresses, port=PORT)]
-    write_manifests(manifests, "services.yaml", docs)
+    write_manifests(manifests, "services.yaml", [doc for name, a in names.items() for doc in backing(name, a)])
 
 
 def host_ingress(name: str, host: str, annotations: dict[str, str], *, svc: str = "echo", **kw: Any) -> dict[str, Any]:
@@ -367,10 +369,8 @@ def test_backend_protocols_https_and_grpc(controller: Controller, manifests: Pat
             manifests,
             "services.yaml",
             [
-                service("secure", target=PORT),
-                endpoint_slice("secure", ["127.0.3.51"], port=PORT),
-                service("grpc", target=grpc_port),
-                endpoint_slice("grpc", ["127.0.3.52"], port=grpc_port),
+                *backing("secure", ["127.0.3.51"], PORT),
+                *backing("grpc", ["127.0.3.52"], grpc_port),
                 tls_secret("grpc-tls", cert, key),
                 service("empty", target=PORT),  # no endpoints
             ],
@@ -434,10 +434,8 @@ def test_custom_errors_default_backend_and_service_upstream(controller: Controll
             manifests,
             "services.yaml",
             [
-                service("errors", target=PORT),
-                endpoint_slice("errors", ["127.0.3.61"], port=PORT),
-                service("echo", target=PORT),
-                endpoint_slice("echo", ["127.0.3.62"], port=PORT),
+                *backing("errors", ["127.0.3.61"], PORT),
+                *backing("echo", ["127.0.3.62"], PORT),
                 clustered,
                 endpoint_slice("clustered", ["127.0.3.64"], port=PORT),
             ],
@@ -515,8 +513,7 @@ def test_backend_certificate_verification_and_client_certificate(
             manifests,
             "services.yaml",
             [
-                service("secure", target=PORT),
-                endpoint_slice("secure", ["127.0.3.71"], port=PORT),
+                *backing("secure", ["127.0.3.71"], PORT),
                 secret("backend-ca", backend_cert),
                 secret("wrong-ca", other_cert),
                 secret("elsewhere", backend_cert, namespace="other"),
