@@ -20,7 +20,8 @@ from typing import Any
 class Echo:
     """Answers JSON naming itself, echoing the request. Special paths:
     /redirect -> 302 to http://internal.local/landing; /bigheader -> a 6 KB response header;
-    /slow -> answers after 2.5 s; any path containing /fail -> 502."""
+    /slow -> answers after 2.5 s; any path containing /fail -> 502; /big -> 64 MB (sent_big is set
+    once written to the end)."""
 
     def __init__(
         self,
@@ -33,6 +34,7 @@ class Echo:
     ) -> None:
         self.address = address
         self.sni: list[str | None] = []
+        self.sent_big = threading.Event()  # a /big answer was written to the end
         pod = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -58,6 +60,9 @@ class Echo:
                     extra = {"X-Big": "x" * 6000}
                 elif self.path.startswith("/slow"):
                     time.sleep(2.5)
+                elif self.path.startswith("/big"):
+                    self._big()
+                    return
                 body = json.dumps(
                     {
                         "pod": pod.address,
@@ -75,6 +80,15 @@ class Echo:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def _big(self) -> None:
+                chunk = b"x" * (1 << 20)
+                self.send_response(200)
+                self.send_header("Content-Length", str(64 * len(chunk)))
+                self.end_headers()
+                for _ in range(64):
+                    self.wfile.write(chunk)
+                pod.sent_big.set()
 
             do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = _answer
 

@@ -545,3 +545,39 @@ def test_backend_certificate_verification_and_client_certificate(
         assert re.search(r"default/missing.*Secret default/nope not found", log)
         certs = list((controller.work_dir / "certs").glob("*.pem"))
         assert all(c.stat().st_mode & 0o077 == 0 for c in certs), "certificate files are private"
+
+
+def test_proxy_buffering(controller: Controller, manifests: Path) -> None:
+    """With buffering (nginx's default) nginx takes a 64 MB answer from the endpoint while the client
+    reads nothing (into memory and a temp file the workers can write, also when they run as another
+    user), then serves all of it; with proxy-buffering off it takes only what the client reads, so
+    the endpoint cannot finish writing."""
+    import socket
+
+    with echo_pods(("127.0.3.81", PORT, {}), ("127.0.3.82", PORT, {})) as (buffered_pod, streamed_pod):
+        services(manifests, {"buffered": ["127.0.3.81"], "streamed": ["127.0.3.82"]})
+        write_manifests(
+            manifests,
+            "ingresses.yaml",
+            [
+                host_ingress("buffered", "buffered.test", {}, svc="buffered"),
+                host_ingress("streamed", "streamed.test", {"proxy-buffering": "off"}, svc="streamed"),
+            ],
+        )
+        served(controller, "buffered.test", "streamed.test")
+        controller.settle()
+        for host in ("buffered.test", "streamed.test"):
+            with socket.create_connection(("127.0.0.1", controller.http_port), timeout=10) as client:
+                client.sendall(f"GET /big HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                pod = buffered_pod if host == "buffered.test" else streamed_pod
+                finished = pod.sent_big.wait(timeout=10 if host == "buffered.test" else 3)
+                assert finished == (host == "buffered.test"), host
+                if finished:  # and the client then gets all of it (from nginx's temp file)
+                    client.settimeout(10)
+                    received = 0
+                    while received < 64 << 20:
+                        data = client.recv(1 << 20)
+                        if not data:
+                            break
+                        received += len(data)
+                    assert received > 64 << 20, "the whole answer, with its head"

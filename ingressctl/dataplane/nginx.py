@@ -83,7 +83,7 @@ class Nginx:
         certs.mkdir(exist_ok=True)
         os.chmod(certs, 0o700)
         tmp = Path(self.paths.tmp)
-        tmp.mkdir(exist_ok=True)
+        tmp.mkdir(parents=True, exist_ok=True)
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (tmp / sub).mkdir(exist_ok=True)
         for directory in [tmp, *tmp.iterdir()]:

@@ -52,7 +52,9 @@ class Paths:
 
     @property
     def tmp(self) -> str:
-        return f"{self.work}/tmp"
+        # Workers write request bodies and large responses here: with workers of another user, in
+        # the run dir, whose parents they can traverse (the work dir's may be private, e.g. /root).
+        return f"{self.run or self.work}/tmp"
 
     @property
     def certs(self) -> str:
