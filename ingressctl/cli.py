@@ -30,6 +30,7 @@ from ingressctl.dataplane.nginx import Nginx, worker_user
 from ingressctl.dataplane.paths import Paths, lua_dir
 from ingressctl.dataplane.render import Renderer
 from ingressctl.health import start_health_server
+from ingressctl.logfields import setup_logging
 from ingressctl.metrics import Metrics
 from ingressctl.plan import Action, Plan, make_plan
 from ingressctl.sources import kubeflags
@@ -94,6 +95,13 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     flags.add_flag(
         parser, "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="Log level"
     )
+    flags.add_flag(
+        parser,
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="Controller logs and nginx's access log as text, or as one JSON object per line (same field names)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,7 +142,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
         default_backend_service=args.default_backend_service,
         default_ssl_certificate=args.default_ssl_certificate,
         configmap=args.configmap,
-        options=GlobalOptions(http_port=args.http_port, https_port=args.https_port, listen_address=args.listen_address),
+        options=GlobalOptions(
+            http_port=args.http_port,
+            https_port=args.https_port,
+            listen_address=args.listen_address,
+            access_log_json=args.log_format == "json",
+        ),
     )
 
 
@@ -302,10 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check":
         return check.run(args)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(level=args.log_level, json_lines=args.log_format == "json")
     if args.command == "render":
         return render_command(args)
     return asyncio.run(run_controller(args))

@@ -128,6 +128,10 @@ class GlobalOptions:
     compute_full_forwarded_for: bool = False
     forwarded_for_header: str = "X-Forwarded-For"
     proxy_real_ip_cidr: tuple[str, ...] = ()
+    # The access log (logfields.py): JSON lines (--log-format json, log-format-escape-json) and the
+    # fields it holds, names from logfields.ACCESS_FIELDS (log-format-upstream); () = the default.
+    access_log_json: bool = False
+    access_log_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import jinja2
 
 from ingressctl.config import GlobalOptions, Server, StaticConfig
 from ingressctl.dataplane.paths import Paths, templates_dir
+from ingressctl.logfields import ACCESS_FIELDS, access_log_format
 from ingressctl.translate.realip import header_variable
 
 # Quoted-string content: no quote, whitespace, control character, ';', '{', '}', '#' or '$' (nginx
@@ -127,6 +128,7 @@ class Renderer:
                 user=self.user,
                 server_blocks=blocks.values(),
                 digest=_DIGEST_PLACEHOLDER,
+                access_log_format=_access_log_format(options),
                 **realip_context(options),
             )
         )
@@ -162,3 +164,11 @@ def realip_context(options: GlobalOptions) -> dict[str, object]:
         "full_chain": full_chain,
         "chain_variable": header_variable(options.forwarded_for_header),
     }
+
+
+def _access_log_format(options: GlobalOptions) -> str:
+    """The access log's format from named fields; "" keeps the classic text line."""
+    if not options.access_log_json and not options.access_log_fields:
+        return ""
+    fields = options.access_log_fields or tuple(ACCESS_FIELDS)
+    return access_log_format(fields, json_lines=options.access_log_json)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ingressctl.config import ALGORITHMS, GlobalOptions
+from ingressctl.logfields import ACCESS_FIELDS
 from ingressctl.translate import realip, validate
 from ingressctl.translate.validate import Invalid
 
@@ -49,6 +50,18 @@ def _algorithm(value: str) -> str:
     return value
 
 
+def _log_fields(value: str) -> tuple[str, ...]:
+    """log-format-upstream, the safe subset: comma-separated field names, never a format string."""
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ACCESS_FIELDS]
+    if unknown or not names:
+        raise Invalid(
+            f"only comma-separated field names are accepted ({', '.join(ACCESS_FIELDS)}); "
+            f"not {', '.join(repr(n) for n in unknown) or 'an empty list'}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
 @dataclass(frozen=True)
 class Option:
     key: str
@@ -74,6 +87,8 @@ OPTIONS = (
     Option("compute-full-forwarded-for", "compute_full_forwarded_for", _bool, "Append to a trusted hop's chain."),
     Option("forwarded-for-header", "forwarded_for_header", realip.header, "Header that carries the client chain."),
     Option("proxy-real-ip-cidr", "proxy_real_ip_cidr", realip.cidrs, "Trusted hops (comma-separated networks)."),
+    Option("log-format-escape-json", "access_log_json", _bool, "Access log lines as JSON objects."),
+    Option("log-format-upstream", "access_log_fields", _log_fields, "Access log fields (names, comma-separated)."),
 )
 _BY_KEY = {o.key: o for o in OPTIONS}
 
