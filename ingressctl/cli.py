@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import shutil
@@ -35,6 +36,7 @@ from ingressctl.metrics import Metrics
 from ingressctl.plan import Action, Plan, make_plan
 from ingressctl.sources import kubeflags
 from ingressctl.sources.base import Source
+from ingressctl.sources.externalname import REFUSED, ExternalNameSource, Policy, dns_lookup
 from ingressctl.sources.manifests import ManifestsSource
 from ingressctl.translate import Settings, Translator, translate
 
@@ -104,6 +106,45 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in value.split(",") if p.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_externalname_flags(parser: argparse.ArgumentParser) -> None:
+    flags.add_flag(
+        parser,
+        "--externalname-dns-server",
+        default="",
+        help="DNS server (IP or IP:PORT) for ExternalName Services ('' = the system's resolv.conf)",
+    )
+    flags.add_flag(
+        parser,
+        "--service-cidr",
+        type=_networks,
+        default=(),
+        help="The cluster's Service range(s), comma-separated: ExternalName answers inside are refused",
+    )
+    flags.add_flag(
+        parser,
+        "--externalname-allow-cidr",
+        type=_networks,
+        default=(),
+        help="Networks ExternalName answers may use although refused by default (loopback, link-local, "
+        "metadata, --service-cidr), comma-separated",
+    )
+
+
+def externalname_source(args: argparse.Namespace, inner: Source) -> ExternalNameSource:
+    server = args.externalname_dns_server
+    host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
+    lookup = dns_lookup(nameserver=host or server, port=int(port or 53)) if server else dns_lookup()
+    policy = Policy(refused=(*REFUSED, *args.service_cidr), allowed=args.externalname_allow_cidr)
+    return ExternalNameSource(inner, lookup, policy)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ingressctl", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ingressctl {__version__}")
@@ -114,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_flag(run, "--health-address", default="", help="Address of the health server ('' = all addresses)")
     flags.add_flag(run, "--nginx-binary", default="nginx", help="The nginx executable")
     kubeflags.add_arguments(run)
+    add_externalname_flags(run)
     render = sub.add_parser("render", help="Print the nginx.conf (or backends JSON) without starting anything")
     add_common(render)
     render.add_argument("--backends", action="store_true", help="Print the backends JSON for the Lua API instead")
@@ -214,7 +256,7 @@ async def run_controller(args: argparse.Namespace) -> int:
                 return 2
             source, publishers = mode.source, mode.publishers
             jobs = await stack.enter_async_context(mode.running())
-        return await _serve(args, source=source, publishers=publishers, jobs=jobs)
+        return await _serve(args, source=externalname_source(args, source), publishers=publishers, jobs=jobs)
     raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow exceptions)
 
 
