@@ -268,7 +268,7 @@ async def _serve(
     run_dir = _run_dir()
     paths = Paths(work=str(work), lua=str(lua_dir()), run=str(run_dir) if run_dir else "")
     metrics = Metrics()
-    nginx = Nginx(binary=args.nginx_binary, paths=paths)
+    nginx = Nginx(binary=args.nginx_binary, paths=paths, error_log_as_records=args.log_format == "json")
     lua = LuaApi(paths.socket)
     applier = Applier(nginx=nginx, renderer=Renderer(paths=paths, user=nginx.user), lua=lua, metrics=metrics)
     settings = settings_from(args)

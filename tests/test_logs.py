@@ -34,6 +34,10 @@ def _setup(manifests: Path, configmap: dict[str, str] | None = None) -> None:
         service("web", target=PORT),
         endpoint_slice("web", ["127.0.5.1"], port=PORT),
         ingress("web", rules=[rule(HOST, ("/", "Prefix", backend("web")))]),
+        # Nothing listens at this endpoint: nginx writes an [error] line to its error log (stderr).
+        service("down", target=PORT),
+        endpoint_slice("down", ["127.0.5.9"], port=PORT),
+        ingress("down", rules=[rule("down.example", ("/", "Prefix", backend("down")))]),
     ]
     if configmap is not None:
         docs.append(
@@ -88,6 +92,8 @@ def test_json_lines_from_controller_and_nginx(tmp_path: Path, manifests: Path) -
             return lines[0] if lines else None
 
         line = wait_for(access_line, timeout=10, what="the access log line")
+        assert ctl.get("down.example").status == 502
+        wait_for(lambda: b'"nginx.error"' in ctl.log().encode(), timeout=10, what="nginx's error line")
         log_bytes = ctl.log_path.read_bytes() if ctl.log_path else b""
     lines = _lines(log_bytes)  # after stop: the whole log, shutdown lines included
     assert line["logger"] == ACCESS_LOGGER and line["level"] == "info"
@@ -101,6 +107,8 @@ def test_json_lines_from_controller_and_nginx(tmp_path: Path, manifests: Path) -
     controller = [x for x in lines if x["logger"] != ACCESS_LOGGER]
     assert controller and all(isinstance(x["msg"], str) for x in controller)
     assert any("nginx started" in x["msg"] for x in controller)
+    errors = [x for x in controller if x["logger"] == "nginx.error"]
+    assert errors and errors[0]["level"] == "error" and "connect() failed" in errors[0]["msg"], errors
     # the same clock format on both streams (nginx's $time_iso8601)
     assert line["time"][19:] == controller[0]["time"][19:] == "+00:00"
 

@@ -60,10 +60,27 @@ def _accepting_worker(pid: int) -> bool:
     return title.startswith(b"nginx: worker process") and b"shutting down" not in title
 
 
+_ERROR_LINE = re.compile(r"(?:\S+ \S+ )?\[(\w+)\] (?:\d+#\d+: )?(.*)")
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO, "warn": logging.WARNING}
+nginx_log = logging.getLogger("nginx.error")
+
+
+async def _forward_error_log(stream: asyncio.StreamReader) -> None:
+    """nginx's error log (stderr) as log records of `nginx.error`, so that with --log-format json
+    every line the controller writes is JSON; ends when the master and its workers have all exited."""
+    while line := await stream.readline():
+        text = line.decode(errors="replace").rstrip("\n")
+        match = _ERROR_LINE.fullmatch(text)
+        level, message = (match.group(1), match.group(2)) if match else ("warn", text)
+        nginx_log.log(_LEVELS.get(level, logging.ERROR), "%s", message)
+
+
 class Nginx:
-    def __init__(self, *, binary: str, paths: Paths) -> None:
+    def __init__(self, *, binary: str, paths: Paths, error_log_as_records: bool = False) -> None:
         self.binary = binary
         self.paths = paths
+        self.error_log_as_records = error_log_as_records
+        self._forwarder: asyncio.Task[None] | None = None
         self.process: asyncio.subprocess.Process | None = None
         self.conf = Path(paths.work) / "nginx.conf"
         self.workers_seen: list[int] = []  # workers of the live configuration, for cleanup
@@ -134,8 +151,11 @@ class Nginx:
             "-c",
             str(self.conf),
             stdin=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE if self.error_log_as_records else None,
             preexec_fn=_die_with_parent,
         )
+        if self.process.stderr is not None:
+            self._forwarder = asyncio.create_task(_forward_error_log(self.process.stderr))
         log.info("nginx started (master pid %d)", self.process.pid)
 
     def reload(self) -> None:
