@@ -84,6 +84,8 @@ def start(tmp_path: Path, manifests: Path) -> Iterator[Any]:
             f"PROXY TCP4 192.0.2.2 127.0.0.1 1 {ctl.http_port}\r\n".encode() if "use-proxy-protocol" in options else b""
         )
         wait_for(lambda: raw_get(ctl.http_port, source="127.0.4.2", proxy=proxy)[0] == 200, what="route served")
+        assert ctl.reloads() == 0, "the first configuration already carries the ConfigMap's options"
+        ctl.settle()
         return ctl
 
     with pods(["127.0.4.1"], PORT):
