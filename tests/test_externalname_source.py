@@ -67,3 +67,26 @@ def test_wrapper_events() -> None:
         assert all(task.done() for task in source._tasks.values())
 
     asyncio.run(main())
+
+
+def test_inner_error_propagates() -> None:
+    class Failing:
+        async def events(self) -> AsyncGenerator[Event, None]:
+            yield Event(EventType.SYNCED)
+            raise RuntimeError("API gone")
+
+    async def lookup(name: str) -> Answer:
+        raise AssertionError("no name to resolve")
+
+    async def main() -> list[Event]:
+        seen = []
+        async for event in ExternalNameSource(Failing(), lookup).events():
+            seen.append(event)
+        return seen
+
+    try:
+        asyncio.run(main())
+    except RuntimeError as exc:
+        assert str(exc) == "API gone"
+    else:
+        raise AssertionError("the inner source's error was swallowed")

@@ -131,27 +131,21 @@ class ExternalNameSource:
     _tasks: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
 
     async def events(self) -> AsyncGenerator[Event, None]:
-        queue: asyncio.Queue[Event] = asyncio.Queue()
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
         pump = asyncio.create_task(self._pump(queue))
+        pump.add_done_callback(lambda _: queue.put_nowait(None))  # after the pump's last event
         try:
-            while True:
-                if pump.done() and queue.empty():
-                    pump.result()
-                    return
-                getter = asyncio.create_task(queue.get())
-                await asyncio.wait({getter, pump}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    yield getter.result()
-                else:
-                    getter.cancel()
+            while (event := await queue.get()) is not None:
+                yield event
+            pump.result()  # the inner source's error, if it ended with one
         finally:
             pump.cancel()
             for task in self._tasks.values():
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(asyncio.CancelledError):
                 await pump
 
-    async def _pump(self, queue: asyncio.Queue[Event]) -> None:
+    async def _pump(self, queue: asyncio.Queue[Event | None]) -> None:
         async with contextlib.aclosing(self.inner.events()) as events:
             async for event in events:
                 if event.kind == ENDPOINT_SLICE and event.type is EventType.REPLACED:
@@ -161,7 +155,7 @@ class ExternalNameSource:
                 if event.kind == SERVICE:
                     self._services_changed(event, queue)
 
-    def _services_changed(self, event: Event, queue: asyncio.Queue[Event]) -> None:
+    def _services_changed(self, event: Event, queue: asyncio.Queue[Event | None]) -> None:
         if event.type is EventType.REPLACED:
             wanted = {object_key(o): external_name(o) for o in event.objects}
             for key in [k for k in self._names if not wanted.get(k)]:
@@ -177,7 +171,7 @@ class ExternalNameSource:
             else:
                 self._watch(key, name, queue)
 
-    def _watch(self, key: Key, name: str, queue: asyncio.Queue[Event]) -> None:
+    def _watch(self, key: Key, name: str, queue: asyncio.Queue[Event | None]) -> None:
         if self._names.get(key) == name and key in self._tasks:
             return
         self._forget(key, queue)
@@ -191,7 +185,7 @@ class ExternalNameSource:
             return
         self._tasks[key] = asyncio.create_task(self._resolve_loop(key, checked, queue))
 
-    def _forget(self, key: Key, queue: asyncio.Queue[Event]) -> None:
+    def _forget(self, key: Key, queue: asyncio.Queue[Event | None]) -> None:
         self._names.pop(key, None)
         task = self._tasks.pop(key, None)
         if task is not None:
@@ -200,7 +194,7 @@ class ExternalNameSource:
         if old is not None:
             queue.put_nowait(Event(EventType.DELETED, ENDPOINT_SLICE, old))
 
-    async def _resolve_loop(self, key: Key, name: str, queue: asyncio.Queue[Event]) -> None:
+    async def _resolve_loop(self, key: Key, name: str, queue: asyncio.Queue[Event | None]) -> None:
         while True:
             try:
                 answer = await self.lookup(name)
