@@ -492,3 +492,53 @@ def unix_request(socket_path: Path, method: str, url: str, body: bytes | None = 
         return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def lua_nginx(work: Path, *, requires: list[str], location: str, dict_size: str = "8m") -> Iterator[int]:
+    """A bare nginx (one worker, our Lua modules and tests/lua on the path, the shared dict) that
+    requires `requires` at init and serves the Lua block `location` at /run; yields its port and
+    stops it by PID. Lua code lives in modules loaded at init: started as root, the workers (nobody)
+    cannot read files under pytest's 0700 tmp dirs."""
+    port = free_port()
+    lines = "\n".join(f'        require("{m}")' for m in requires)
+    (work / "nginx.conf").write_text(
+        f"""
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+daemon off;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    lua_package_path "{REPO}/lua/?.lua;{REPO}/tests/lua/?.lua;;";
+    lua_shared_dict ingressctl {dict_size};
+    init_by_lua_block {{
+{lines}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location = /run {{
+            content_by_lua_block {{ {location} }}
+        }}
+    }}
+}}
+"""
+    )
+    nginx = subprocess.Popen(
+        ["nginx", "-p", str(work), "-c", str(work / "nginx.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "error.log").open("wb"),
+    )
+    try:
+        wait_for(lambda: request(port, host="localhost", path="/nothing"), what="lua test nginx")
+        yield port
+    finally:
+        nginx.send_signal(signal.SIGQUIT)
+        try:
+            nginx.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            nginx.kill()
+            nginx.wait()
