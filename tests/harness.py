@@ -52,6 +52,12 @@ def wait_for(check: Callable[[], Any], *, timeout: float = 10.0, interval: float
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last {last!r}")
 
 
+# How long "nothing else happened" checks wait: longer than the controller's minimum reload
+# interval (1 s, a reload held back waits that long) plus its maximum sync delay (1 s) plus a
+# reload's own time on a loaded machine. A change still pending after this would have shown.
+QUIET = 3.0
+
+
 # --- backends ---------------------------------------------------------------------------------
 
 
