@@ -207,19 +207,20 @@ def rolled_pods() -> Iterator[list[Pod]]:
         pod.stop()
 
 
-def _start(rolled_pods: list[Pod], addresses: list[str]) -> list[Pod]:
+def _serve(ctl: Controller, manifests: Path, rolled_pods: list[Pod], addresses: list[str]) -> list[Pod]:
+    """Starts the first pods and waits until the Service is served by them."""
     pods = [Pod(a, PORT) for a in addresses]
     rolled_pods.extend(pods)
+    _manifests(manifests, addresses, [HOST])
+    wait_for(lambda: _stored(ctl) == set(addresses), what="first pods stored")
+    wait_for(lambda: ctl.get(HOST).status == 200, what="served")
     return pods
 
 
 def test_endpoint_roll_under_traffic_loses_nothing(
     controller: Controller, manifests: Path, rolled_pods: list[Pod]
 ) -> None:
-    first = _start(rolled_pods, ["127.0.6.1", "127.0.6.2", "127.0.6.3"])
-    _manifests(manifests, [p.address for p in first], [HOST])
-    wait_for(lambda: _stored(controller) == {p.address for p in first}, what="first pods stored")
-    wait_for(lambda: controller.get(HOST).status == 200, what="served")
+    first = _serve(controller, manifests, rolled_pods, ["127.0.6.1", "127.0.6.2", "127.0.6.3"])
     reloads = controller.reloads()
     new_addresses = ["127.0.6.11", "127.0.6.12", "127.0.6.13"]
     with traffic(controller) as tally:
@@ -241,10 +242,7 @@ def test_endpoint_roll_under_traffic_loses_nothing(
 def test_reloads_and_a_roll_under_traffic_answer_every_request(
     controller: Controller, manifests: Path, rolled_pods: list[Pod], record_property: Callable[[str, object], None]
 ) -> None:
-    first = _start(rolled_pods, ["127.0.6.21", "127.0.6.22", "127.0.6.23"])
-    _manifests(manifests, [p.address for p in first], [HOST])
-    wait_for(lambda: _stored(controller) == {p.address for p in first}, what="first pods stored")
-    wait_for(lambda: controller.get(HOST).status == 200, what="served")
+    first = _serve(controller, manifests, rolled_pods, ["127.0.6.21", "127.0.6.22", "127.0.6.23"])
     reloads = controller.reloads()
     new_addresses = ["127.0.6.31", "127.0.6.32", "127.0.6.33"]
 
