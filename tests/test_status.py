@@ -292,3 +292,67 @@ async def test_only_the_leader_records_events(api: FakeApi, tmp_path: Path) -> N
         await asyncio.sleep(0.5)
         assert len(api.list("Event", "default")) == 1
         assert sorted(r.recorder.created for r in replicas) == [0, 1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults in the middle of leading: a 409 on the Lease, the lease lost during a status write
+
+
+async def test_a_409_on_renewal_ends_leadership_at_once_and_never_makes_two_leaders(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    changes: list[bool] = []
+    async with elector(api, tmp_path, "a", release=False) as a, elector(api, tmp_path, "b", release=False) as b:
+        await eventually(lambda: a.is_leader or b.is_leader)
+        leader, other = (a, b) if a.is_leader else (b, a)
+        leader.on_change(changes.append)
+        # Another writer updated the Lease between our read and our write: the API answers 409.
+        api.fail(409, method="PUT", path_contains="/leases/ingressctl-leader", times=1)
+        took = await eventually(lambda: not leader.is_leader, timeout=3)
+        assert took < 1.5, f"stepped down after {took:.2f} s: it waited for the renew deadline"
+        assert changes[:2] == [True, False] or changes[:1] == [False], changes
+        # Its next round reads the Lease: still its own and live, so it takes it back; the other
+        # candidate, seeing a live lease, never leads meanwhile.
+        for _ in range(30):
+            assert not other.is_leader
+            if leader.is_leader:
+                break
+            await asyncio.sleep(0.05)
+        await eventually(lambda: leader.is_leader, timeout=3)
+        assert not other.is_leader
+
+
+async def test_losing_the_create_race_is_not_leading(api: FakeApi, tmp_path: Path) -> None:
+    # Two candidates found no Lease; the other one's create won: ours answers 409.
+    api.fail(409, method="POST", path_contains="/leases", times=1)
+    async with elector(api, tmp_path, "a", release=False) as a:
+        await asyncio.sleep(0.1)
+        assert not a.is_leader
+        assert api.count(method="POST", path_contains="/leases") >= 1
+        await eventually(lambda: a.is_leader, timeout=3)  # the next round creates it
+        assert api.get("Lease", "ingressctl", "ingressctl-leader")["spec"]["holderIdentity"] == "a"
+
+
+async def test_losing_the_lease_during_a_status_write_stops_writing(
+    api: FakeApi, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    async with replica(api, tmp_path, "r1", "--publish-service", "ingressctl/lb") as r:
+        await eventually(lambda: r.status is not None and api.count(method="PUT", path_contains="/leases") >= 1)
+        # The status write hangs in a slow API server; meanwhile the Lease cannot be renewed.
+        api.slow(5.0, method="PUT", path_contains="/ingresses/ours/status")
+        await r.publish("ours")
+        await eventually(lambda: status_puts(api) == 1, timeout=3)
+        api.fail(500, path_contains="/leases")
+        await eventually(lambda: "lost the lease: stopped writing Ingress status" in caplog.text, timeout=4)
+        # Not leading: no other write is attempted, whatever changes.
+        lb = api.get("Service", "ingressctl", "lb")
+        lb["status"]["loadBalancer"]["ingress"] = [{"ip": "198.51.100.7"}]
+        api.update_status(lb)
+        await r.publish("ours")
+        await asyncio.sleep(1.0)
+        assert status_puts(api) == 1
+        # The lease comes back and the API is fast again: the publisher (still running) writes the
+        # current addresses.
+        api.clear_failures()
+        await eventually(lambda: lb_status(api) == [{"ip": "198.51.100.7"}], timeout=5)
