@@ -28,7 +28,7 @@ from ingressctl.dataplane.apply import Applier
 from ingressctl.dataplane.luaapi import LuaApi
 from ingressctl.dataplane.nginx import Nginx, worker_user
 from ingressctl.dataplane.paths import Paths, lua_dir
-from ingressctl.dataplane.render import Renderer
+from ingressctl.dataplane.render import Renderer, UnsafeValue, quote
 from ingressctl.health import start_health_server
 from ingressctl.metrics import Metrics
 from ingressctl.plan import Action, Plan, make_plan
@@ -205,6 +205,23 @@ async def _serve(
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="ingressctl-")).resolve()
     run_dir = _run_dir()
     paths = Paths(work=str(work), lua=str(lua_dir()), run=str(run_dir) if run_dir else "")
+    # Every path is written into nginx.conf, quoted: one the template refuses (a space, a quote...)
+    # would make every render fail, so the controller would run forever without serving.
+    for what, value in [("--work-dir", paths.work), ("the Lua directory", paths.lua), ("the socket dir", paths.run)]:
+        try:
+            quote(value)
+        except UnsafeValue:
+            log.error(
+                "%s %r cannot be written into nginx.conf: use a path without whitespace, quotes, ';', "
+                "'{', '}', '#' or '$'",
+                what,
+                value,
+            )
+            if run_dir:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            if created:
+                shutil.rmtree(work, ignore_errors=True)
+            return 2
     metrics = Metrics()
     nginx = Nginx(binary=args.nginx_binary, paths=paths)
     lua = LuaApi(paths.socket)

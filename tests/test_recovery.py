@@ -182,3 +182,18 @@ def test_a_worker_that_never_drains_is_killed_after_the_drain_timeout(tmp_path: 
         assert took >= 6, took
         assert "nginx did not stop within 6s; killing it" in ctl.log()
         wait_for(lambda: not any(_alive(p) for p in (master, *workers)), timeout=5, what="nginx gone")
+
+
+def test_a_work_dir_that_nginx_conf_cannot_hold_is_refused_at_start(tmp_path: Path, manifests: Path) -> None:
+    # Every render would be refused (the path is written into nginx.conf, quoted, and a space
+    # cannot be): the controller used to run on, never ready, saying it kept a running
+    # configuration it did not have. It now stops at once with a clear error.
+    ctl = Controller(manifests=manifests, work_dir=tmp_path / "my work")
+    try:
+        ctl.start(wait_ready=False)
+        assert ctl.process is not None
+        assert ctl.process.wait(timeout=30) == 2
+        assert "--work-dir" in ctl.log() and "cannot be written into nginx.conf" in ctl.log()
+        assert not (tmp_path / "my work" / "nginx.pid").exists()
+    finally:
+        ctl.stop()
