@@ -296,7 +296,7 @@ async def test_down_and_up_on_the_same_port(api: FakeApi, kube: client.ApiClient
     await core.list_service_for_all_namespaces()
     port = api.port
     await api.stop()
-    with pytest.raises(Exception):  # noqa: B017 - connection refused, as aiohttp reports it
+    with pytest.raises(aiohttp.ClientConnectorError):  # connection refused, as aiohttp reports it
         await core.list_service_for_all_namespaces()
     await api.restart()
     assert api.port == port
