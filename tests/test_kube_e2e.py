@@ -15,6 +15,7 @@ import pytest
 from tests.certs import make_cert, tls_secret
 from tests.fakeapi.threaded import ThreadedFakeApi, threaded_fake_api
 from tests.harness import (
+    QUIET,
     Controller,
     backend,
     endpoint_slice,
@@ -125,8 +126,10 @@ def test_serving_follows_the_api(tmp_path: Path, cluster: ThreadedFakeApi) -> No
         api.create(ingress("broken", rules=[rule("bad.example.com", ("/", "Prefix", backend("missing")))]))
         wait_for(lambda: any(e["involvedObject"]["name"] == "broken" for e in api.list("Event")), what="event")
         for i in range(3):  # more syncs
+            syncs = ctl.metric("ingressctl_syncs_total")
             api.update(endpoint_slice("web", ["127.0.9.1", "127.0.9.2"][: 1 + i % 2], port=PORT))
-            time.sleep(0.3)
+            wait_for(lambda syncs=syncs: ctl.metric("ingressctl_syncs_total") > syncs, what=f"sync {i + 1}")
+        time.sleep(QUIET)  # the last sync's write-back, if any, has happened
         broken = [e for e in api.list("Event") if e["involvedObject"]["name"] == "broken"]
         assert len(broken) == 1 and broken[0]["type"] == "Warning" and broken[0]["count"] == 1
         assert broken[0]["involvedObject"]["uid"] == api.get("Ingress", "default", "broken")["metadata"]["uid"]
