@@ -105,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_flag(run, "--health-port", type=flags.port, default=10254, help="Port of /healthz, /readyz and /metrics")
     flags.add_flag(run, "--health-address", default="", help="Address of the health server ('' = all addresses)")
     flags.add_flag(run, "--nginx-binary", default="nginx", help="The nginx executable")
+    flags.add_flag(
+        run,
+        "--reload-timeout",
+        type=flags.seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="How long a reloaded nginx.conf may take to go live before the apply counts as failed and is retried",
+    )
     kubeflags.add_arguments(run)
     render = sub.add_parser("render", help="Print the nginx.conf (or backends JSON) without starting anything")
     add_common(render)
@@ -225,7 +233,13 @@ async def _serve(
     metrics = Metrics()
     nginx = Nginx(binary=args.nginx_binary, paths=paths)
     lua = LuaApi(paths.socket)
-    applier = Applier(nginx=nginx, renderer=Renderer(paths=paths, user=nginx.user), lua=lua, metrics=metrics)
+    applier = Applier(
+        nginx=nginx,
+        renderer=Renderer(paths=paths, user=nginx.user),
+        lua=lua,
+        metrics=metrics,
+        live_timeout=args.reload_timeout,
+    )
     settings = settings_from(args)
     controller = Controller(
         source=source,

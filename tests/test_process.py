@@ -21,6 +21,7 @@ RUN_FLAGS = [
     "--health-port",
     "--work-dir",
     "--nginx-binary",
+    "--reload-timeout",
     "--controller-class",
     "--ingress-class",
     "--watch-ingress-without-class",
