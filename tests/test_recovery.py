@@ -50,6 +50,11 @@ def _wrapper(tmp_path: Path, body: str) -> Path:
     return script
 
 
+def _once_when_testing(tmp_path: Path, flag: Path, commands: str) -> Path:
+    """A wrapper that runs `commands` in the first `nginx -t` after `flag` is created (and removes it)."""
+    return _wrapper(tmp_path, f'if [ "$testing" = 1 ] && [ -e "{flag}" ]; then\n  rm -f "{flag}"; {commands}\nfi')
+
+
 @pytest.fixture
 def app_pod() -> Iterator[Pod]:
     pod = Pod("127.0.7.1", PORT)
@@ -138,12 +143,7 @@ def test_nginx_killed_during_an_apply_stops_the_controller_and_leaves_no_nginx(
 ) -> None:
     # While the flag file exists, `nginx -t` first kills the master (SIGKILL: it cannot clean up).
     flag = tmp_path / "kill-master"
-    wrapper = _wrapper(
-        tmp_path,
-        f'if [ "$testing" = 1 ] && [ -e "{flag}" ]; then\n'
-        f'  rm -f "{flag}"; kill -9 "$(cat {tmp_path}/work/nginx.pid)"\n'
-        "fi",
-    )
+    wrapper = _once_when_testing(tmp_path, flag, f'kill -9 "$(cat {tmp_path}/work/nginx.pid)"')
     with _running(tmp_path, manifests, "--nginx-binary", str(wrapper)) as (ctl, seen):
         _app(manifests, "app", [app_pod.address])
         wait_for(lambda: ctl.get("app.example.com").pod == app_pod.address, what="served")
@@ -206,12 +206,8 @@ def test_a_configuration_that_never_goes_live_keeps_the_old_one_serving_and_is_r
     # installs it and sends SIGHUP; the master logs the error and keeps its old workers, so the
     # new digest never answers.
     flag = tmp_path / "break-after-test"
-    wrapper = _wrapper(
-        tmp_path,
-        f'if [ "$testing" = 1 ] && [ -e "{flag}" ]; then\n'
-        f'  rm -f "{flag}"; nginx "$@" || exit 1\n'
-        '  echo "not_a_directive_ingressctl_test;" >> "$conf"; exit 0\n'
-        "fi",
+    wrapper = _once_when_testing(
+        tmp_path, flag, 'nginx "$@" || exit 1; echo "not_a_directive_ingressctl_test;" >> "$conf"; exit 0'
     )
     with _running(tmp_path, manifests, "--nginx-binary", str(wrapper), "--reload-timeout", "3") as (ctl, _):
         _app(manifests, "app", [app_pod.address])
