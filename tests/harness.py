@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -423,6 +424,7 @@ class Controller:
         if self._settle_gave_up:
             return
         deadline = time.monotonic() + timeout
+        expected, pids = self._configured_workers(), []
         while time.monotonic() < deadline:
             try:
                 pids = self.worker_pids()
@@ -432,10 +434,21 @@ class Controller:
             for pid in pids:
                 with contextlib.suppress(OSError):
                     draining = draining or b"shutting down" in Path(f"/proc/{pid}/cmdline").read_bytes()
-            if not draining and len(pids) == (os.cpu_count() or 1):
+            if not draining and len(pids) == expected:
                 return
             time.sleep(0.005)
-        self._settle_gave_up = True  # an unexpected worker count: do not slow every request down
+        # An unexpected worker count: do not slow every request down, but say so (requests may
+        # reach a draining worker from now on).
+        self._settle_gave_up = True
+        warnings.warn(f"settle() gave up after {timeout}s: workers {pids}", stacklevel=2)
+
+    def _configured_workers(self) -> int:
+        try:
+            text = (self.work_dir / "nginx.conf").read_text()
+        except OSError:
+            text = ""
+        match = re.search(r"^worker_processes (\d+);", text, re.M)
+        return int(match.group(1)) if match else (os.cpu_count() or 1)
 
     def get(self, host: str, path: str = "/", **kwargs: Any) -> Response:
         self.settle()
