@@ -110,6 +110,25 @@ def test_addresses_agree(lua_port: int, address: str) -> None:
     assert _lua(lua_port, "address", address)["ok"] == _python_accepts(validate.ip_address, address), address
 
 
+# Lua numbers cannot tell 80.0 from 80 (the controller sends integers only): integers, and
+# fractions, which both refuse.
+PORT_VALUES = st.one_of(
+    st.integers(-(2**31), 2**31),
+    st.integers(-10, 70000),
+    st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: not f.is_integer()),
+)
+
+
+@SETTINGS
+@given(port=PORT_VALUES)
+@example(port=0)
+@example(port=65535)
+@example(port=65536)
+def test_ports_agree(lua_port: int, port: float) -> None:
+    doc = json.dumps({"backends": [{"name": "a/b:80", "endpoints": [{"address": "10.0.0.1", "port": port}]}]})
+    assert _lua(lua_port, "document", doc)["ok"] == _python_accepts(validate.port_number, port), port
+
+
 LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
 NAME_PART = st.one_of(
     LABEL,
