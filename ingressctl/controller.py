@@ -192,3 +192,4 @@ class Controller:
             log.info("resolved: %s", problem)
         self._reported = current
         self.metrics.problems.set(len(current))
+
