@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ingressctl import __version__, flags
+from ingressctl import __version__, check, flags
 from ingressctl.cache import Cache
 from ingressctl.certs import self_signed
 from ingressctl.config import GlobalOptions
@@ -122,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OTHER_DIR",
         default=None,
         help="Print what would change from --manifests to OTHER_DIR, and whether it would reload, instead",
+    )
+    check.add_arguments(
+        sub.add_parser(
+            "check",
+            help="Migration report: how ingressctl would serve each Ingress and its annotations",
+            description=check.__doc__,
+        )
     )
     return parser
 
@@ -324,6 +331,8 @@ async def _watch_nginx(nginx: Nginx) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "check":
+        return check.run(args)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
