@@ -29,7 +29,7 @@ from ingressctl.dataplane.apply import Applier
 from ingressctl.dataplane.luaapi import LuaApi
 from ingressctl.dataplane.nginx import Nginx, worker_user
 from ingressctl.dataplane.paths import Paths, lua_dir
-from ingressctl.dataplane.render import Renderer
+from ingressctl.dataplane.render import Renderer, UnsafeValue, quote
 from ingressctl.health import start_health_server
 from ingressctl.logfields import setup_logging
 from ingressctl.metrics import Metrics
@@ -154,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_flag(run, "--health-port", type=flags.port, default=10254, help="Port of /healthz, /readyz and /metrics")
     flags.add_flag(run, "--health-address", default="", help="Address of the health server ('' = all addresses)")
     flags.add_flag(run, "--nginx-binary", default="nginx", help="The nginx executable")
+    flags.add_flag(
+        run,
+        "--reload-timeout",
+        type=flags.seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="How long a reloaded nginx.conf may take to go live before the apply counts as failed and is retried",
+    )
     kubeflags.add_arguments(run)
     add_externalname_flags(run)
     render = sub.add_parser("render", help="Print the nginx.conf (or backends JSON) without starting anything")
@@ -267,10 +275,33 @@ async def _serve(
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="ingressctl-")).resolve()
     run_dir = _run_dir()
     paths = Paths(work=str(work), lua=str(lua_dir()), run=str(run_dir) if run_dir else "")
+    # Every path is written into nginx.conf, quoted: one the template refuses (a space, a quote...)
+    # would make every render fail, so the controller would run forever without serving.
+    for what, value in [("--work-dir", paths.work), ("the Lua directory", paths.lua), ("the socket dir", paths.run)]:
+        try:
+            quote(value)
+        except UnsafeValue:
+            log.error(
+                "%s %r cannot be written into nginx.conf: use a path without whitespace, quotes, ';', "
+                "'{', '}', '#' or '$'",
+                what,
+                value,
+            )
+            if run_dir:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            if created:
+                shutil.rmtree(work, ignore_errors=True)
+            return 2
     metrics = Metrics()
     nginx = Nginx(binary=args.nginx_binary, paths=paths, error_log_as_records=args.log_format == "json")
     lua = LuaApi(paths.socket)
-    applier = Applier(nginx=nginx, renderer=Renderer(paths=paths, user=nginx.user), lua=lua, metrics=metrics)
+    applier = Applier(
+        nginx=nginx,
+        renderer=Renderer(paths=paths, user=nginx.user),
+        lua=lua,
+        metrics=metrics,
+        live_timeout=args.reload_timeout,
+    )
     settings = settings_from(args)
     controller = Controller(
         source=source,

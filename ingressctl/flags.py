@@ -47,6 +47,17 @@ def port(value: str) -> int:
         raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
 
 
+def seconds(value: str) -> float:
+    """A duration in seconds: more than 0, at most an hour."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0 < number <= 3600:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds (more than 0, at most 3600)")
+    return number
+
+
 def add_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str, *, help: str, **kwargs: Any) -> None:
     """Adds a flag whose default comes from its environment variable when that is set.
     `boolean=True` makes a flag that takes an optional true/false value (`--x`, `--x=false`)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import Controller, ingress_class, running_controller, write_manifests
+from tests.timing import Lag
 
 
 @pytest.fixture
@@ -16,6 +17,13 @@ def manifests(tmp_path: Path) -> Path:
     folder.mkdir()
     write_manifests(folder, "class.yaml", [ingress_class()])
     return folder
+
+
+@pytest.fixture
+def lag() -> Iterator[Lag]:
+    """Wall-clock limits checked through lag.within(): skipped, saying why, on a loaded machine."""
+    with Lag() as probe:
+        yield probe
 
 
 @pytest.fixture

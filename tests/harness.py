@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,12 @@ def wait_for(check: Callable[[], Any], *, timeout: float = 10.0, interval: float
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last {last!r}")
 
 
+# How long "nothing else happened" checks wait: longer than the controller's minimum reload
+# interval (1 s, a reload held back waits that long) plus its maximum sync delay (1 s) plus a
+# reload's own time on a loaded machine. A change still pending after this would have shown.
+QUIET = 3.0
+
+
 # --- backends ---------------------------------------------------------------------------------
 
 
@@ -68,6 +75,9 @@ class Pod:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without this, Nagle's algorithm holds the body
+            # back until nginx's delayed ACK of the headers (about 40 ms per answer).
+            disable_nagle_algorithm = True
 
             def _answer(self) -> None:
                 pod.requests += 1
@@ -417,6 +427,7 @@ class Controller:
         if self._settle_gave_up:
             return
         deadline = time.monotonic() + timeout
+        expected, pids = self._configured_workers(), []
         while time.monotonic() < deadline:
             try:
                 pids = self.worker_pids()
@@ -426,10 +437,21 @@ class Controller:
             for pid in pids:
                 with contextlib.suppress(OSError):
                     draining = draining or b"shutting down" in Path(f"/proc/{pid}/cmdline").read_bytes()
-            if not draining and len(pids) == (os.cpu_count() or 1):
+            if not draining and len(pids) == expected:
                 return
             time.sleep(0.005)
-        self._settle_gave_up = True  # an unexpected worker count: do not slow every request down
+        # An unexpected worker count: do not slow every request down, but say so (requests may
+        # reach a draining worker from now on).
+        self._settle_gave_up = True
+        warnings.warn(f"settle() gave up after {timeout}s: workers {pids}", stacklevel=2)
+
+    def _configured_workers(self) -> int:
+        try:
+            text = (self.work_dir / "nginx.conf").read_text()
+        except OSError:
+            text = ""
+        match = re.search(r"^worker_processes (\d+);", text, re.M)
+        return int(match.group(1)) if match else (os.cpu_count() or 1)
 
     def get(self, host: str, path: str = "/", **kwargs: Any) -> Response:
         self.settle()
@@ -495,3 +517,53 @@ def unix_request(socket_path: Path, method: str, url: str, body: bytes | None = 
         return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def lua_nginx(work: Path, *, requires: list[str], location: str, dict_size: str = "8m") -> Iterator[int]:
+    """A bare nginx (one worker, our Lua modules and tests/lua on the path, the shared dict) that
+    requires `requires` at init and serves the Lua block `location` at /run; yields its port and
+    stops it by PID. Lua code lives in modules loaded at init: started as root, the workers (nobody)
+    cannot read files under pytest's 0700 tmp dirs."""
+    port = free_port()
+    lines = "\n".join(f'        require("{m}")' for m in requires)
+    (work / "nginx.conf").write_text(
+        f"""
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+daemon off;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    lua_package_path "{REPO}/lua/?.lua;{REPO}/tests/lua/?.lua;;";
+    lua_shared_dict ingressctl {dict_size};
+    init_by_lua_block {{
+{lines}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location = /run {{
+            content_by_lua_block {{ {location} }}
+        }}
+    }}
+}}
+"""
+    )
+    nginx = subprocess.Popen(
+        ["nginx", "-p", str(work), "-c", str(work / "nginx.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "error.log").open("wb"),
+    )
+    try:
+        wait_for(lambda: request(port, host="localhost", path="/nothing"), what="lua test nginx")
+        yield port
+    finally:
+        nginx.send_signal(signal.SIGQUIT)
+        try:
+            nginx.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            nginx.kill()
+            nginx.wait()

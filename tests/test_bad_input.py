@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from tests.harness import (
+    QUIET,
     REPO,
     Controller,
     backend,
@@ -83,8 +84,14 @@ def test_malformed_yaml_is_skipped_and_last_good_content_kept(controller: Contro
         wait_for(lambda: controller.get("other.example.com").status == 200, what="rest of the folder applies")
         assert "broken.yaml" in controller.log()
         # A good file that becomes malformed keeps its last good content.
+        reloads, updates = controller.reloads(), controller.backend_updates()
         write_manifests(manifests, "good.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: good\n  oops: [\n")
-        time.sleep(0.5)
+        wait_for(
+            lambda: any("skipping malformed" in line and "good.yaml" in line for line in controller.log().splitlines()),
+            what="the malformed good.yaml read and skipped",
+        )
+        time.sleep(QUIET)
+        assert (controller.reloads(), controller.backend_updates()) == (reloads, updates)
         assert controller.get("good.example.com").pod == "127.0.4.3"
         assert controller.health("/readyz") == 200
 

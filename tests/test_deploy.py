@@ -250,9 +250,15 @@ def parse(parser: argparse.ArgumentParser, args: list[str], where: str) -> argpa
         pytest.fail(f"{where}: `ingressctl run` rejects {args}: {errors.getvalue()}")
 
 
-def controller_deployments() -> Iterator[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
-    yield "deploy", find(deploy_objects(), "Deployment", "ingressctl"), deploy_objects()
-    if shutil.which("kubectl"):
+# Each controller Deployment check runs on deploy/ and on demo/kind; the latter is built by
+# `kubectl kustomize`, and is skipped (visibly, saying so) where kubectl is not installed.
+EACH_DEPLOYMENT = pytest.mark.parametrize("where", ["deploy", "demo/kind"])
+
+
+def controller_deployments(where: str) -> Iterator[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
+    if where == "deploy":
+        yield "deploy", find(deploy_objects(), "Deployment", "ingressctl"), deploy_objects()
+    else:
         kind = kubectl_kustomize(KIND / "controller")
         yield "demo/kind", find(kind, "Deployment", "ingressctl"), kind
 
@@ -266,10 +272,11 @@ def ports_by_name(container: Obj) -> dict[str, int]:
     return {p["name"]: p["containerPort"] for p in container["ports"]}
 
 
-def test_deployment_args_are_run_flags_with_valid_values(run_parser: argparse.ArgumentParser) -> None:
+@EACH_DEPLOYMENT
+def test_deployment_args_are_run_flags_with_valid_values(run_parser: argparse.ArgumentParser, where: str) -> None:
     known = {o for action in run_parser._actions for o in action.option_strings}
     documented = run_parser.format_help()
-    for where, deployment, objects in controller_deployments():
+    for _, deployment, objects in controller_deployments(where):
         container = the_container(deployment)
         args = args_of(container)
         for flag in args:
@@ -310,8 +317,9 @@ def test_deployment_args_are_run_flags_with_valid_values(run_parser: argparse.Ar
         assert "emptyDir" in volumes[mounts["/tmp"]]
 
 
-def test_deployment_probes_hit_the_health_server() -> None:
-    for _, deployment, _ in controller_deployments():
+@EACH_DEPLOYMENT
+def test_deployment_probes_hit_the_health_server(where: str) -> None:
+    for _, deployment, _ in controller_deployments(where):
         container = the_container(deployment)
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -415,11 +423,12 @@ def test_service_fronts_the_controller() -> None:
     }
 
 
-def test_controller_pod_meets_the_restricted_pod_security_standard() -> None:
+@EACH_DEPLOYMENT
+def test_controller_pod_meets_the_restricted_pod_security_standard(where: str) -> None:
     objects = deploy_objects()
     namespace = find(objects, "Namespace", NAMESPACE)
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    for where, deployment, _ in controller_deployments():
+    for _, deployment, _ in controller_deployments(where):
         pod = deployment["spec"]["template"]["spec"]
         for key in ("hostNetwork", "hostPID", "hostIPC"):
             assert not pod.get(key), f"{where}: {key}"

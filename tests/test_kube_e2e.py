@@ -15,6 +15,7 @@ import pytest
 from tests.certs import make_cert, tls_secret
 from tests.fakeapi.threaded import ThreadedFakeApi, threaded_fake_api
 from tests.harness import (
+    QUIET,
     Controller,
     backend,
     endpoint_slice,
@@ -27,6 +28,7 @@ from tests.harness import (
     service,
     wait_for,
 )
+from tests.timing import Lag
 
 # The backends' port: free now, so concurrent runs of the suite on one machine do not collide.
 PORT = free_port()
@@ -124,8 +126,10 @@ def test_serving_follows_the_api(tmp_path: Path, cluster: ThreadedFakeApi) -> No
         api.create(ingress("broken", rules=[rule("bad.example.com", ("/", "Prefix", backend("missing")))]))
         wait_for(lambda: any(e["involvedObject"]["name"] == "broken" for e in api.list("Event")), what="event")
         for i in range(3):  # more syncs
+            syncs = ctl.metric("ingressctl_syncs_total")
             api.update(endpoint_slice("web", ["127.0.9.1", "127.0.9.2"][: 1 + i % 2], port=PORT))
-            time.sleep(0.3)
+            wait_for(lambda syncs=syncs: ctl.metric("ingressctl_syncs_total") > syncs, what=f"sync {i + 1}")
+        time.sleep(QUIET)  # the last sync's write-back, if any, has happened
         broken = [e for e in api.list("Event") if e["involvedObject"]["name"] == "broken"]
         assert len(broken) == 1 and broken[0]["type"] == "Warning" and broken[0]["count"] == 1
         assert broken[0]["involvedObject"]["uid"] == api.get("Ingress", "default", "broken")["metadata"]["uid"]
@@ -151,7 +155,7 @@ def test_serving_follows_the_api(tmp_path: Path, cluster: ThreadedFakeApi) -> No
 
 
 @pytest.mark.slow
-def test_watch_faults_and_an_api_outage_keep_serving(tmp_path: Path, cluster: ThreadedFakeApi) -> None:
+def test_watch_faults_and_an_api_outage_keep_serving(tmp_path: Path, cluster: ThreadedFakeApi, lag: Lag) -> None:
     api = cluster
     with pods(["127.0.9.11", "127.0.9.12"], PORT), api_controller(tmp_path, api, "c1") as ctl:
         api.create(service("web", target=PORT))
@@ -185,12 +189,14 @@ def test_watch_faults_and_an_api_outage_keep_serving(tmp_path: Path, cluster: Th
         api.restart()
         back = time.monotonic()
         # Each informer retries on its own backoff, capped at 5 s (jittered): all are back within seconds.
-        wait_for(lambda: ctl.get("four.example.com").status == 200, timeout=8, what="caught up after the outage")
-        wait_for(lambda: ctl.get("a.example.com").pod == "127.0.9.11", timeout=8, what="endpoints after the outage")
-        assert time.monotonic() - back < 8
+        wait_for(lambda: ctl.get("four.example.com").status == 200, timeout=30, what="caught up after the outage")
+        wait_for(lambda: ctl.get("a.example.com").pod == "127.0.9.11", timeout=30, what="endpoints after the outage")
+        lag.within(time.monotonic() - back, 8, "catching up after the outage")
 
 
-def test_one_leader_writes_status_and_hands_over_on_crash_and_on_stop(tmp_path: Path, cluster: ThreadedFakeApi) -> None:
+def test_one_leader_writes_status_and_hands_over_on_crash_and_on_stop(
+    tmp_path: Path, cluster: ThreadedFakeApi, lag: Lag
+) -> None:
     api = cluster
     api.create(service("web", target=PORT))
     api.create(endpoint_slice("web", ["127.0.9.21"], port=PORT))
@@ -213,10 +219,10 @@ def test_one_leader_writes_status_and_hands_over_on_crash_and_on_stop(tmp_path: 
         killed = time.monotonic()
         wait_for(
             lambda: api.get("Lease", "ingressctl", "ingressctl-leader")["spec"]["holderIdentity"] != holder,
-            timeout=6,
+            timeout=20,
             what="takeover",
         )
-        assert time.monotonic() - killed <= 3 + 0.5 + 1.5  # lease duration + retry period + slack
+        lag.within(time.monotonic() - killed, 3 + 0.5 + 1.5, "takeover (lease duration + retry period + slack)")
         api.update_status(lb_service([{"ip": "198.51.100.7"}]))
         wait_for(lambda: status_of(api, "web") == [{"ip": "198.51.100.7"}], what="new leader writes")
         assert follower.get("a.example.com").pod == "127.0.9.21"
@@ -226,5 +232,5 @@ def test_one_leader_writes_status_and_hands_over_on_crash_and_on_stop(tmp_path: 
             wait_for(lambda: c3.get("a.example.com").pod == "127.0.9.21", what="c3 serves")
             follower.stop()
             stopped = time.monotonic()
-            wait_for(lambda: lease_holder(api) == "c3", timeout=3, what="c3 leads")
-            assert time.monotonic() - stopped < 1.5  # well before the 3 s lease could expire
+            wait_for(lambda: lease_holder(api) == "c3", timeout=10, what="c3 leads")
+            lag.within(time.monotonic() - stopped, 1.5, "takeover after a release (well before the 3 s lease expiry)")

@@ -8,7 +8,6 @@ import os
 import pwd
 import re
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +18,8 @@ from tests.harness import (
     Controller,
     backend,
     endpoint_slice,
-    free_port,
     ingress,
+    lua_nginx,
     pods,
     request,
     rule,
@@ -37,48 +36,12 @@ UNIT_MODULES = ["test_configuration", "test_round_robin", "test_balancer", "test
 @pytest.fixture(scope="module")
 def lua_results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, object]]]:
     work = tmp_path_factory.mktemp("lua-unit")
-    port = free_port()
-    requires = "\n".join(f'        require("{m}")' for m in ["runner", *UNIT_MODULES])
     modules = "{" + ", ".join(f'"{m}"' for m in UNIT_MODULES) + "}"
-    (work / "nginx.conf").write_text(
-        f"""
-load_module /usr/lib/nginx/modules/ndk_http_module.so;
-load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
-daemon off;
-worker_processes 1;
-pid {work}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    lua_package_path "{REPO}/lua/?.lua;{REPO}/tests/lua/?.lua;;";
-    lua_shared_dict ingressctl 8m;
-    init_by_lua_block {{
-        require("ingressctl.configuration")
-        require("ingressctl.balancer")
-{requires}
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location = /run {{
-            content_by_lua_block {{ require("runner").run({modules}) }}
-        }}
-    }}
-}}
-"""
-    )
-    nginx = subprocess.Popen(
-        ["nginx", "-p", str(work), "-c", str(work / "nginx.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=(work / "error.log").open("wb"),
-    )
-    try:
-        resp = wait_for(lambda: request(port, host="localhost", path="/run"), what="lua test nginx")
+    requires = ["ingressctl.configuration", "ingressctl.balancer", "runner", *UNIT_MODULES]
+    with lua_nginx(work, requires=requires, location=f'require("runner").run({modules})') as port:
+        resp = request(port, host="localhost", path="/run")
         assert resp.status == 200, (resp.body, (work / "error.log").read_text())
         yield {r["name"]: r for r in resp.json()}
-    finally:
-        nginx.send_signal(signal.SIGQUIT)
-        nginx.wait(timeout=10)
 
 
 def _unit_names() -> list[str]:
@@ -132,13 +95,18 @@ def test_configuration_api(controller: Controller, manifests: Path) -> None:
             (b'{"backends": [{"name": "default/api:80", "endpoints": [{"address": "x", "port": 1}]}]}', "address"),
             (b'{"backends": [{"name": "default/api:80", "endpoints": [{"address": "1.2.3.4", "port": 0}]}]}', "port"),
             (b'{"backends": "nope"}', "backends"),
+            # An object where the array belongs used to pass and wipe every backend with a 201.
+            (b'{"backends": {"x": 1}}', "backends must be an array"),
+            (b'{"backends": [{"name": "default/api:80", "endpoints": [{"address": ":::::", "port": 1}]}]}', "address"),
+            (b'{"backends": [{"name": "default/api:80", "endpoints": {"address": "1.2.3.4"}}]}', "endpoints"),
             (b"", "empty body"),
         ]:
             resp = unix_request(sock, "POST", "/configuration/backends", body)
             assert resp.status == 400, body
             assert reason in resp.json()["error"]
         assert unix_request(sock, "PUT", "/configuration/backends", b"{}").status == 405
-        assert json.loads(unix_request(sock, "GET", "/configuration/backends").body)["version"] == version
+        after = json.loads(unix_request(sock, "GET", "/configuration/backends").body)
+        assert (after["version"], after["document"]) == (version, state["document"])
         assert controller.get("api.example.com").pod == "127.0.0.61"
 
         # A valid document takes effect at once, in every worker, and survives a reload.

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 
@@ -119,11 +118,6 @@ class LuaApi:
         """Applies a delta (from BackendsEncoder.encode_delta); raises LuaApiConflict when the
         store is not at the delta's base."""
         return await self._write("PATCH", body)
-
-    async def get_backends(self) -> dict[str, Any]:
-        async with self._client().get("http://ingressctl/configuration/backends") as resp:
-            result: dict[str, Any] = json.loads(await resp.text())
-            return result
 
     async def digest(self) -> str | None:
         """The digest of the configuration the answering worker runs; None if unreachable."""

@@ -8,6 +8,7 @@ master (not `nginx -s reload`, which would parse the configuration a third time)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import grp
@@ -49,6 +50,18 @@ def _die_with_parent() -> None:
     controller dies, even by SIGKILL, so no orphaned nginx keeps serving a stale configuration."""
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _orphaned_worker(pid: int) -> bool:
+    """An nginx worker whose master is gone (it was reparented): not a worker of another master
+    that happens to have a PID we saw."""
+    try:
+        if not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"nginx: worker process"):
+            return False
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        return not Path(f"/proc/{parent}/cmdline").read_bytes().startswith(b"nginx: master process")
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def _accepting_worker(pid: int) -> bool:
@@ -186,27 +199,31 @@ class Nginx:
             await asyncio.sleep(0.002)
         log.warning("old nginx workers %s still accept connections after %.0fs", pending, timeout)
 
-    def stop_orphans(self) -> None:
-        """Terminates the workers a killed master left behind (they would go on serving)."""
+    def stop_orphans(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stops the workers a dead master left behind (they would go on serving)."""
         for pid in self.workers_seen:
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                if cmdline.startswith(b"nginx: worker process"):
-                    os.kill(pid, signal.SIGTERM)
-                    log.warning("stopped nginx worker %d left by the dead master", pid)
-            except (OSError, ProcessLookupError):
+            if not _orphaned_worker(pid):
                 continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+                log.warning("stopped nginx worker %d left by the dead master", pid)
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Graceful stop (SIGQUIT lets workers finish requests); SIGKILL after the timeout."""
+        """Graceful stop (SIGQUIT lets workers finish requests); SIGKILL after the timeout, to the
+        master and to the workers that would not finish. Workers a master that died on its own
+        left behind are stopped too."""
         proc = self.process
-        if proc is None or proc.returncode is not None:
+        if proc is None:
             return
-        proc.send_signal(signal.SIGQUIT)
-        try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            log.warning("nginx did not stop within %.0fs; killing it", timeout)
-            proc.kill()
-            await proc.wait()
-        log.info("nginx stopped")
+        if proc.returncode is None:
+            self.worker_pids()  # remembers the current workers
+            proc.send_signal(signal.SIGQUIT)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                log.warning("nginx did not stop within %.0fs; killing it", timeout)
+                proc.kill()
+                await proc.wait()
+                self.stop_orphans(signal.SIGKILL)
+            log.info("nginx stopped")
+        self.stop_orphans()

@@ -60,11 +60,6 @@ class FolderWatch:
         self._thread: threading.Thread | None = None
         self._live = False  # the watcher has reported once: it is watching
 
-    @property
-    def watching(self) -> bool:
-        """Whether changes come from inotify (else: polling)."""
-        return self._thread is not None
-
     async def __aenter__(self) -> FolderWatch:
         if self.notify:
             try:

@@ -9,7 +9,8 @@
 --   GET   /configuration/backends  {"version","epoch","dict","document"}; with ?worker, the
 --                                  answering worker's own view after its sync (pid, version,
 --                                  stats, endpoints; ?worker=brief: without the endpoints)
--- Both writes answer 201 {"version","epoch","changed"}. Invalid JSON or shape answers 400 with the
+-- Both writes answer 201 {"version","epoch","changed"}. Invalid JSON or shape (an object where an array
+-- belongs, an unknown field, an address that is not an IP literal) answers 400 with the
 -- reason and changes nothing; a full dict answers 507 (what was written is logged, so workers
 -- still follow the store).
 local cjson = require("cjson.safe")
@@ -24,29 +25,151 @@ local MAX_PORT = 65535
 local LOCK_TTL = 10 -- seconds: a writer that died holding the lock holds it no longer than this
 local LOCK_WAIT = 5 -- seconds a writer waits for another one
 
+-- Addresses: the same grammar as Python's ipaddress.ip_address (what translate accepts), without
+-- zone indexes: dotted-quad IPv4 with no leading zeros, IPv6 of eight hextets with at most one "::"
+-- and an optional dotted-quad tail.
 local function valid_ipv4(address)
-    local a, b, c, d = address:match("^(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)$")
-    return a ~= nil and tonumber(a) <= 255 and tonumber(b) <= 255 and tonumber(c) <= 255 and tonumber(d) <= 255
+    local octets = { address:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$") }
+    if #octets ~= 4 then
+        return false
+    end
+    for _, octet in ipairs(octets) do
+        if #octet > 3 or (#octet > 1 and octet:sub(1, 1) == "0") or tonumber(octet) > 255 then
+            return false
+        end
+    end
+    return true
+end
+
+local function valid_ipv6(address)
+    if #address > 45 or not address:find(":", 1, true) then
+        return false
+    end
+    local parts = {}
+    for part in (address .. ":"):gmatch("([^:]*):") do
+        parts[#parts + 1] = part
+    end
+    local hextets = #parts
+    if parts[#parts]:find(".", 1, true) then
+        if not valid_ipv4(parts[#parts]) then
+            return false
+        end
+        hextets = hextets + 1 -- the dotted quad stands for two hextets
+    end
+    if #parts < 3 or hextets > 9 then
+        return false
+    end
+    local skip
+    for i = 2, #parts - 1 do
+        if parts[i] == "" then
+            if skip then
+                return false -- a second "::"
+            end
+            skip = i
+        end
+    end
+    for i, part in ipairs(parts) do
+        local tail = i == #parts and hextets > #parts
+        if part ~= "" and not tail and not part:match("^%x%x?%x?%x?$") then
+            return false
+        end
+    end
+    if skip then
+        local high, low = skip - 1, hextets - skip
+        if parts[1] == "" then
+            high = high - 1
+            if high > 0 then
+                return false -- a single leading ":"
+            end
+        end
+        if parts[#parts] == "" then
+            low = low - 1
+            if low > 0 then
+                return false -- a single trailing ":"
+            end
+        end
+        return high + low < 8
+    end
+    return hextets == 8 and parts[1] ~= "" and parts[#parts] ~= ""
 end
 
 local function valid_address(address)
-    if type(address) ~= "string" then
+    return type(address) == "string" and (valid_ipv4(address) or valid_ipv6(address))
+end
+
+-- cjson decodes [] and {} alike: an empty table is an empty array; any other table must have
+-- exactly the keys 1..n.
+local function is_array(value)
+    if type(value) ~= "table" then
         return false
     end
-    if valid_ipv4(address) then
-        return true
+    local count, largest = 0, 0
+    for key in pairs(value) do
+        if type(key) ~= "number" or key < 1 or key ~= math.floor(key) then
+            return false
+        end
+        count = count + 1
+        largest = math.max(largest, key)
     end
-    return #address <= 45 and address:find(":", 1, true) ~= nil and address:match("^[%x:%.]+$") ~= nil
+    return largest == count
+end
+
+-- An object (a table with string keys only) whose keys are all in `allowed`; returns the first
+-- unknown key as the second value.
+local function is_object(value, allowed)
+    if type(value) ~= "table" then
+        return false
+    end
+    for key in pairs(value) do
+        if type(key) ~= "string" then
+            return false
+        end
+        if not allowed[key] then
+            return false, key
+        end
+    end
+    return true
+end
+
+local BACKEND_KEYS = { name = true, algorithm = true, endpoints = true }
+local ENDPOINT_KEYS = { address = true, port = true }
+
+-- Names are what translate makes: namespace (a DNS-1123 subdomain) "/" Service (a DNS-1123 label)
+-- ":" the Service port's number or name.
+local function valid_label(label, longest)
+    return #label <= longest and (label:match("^[a-z0-9]$") or label:match("^[a-z0-9][a-z0-9%-]*[a-z0-9]$")) ~= nil
+end
+
+local function valid_subdomain(value)
+    if #value > 253 then
+        return false
+    end
+    for label in (value .. "."):gmatch("([^.]*)%.") do
+        if not valid_label(label, 63) then
+            return false
+        end
+    end
+    return true
 end
 
 local function valid_name(name)
-    return type(name) == "string" and #name <= 512 and name:match("^[a-z0-9][a-z0-9.%-]*/[a-z0-9][a-z0-9%-]*:[a-z0-9%-]+$") ~= nil
+    if type(name) ~= "string" then
+        return false
+    end
+    local namespace, service, port = name:match("^([^/]*)/([^:]*):(.*)$")
+    return namespace ~= nil and valid_subdomain(namespace) and valid_label(service, 63) and valid_label(port, 15)
+        and not port:find("--", 1, true)
+end
+
+local function valid_port(port)
+    return type(port) == "number" and port == math.floor(port) and port >= 1 and port <= MAX_PORT
 end
 
 -- Returns true, or nil and a message naming the bad field.
 local function validate_backend(backend, where)
-    if type(backend) ~= "table" then
-        return nil, where .. " must be an object"
+    local object, unknown = is_object(backend, BACKEND_KEYS)
+    if not object then
+        return nil, where .. (unknown and ("." .. unknown .. " is not a backend field") or " must be an object")
     end
     if not valid_name(backend.name) then
         return nil, where .. ".name must look like namespace/service:port"
@@ -54,16 +177,19 @@ local function validate_backend(backend, where)
     if backend.algorithm ~= nil and (type(backend.algorithm) ~= "string" or balancer.ALGORITHMS[backend.algorithm] == nil) then
         return nil, where .. ".algorithm must be a registered algorithm"
     end
-    if type(backend.endpoints) ~= "table" then
+    if not is_array(backend.endpoints) then
         return nil, where .. ".endpoints must be an array"
     end
     for j, endpoint in ipairs(backend.endpoints) do
         local ewhere = where .. ".endpoints[" .. (j - 1) .. "]"
-        if type(endpoint) ~= "table" or not valid_address(endpoint.address) then
+        object, unknown = is_object(endpoint, ENDPOINT_KEYS)
+        if not object then
+            return nil, ewhere .. (unknown and ("." .. unknown .. " is not an endpoint field") or " must be an object")
+        end
+        if not valid_address(endpoint.address) then
             return nil, ewhere .. ".address must be an IP address"
         end
-        local port = endpoint.port
-        if type(port) ~= "number" or port ~= math.floor(port) or port < 1 or port > MAX_PORT then
+        if not valid_port(endpoint.port) then
             return nil, ewhere .. ".port must be an integer from 1 to 65535"
         end
     end
@@ -73,6 +199,9 @@ end
 -- A list of backends under `field` (names unique within `seen`). Returns true, or nil and a
 -- message naming the bad field.
 local function validate_backends(list, field, seen)
+    if not is_array(list) then
+        return nil, field .. " must be an array"
+    end
     for i, backend in ipairs(list) do
         local where = field .. "[" .. (i - 1) .. "]"
         local ok, err = validate_backend(backend, where)
@@ -87,32 +216,39 @@ local function validate_backends(list, field, seen)
     return true
 end
 
+local DOCUMENT_KEYS = { backends = true }
+local DELTA_KEYS = { epoch = true, base = true, upsert = true, remove = true }
+
 -- A full document. Returns true, or nil and a message naming the bad field.
 function M.validate(doc)
-    if type(doc) ~= "table" or type(doc.backends) ~= "table" then
+    local object, unknown = is_object(doc, DOCUMENT_KEYS)
+    if not object or doc.backends == nil then
         return nil, "body must be a JSON object with a 'backends' array"
+            .. (unknown and (" and nothing else (not '" .. unknown .. "')") or "")
     end
     return validate_backends(doc.backends, "backends", {})
 end
 
 -- A delta. Returns true, or nil and a message naming the bad field.
 function M.validate_delta(doc)
-    if type(doc) ~= "table" then
-        return nil, "body must be a JSON object"
+    local object, unknown = is_object(doc, DELTA_KEYS)
+    if not object then
+        return nil, "body must be a JSON object with epoch, base, upsert and remove"
+            .. (unknown and (" (not '" .. unknown .. "')") or "")
     end
     if type(doc.epoch) ~= "string" then
         return nil, "epoch must be the store's epoch (a string)"
     end
-    if type(doc.base) ~= "number" or doc.base ~= math.floor(doc.base) or doc.base < 0 then
+    if type(doc.base) ~= "number" or doc.base ~= math.floor(doc.base) or doc.base < 0 or doc.base == math.huge then
         return nil, "base must be the version the delta applies to (an integer)"
-    end
-    if type(doc.upsert or {}) ~= "table" or type(doc.remove or {}) ~= "table" then
-        return nil, "upsert and remove must be arrays"
     end
     local seen = {}
     local ok, err = validate_backends(doc.upsert or {}, "upsert", seen)
     if not ok then
         return nil, err
+    end
+    if not is_array(doc.remove or {}) then
+        return nil, "remove must be an array"
     end
     for i, name in ipairs(doc.remove or {}) do
         local where = "remove[" .. (i - 1) .. "]"
@@ -282,6 +418,10 @@ end
 function M.delta(doc)
     return write(doc, M.validate_delta, delta_locked)
 end
+
+-- The field checks on their own, for the tests that compare them with translate's (Python) ones.
+M.valid_address = valid_address
+M.valid_name = valid_name
 
 function M.epoch()
     return epoch()

@@ -44,7 +44,8 @@ class Request:
 
 @dataclass
 class Failure:
-    """Fails matching requests with ``code`` until ``times`` runs out (None: until cleared)."""
+    """Fails matching requests with ``code`` until ``times`` runs out (None: until cleared). Code 0
+    fails nothing: the request is answered as usual, ``delay`` seconds late."""
 
     code: int
     method: str | None
@@ -52,6 +53,7 @@ class Failure:
     watch: bool | None
     times: int | None
     query_has: str | None = None  # only requests with this query parameter (e.g. "continue")
+    delay: float = 0.0
 
     def matches(self, request: Request) -> bool:
         return (
@@ -211,6 +213,12 @@ class FakeApi:
         self.failures.append(failure)
         return failure
 
+    def slow(self, seconds: float, *, method: str | None = None, path_contains: str | None = None) -> Failure:
+        """Answers matching requests `seconds` late (a slow API server), until cleared."""
+        failure = Failure(0, method, path_contains, None, None, delay=seconds)
+        self.failures.append(failure)
+        return failure
+
     def clear_failures(self) -> None:
         self.failures.clear()
 
@@ -248,6 +256,9 @@ class FakeApi:
                         failure.times -= 1
                         if failure.times <= 0:
                             self.failures.remove(failure)
+                    if failure.code == 0:
+                        await asyncio.sleep(failure.delay)
+                        continue
                     reason = _REASONS.get(failure.code, "InternalError")
                     raise ApiError(failure.code, reason, f"{reason} (injected by the test)")
             resource, namespace, name, sub = self._route(request.path)

@@ -81,7 +81,9 @@ function T.invalid_delta_answers_400_and_keeps_the_store()
         { { epoch = configuration.epoch(), base = before, upsert = { { name = "t/a:80", endpoints = { { address = "10.0.0.1", port = 0 } } } } }, "port" },
         { { epoch = configuration.epoch(), base = before, remove = { "not a name" } }, "remove[0]" },
         { { epoch = configuration.epoch(), base = before, upsert = { { name = "t/a:80", endpoints = {} } }, remove = { "t/a:80" } }, "duplicate" },
-        { { epoch = configuration.epoch(), base = before, upsert = "x" }, "arrays" },
+        { { epoch = configuration.epoch(), base = before, upsert = "x" }, "upsert must be an array" },
+        { { epoch = configuration.epoch(), base = before, upsert = { x = 1 } }, "upsert must be an array" },
+        { { epoch = configuration.epoch(), base = before, remove = { x = "t/a:80" } }, "remove must be an array" },
         { { base = before }, "epoch" },
         { { epoch = configuration.epoch(), base = "7" }, "base" },
         -- The first upsert is valid, the second is not: nothing of it is stored.
