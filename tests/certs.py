@@ -10,7 +10,7 @@ from ingressctl.certs import self_signed_pem
 
 def make_cert(*hosts: str) -> tuple[bytes, bytes]:
     """A self-signed certificate for the hosts (first one is the CN); returns (cert PEM, key PEM)."""
-    return self_signed_pem(hosts[0], list(hosts), days=1)
+    return self_signed_pem(hosts[0], list(hosts), days=30)
 
 
 def tls_secret(name: str, cert: bytes, key: bytes, *, namespace: str = "default") -> dict[str, Any]:

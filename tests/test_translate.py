@@ -26,6 +26,7 @@ from ingressctl.config import (
     GlobalOptions,
     Location,
     ObjectRef,
+    Policy,
     Problem,
     Server,
     StaticConfig,
@@ -480,7 +481,7 @@ PATH_CASES: dict[str, Case] = {
                             "paths": [
                                 {"path": "/foo", "pathType": "ImplementationSpecific", "backend": backend("app")},
                                 {"pathType": "ImplementationSpecific", "backend": backend("other")},
-                                {"path": "/bar/", "backend": backend("app")},  # no pathType
+                                {"path": "/bar/", "pathType": "ImplementationSpecific", "backend": backend("app")},
                             ]
                         },
                     }
@@ -612,6 +613,8 @@ PATH_CASES: dict[str, Case] = {
                 )
             ],
         ),
+        # Namespaces share hosts only where the policy allows it (tests/test_tenants.py: the default).
+        settings={"policy": Policy(allow_cross_namespace_hosts=True)},
     ),
     "paths/conflict-same-timestamp-and-namespace-lowest-name-wins": Case(
         [
