@@ -12,6 +12,9 @@ import pytest
 from ingressctl.cache import Cache
 from ingressctl.certs import self_signed
 from ingressctl.config import Configuration, Policy
+from ingressctl.dataplane.paths import Paths
+from ingressctl.dataplane.refusal import trace
+from ingressctl.dataplane.render import Renderer
 from ingressctl.model import Event, EventType, Obj
 from ingressctl.sources.legacy import convert_ingress
 from ingressctl.translate import Settings, translate
@@ -268,3 +271,49 @@ def test_missing_path_type_on_v1_is_rejected_with_the_field() -> None:
     converted = run([convert_ingress(legacy)])
     assert problems(converted) == []
     assert ("/x", "team-a/app:80") in served(converted)["a.example.com"]  # ImplementationSpecific: a plain prefix
+
+
+# --- tracing what nginx refuses back to Ingresses (ingressctl.dataplane.refusal) ---------------
+
+RENDERER = Renderer(paths=Paths(work="/run/ingressctl", lua="/usr/share/ingressctl/lua"))
+
+
+def traced(config: Configuration, output: str) -> tuple[list[str], str]:
+    text = RENDERER.render(config.static).text
+    result = trace(output, text=text, candidate="/run/ingressctl/nginx.conf.new", config=config)
+    return [f"{r.namespace}/{r.name}" for r in result.culprits], result.reason
+
+
+def line_of(config: Configuration, needle: str) -> int:
+    lines = RENDERER.render(config.static).text.splitlines()
+    return next(i for i, line in enumerate(lines, 1) if needle in line)
+
+
+def test_a_refused_certificate_file_traces_to_the_ingresses_that_chose_it() -> None:
+    secret = tls_secret("a-tls", *make_cert("a.example.com"), namespace="team-a")
+    tls = [{"hosts": ["a.example.com"], "secretName": "a-tls"}]
+    config = run(
+        [secret, team("team-a", "a", "a.example.com", tls=tls), team("team-a", "a2", "a.example.com", "/x", day=2)]
+    )
+    (server,) = config.static.servers
+    output = (
+        f'2026/12/04 18:18:37 [emerg] 1#1: SSL_CTX_use_certificate("/run/ingressctl/certs/{server.certificate}.pem") '
+        "failed (SSL: error:0A00018F:SSL routines::ee key too small)\nnginx: configuration file test failed"
+    )
+    assert traced(config, output) == (
+        ["team-a/a"],  # a2 has no TLS section: it did not choose the certificate
+        f'SSL_CTX_use_certificate("{server.certificate}.pem") failed '
+        "(SSL: error:0A00018F:SSL routines::ee key too small)",
+    )
+    default = output.replace(server.certificate or "", config.static.default_certificate)
+    assert traced(config, default)[0] == []  # the admin's default certificate: no tenant to blame
+
+
+def test_a_refused_line_traces_to_the_newest_ingress_of_its_server() -> None:
+    config = run([team("team-a", "a", "a.example.com"), team("team-a", "a2", "a.example.com", "/x", day=2)])
+    line = line_of(config, 'location "/x/"')
+    output = f"nginx: [emerg] something wrong in /run/ingressctl/nginx.conf.new:{line}"
+    assert traced(config, output) == (["team-a/a2"], "something wrong in nginx.conf.new:" + str(line))
+    http_line = line_of(config, "proxy_http_version")
+    assert traced(config, output.replace(f":{line}", f":{http_line}"))[0] == []  # the http block: nobody's
+    assert traced(config, "nginx: [emerg] something in /elsewhere.conf:3")[0] == []

@@ -19,7 +19,8 @@ _CERT_FILE = re.compile(r"/([0-9a-f]{32})\.pem\b")
 _FILE_LINE = re.compile(r" in (\S+):(\d+)\s*$", re.M)
 _SERVER_START = re.compile(r"^    server \{$")
 _SERVER_NAME = re.compile(r'^        server_name "([^"]*)";$')
-_EMERG = re.compile(r"\[(?:emerg|alert|crit)\] [0-9#]+: (.*)")
+_EMERG = re.compile(r"\[(?:emerg|alert|crit)\] (?:[0-9#]+: )?(.*)")
+_DIRECTORY = re.compile(r"(?<=[\"\s(])/[^\"\s]*/(?=[^/\"\s]+)")  # the controller's paths: not for tenants
 MAX_REASON = 300
 
 
@@ -30,13 +31,11 @@ class Trace:
 
 
 def reason(output: str) -> str:
-    """nginx's first error line, without its timestamp and pid, at most MAX_REASON characters."""
-    for line in output.splitlines():
-        found = _EMERG.search(line)
-        if found:
-            return found.group(1).strip()[:MAX_REASON]
+    """nginx's first error line, without its timestamp, pid and directories (file names stay),
+    at most MAX_REASON characters: it reaches Events and logs that tenants read."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    return (lines[0] if lines else "nginx -t failed")[:MAX_REASON]
+    first = next((m.group(1) for m in map(_EMERG.search, lines) if m), lines[0] if lines else "nginx -t failed")
+    return _DIRECTORY.sub("", " " + first.strip())[1:][:MAX_REASON]
 
 
 def trace(output: str, *, text: str, candidate: str, config: Configuration) -> Trace:
