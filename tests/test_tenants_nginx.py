@@ -14,12 +14,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.certs import make_cert, make_chain, tls_secret
+from tests.fakeapi.threaded import threaded_fake_api
 from tests.harness import (
     Controller,
     Response,
     backend,
     endpoint_slice,
     ingress,
+    ingress_class,
     pods,
     rule,
     running_controller,
@@ -196,3 +198,52 @@ def test_an_untraceable_refusal_keeps_the_last_good_configuration(
         assert_a_served(ctl, "a.example.com")
         assert ctl.reloads() == reloads
         assert ctl.metric("ingressctl_nginx_refused_ingresses_total") == 0
+
+
+def test_through_the_api_a_refused_ingress_gets_a_warning_event_and_no_status(tmp_path: Path, backends: None) -> None:
+    """As for any invalid Ingress: a Warning Event naming why, no status; team-a's gets its status."""
+    conf = tmp_path / "seclevel3.cnf"
+    conf.write_text(SECLEVEL_3)
+    refused = make_chain("b.example.com", key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    lb = [{"ip": "203.0.113.10"}]
+    with threaded_fake_api(bookmark_interval=1.0) as api:
+        api.create(ingress_class())
+        api.create({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "lb", "namespace": "ingressctl"},
+            "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80}]},
+            "status": {"loadBalancer": {"ingress": lb}},
+        })  # fmt: skip
+        for obj in [*team("team-a", A_POD), a_ingress("a.example.com"), *team("team-b", B_POD)]:
+            api.create(obj)
+        api.create(tls_secret("b-tls", *refused, namespace="team-b"))
+        api.create(b_ingress(rules=[B_HOST_RULE], tls=[{"hosts": ["b.example.com"], "secretName": "b-tls"}]))
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        flags = ["--kubeconfig", str(kubeconfig), "--publish-service", "ingressctl/lb"]
+        env = {"POD_NAMESPACE": "ingressctl", "POD_NAME": "c1", "OPENSSL_CONF": str(conf)}
+        with running_controller(tmp_path, None, extra_args=flags, env=env) as ctl:
+            wait_served(ctl, "a.example.com", A_POD)
+
+            def refusal_events() -> list[dict[str, Any]]:
+                return [
+                    e
+                    for e in api.list("Event", "team-b")
+                    if e["involvedObject"]["name"] == "b" and "nginx refused" in e["message"]
+                ]
+
+            (event,) = wait_for(refusal_events, timeout=30, what="Warning Event for team-b/b")
+            assert event["type"] == "Warning" and event["reason"] == "Rejected"
+            assert event["message"].startswith(
+                "spec: nginx refused the configuration it makes: SSL_CTX_use_certificate("
+            )
+            assert "/" not in event["message"].split("(")[1].split(")")[0].strip('"')  # no controller paths
+            wait_for(
+                lambda: (
+                    (api.get("Ingress", "team-a", "a").get("status") or {}).get("loadBalancer", {}).get("ingress") == lb
+                ),
+                timeout=30,
+                what="team-a's status",
+            )
+            assert not (api.get("Ingress", "team-b", "b").get("status") or {}).get("loadBalancer", {}).get("ingress")
+            assert ctl.get("b.example.com").status == 404
