@@ -247,3 +247,26 @@ def test_through_the_api_a_refused_ingress_gets_a_warning_event_and_no_status(tm
             )
             assert not (api.get("Ingress", "team-b", "b").get("status") or {}).get("loadBalancer", {}).get("ingress")
             assert ctl.get("b.example.com").status == 404
+
+
+def test_a_refused_certificate_at_start_does_not_stop_the_start(
+    tmp_path: Path, manifests: Path, backends: None
+) -> None:
+    conf = tmp_path / "seclevel3.cnf"
+    conf.write_text(SECLEVEL_3)
+    refused = make_chain("b.example.com", key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    b_tls = [{"hosts": ["b.example.com"], "secretName": "b-tls"}]
+    write_manifests(manifests, "a.yaml", [*team("team-a", A_POD), a_ingress("a.example.com")])
+    write_manifests(
+        manifests,
+        "b.yaml",
+        [
+            *team("team-b", B_POD),
+            tls_secret("b-tls", *refused, namespace="team-b"),
+            b_ingress(rules=[B_HOST_RULE], tls=b_tls),
+        ],
+    )
+    with running_controller(tmp_path, manifests, env={"OPENSSL_CONF": str(conf)}) as ctl:
+        assert_a_served(ctl, "a.example.com")
+        assert ctl.get("b.example.com").status == 404
+        assert "rejected: Ingress team-b/b: spec: nginx refused the configuration it makes" in ctl.log()
