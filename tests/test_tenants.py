@@ -11,6 +11,7 @@ import pytest
 
 from ingressctl.cache import Cache
 from ingressctl.certs import self_signed
+from ingressctl.cli import build_parser, settings_from
 from ingressctl.config import Configuration, Policy
 from ingressctl.dataplane.paths import Paths
 from ingressctl.dataplane.refusal import trace
@@ -317,3 +318,18 @@ def test_a_refused_line_traces_to_the_newest_ingress_of_its_server() -> None:
     http_line = line_of(config, "proxy_http_version")
     assert traced(config, output.replace(f":{line}", f":{http_line}"))[0] == []  # the http block: nobody's
     assert traced(config, "nginx: [emerg] something in /elsewhere.conf:3")[0] == []
+
+
+def test_policy_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    def policy(*args: str) -> Policy:
+        return settings_from(build_parser().parse_args(["render", *args])).policy
+
+    assert policy() == Policy()  # cross-namespace sharing off, catch-alls from `default`
+    assert policy("--allow-cross-namespace-hosts", "--catch-all-namespaces", "ops, infra") == Policy(
+        allow_cross_namespace_hosts=True, catch_all_namespaces=("infra", "ops")
+    )
+    assert policy("--catch-all-namespaces", "").catch_all_namespaces == ()
+    monkeypatch.setenv("INGRESSCTL_CATCH_ALL_NAMESPACES", "ops")
+    assert policy().catch_all_namespaces == ("ops",)
+    with pytest.raises(SystemExit):
+        policy("--catch-all-namespaces", "Not_A_Namespace")
