@@ -11,6 +11,8 @@
 - Catch-alls (a defaultBackend alone, rules without a host: they serve hosts nobody named) are
   honoured only from the namespaces an admin lists; elsewhere they are reported and ignored.
 - A cap on the named hosts of the whole configuration: the newest Ingresses past it are rejected.
+- Ingresses whose configuration nginx itself refused (a Refusal, traced by dataplane.refusal):
+  kept out until they or one of their Secrets change.
 """
 
 from __future__ import annotations
