@@ -5,8 +5,11 @@ to bench/results/latest.json.
     python bench/run.py --quick    # a short smoke run of every section
     python bench/run.py --only 1,3 # selected sections
 
-Sections: 1 data-plane cost, 2 endpoint propagation, 3 scale, 4 zero-downtime, 5 coalescing.
-Every process a section starts is stopped by PID when it ends (also on Ctrl-C or SIGTERM).
+    python bench/run.py --only 6 --soak-minutes 30   # a longer soak (minutes per source)
+
+Sections: 1 data-plane cost, 2 endpoint propagation, 3 scale, 4 zero-downtime, 5 coalescing,
+6 soak under endpoint churn. Every process a section starts is stopped by PID when it ends (also
+on Ctrl-C or SIGTERM). With --only, the other sections' figures already in the output file stay.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from bench.common import Row, tempdir  # noqa: E402
 
 log = logging.getLogger("bench")
 Section = Callable[[Path, bool], tuple[list[Row], dict[str, Any]]]
+# Section 6's churn per source, in minutes (--soak-minutes sets it too); the default keeps `make bench` short.
+SOAK_MINUTES_ENV = "INGRESSCTL_SOAK_MINUTES"
 
 
 def section_1(tmp: Path, quick: bool) -> tuple[list[Row], dict[str, Any]]:
@@ -71,12 +76,24 @@ def section_5(tmp: Path, quick: bool) -> tuple[list[Row], dict[str, Any]]:
     return coalesce.run(tmp, opts)
 
 
+def section_6(tmp: Path, quick: bool) -> tuple[list[Row], dict[str, Any]]:
+    from bench import soak
+
+    minutes = os.environ.get(SOAK_MINUTES_ENV)
+    if minutes:
+        opts = soak.Options(seconds=float(minutes) * 60)
+    else:
+        opts = soak.Options(seconds=15) if quick else soak.Options()
+    return soak.run(tmp, opts)
+
+
 SECTIONS: dict[int, tuple[str, Section]] = {
     1: ("data-plane cost", section_1),
     2: ("endpoint propagation", section_2),
     3: ("scale", section_3),
     4: ("zero-downtime", section_4),
     5: ("coalescing", section_5),
+    6: ("soak under endpoint churn", section_6),
 }
 
 
@@ -105,6 +122,30 @@ def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(), "nginx": nginx, "commit": commit}
 
 
+def _merged(path: Path, results: dict[str, Any], chosen: list[int]) -> dict[str, Any]:
+    """A run of some sections replaces just their figures in the file: the others' stay, with the
+    date and commit they were measured at (per section, under "measured")."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return results
+    if not isinstance(old, dict) or not isinstance(old.get("sections"), dict):
+        return results
+    stamp = {"date": results["date"], "commit": results["machine"]["commit"], "quick": results["quick"]}
+    before = {"date": old.get("date"), "commit": (old.get("machine") or {}).get("commit"), "quick": old.get("quick")}
+    measured = {k: old.get("measured", {}).get(k, before) for k in old["sections"]}
+    sections = {**old["sections"], **results["sections"]}
+    measured.update(dict.fromkeys(results["sections"], stamp))
+
+    def number(row: dict[str, Any]) -> int:
+        head = str(row.get("section", "")).split(" ", 1)[0]
+        return int(head) if head.isdigit() else 0
+
+    kept = [r for r in old.get("rows", []) if number(r) not in chosen]
+    rows = sorted([*kept, *results["rows"]], key=number)  # stable: each section's rows keep their order
+    return {**results, "sections": dict(sorted(sections.items())), "measured": measured, "rows": rows}
+
+
 def _terminate(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -114,7 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short smoke run (small sizes, 1 s wrk runs)")
     parser.add_argument("--only", default="", help="comma-separated section numbers (default: all)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "latest.json", help="JSON output")
+    parser.add_argument(
+        "--soak-minutes", type=float, help=f"section 6: minutes of churn per source (env {SOAK_MINUTES_ENV})"
+    )
     args = parser.parse_args(argv)
+    if args.soak_minutes is not None:
+        if args.soak_minutes <= 0:
+            parser.error("--soak-minutes must be positive")
+        os.environ[SOAK_MINUTES_ENV] = str(args.soak_minutes)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # the fake API server's request log
     signal.signal(signal.SIGTERM, _terminate)
@@ -153,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("section %d done in %.0f s", number, raw["seconds"])
     results["runtime_seconds"] = round(time.monotonic() - started, 1)
     results["rows"] = [r.__dict__ for r in rows]
+    if args.only:
+        results = _merged(args.out, results, chosen)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = args.out.with_suffix(".json.tmp")
     tmp_out.write_text(json.dumps(results, indent=2, default=str) + "\n")
