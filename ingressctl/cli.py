@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ingressctl import __version__, flags
+from ingressctl import __version__, check, flags
 from ingressctl.cache import Cache
 from ingressctl.certs import self_signed
-from ingressctl.config import GlobalOptions, Policy
+from ingressctl.config import GlobalOptions, TenancyPolicy
 from ingressctl.controller import Controller, Publisher
 from ingressctl.dataplane.apply import Applier
 from ingressctl.dataplane.luaapi import LuaApi
@@ -102,7 +102,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         parser,
         "--catch-all-namespaces",
         type=flags.namespaces,
-        default=Policy().catch_all_namespaces,
+        default=TenancyPolicy().catch_all_namespaces,
         help="Comma-separated namespaces whose defaultBackend-only Ingresses and host-less rules serve unnamed "
         "hosts (the ConfigMap's catch-all-namespaces overrides it)",
     )
@@ -130,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Print what would change from --manifests to OTHER_DIR, and whether it would reload, instead",
     )
+    check.add_arguments(
+        sub.add_parser(
+            "check",
+            help="Migration report: how ingressctl would serve each Ingress and its annotations",
+            description=check.__doc__,
+        )
+    )
     return parser
 
 
@@ -143,7 +150,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         default_ssl_certificate=args.default_ssl_certificate,
         configmap=args.configmap,
         options=GlobalOptions(http_port=args.http_port, https_port=args.https_port, listen_address=args.listen_address),
-        policy=Policy(
+        tenancy=TenancyPolicy(
             allow_cross_namespace_hosts=args.allow_cross_namespace_hosts,
             catch_all_namespaces=args.catch_all_namespaces,
         ),
@@ -312,6 +319,8 @@ async def _watch_nginx(nginx: Nginx) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "check":
+        return check.run(args)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from ingressctl.cache import Cache
 from ingressctl.certs import self_signed
-from ingressctl.config import Configuration, Policy
+from ingressctl.config import Configuration, TenancyPolicy
 from ingressctl.model import Event, EventType, Obj
 from ingressctl.translate import Settings, translate
 from ingressctl.translate.tls import BadCertificate, certificate_from_pem, certificate_from_secret, security_level
@@ -124,10 +124,10 @@ def test_written_pem_is_what_parsed_without_junk() -> None:
 def test_chain_and_secret_size_caps() -> None:
     cert, key = make_chain("a.example.com", intermediates=3)  # 4 certificates
     with pytest.raises(BadCertificate, match="holds 4 certificates, more than the cap of 3"):
-        certificate_from_secret(tls_secret("s", cert, key), policy=Policy(max_chain_length=3))
-    assert certificate_from_secret(tls_secret("s", cert, key), policy=Policy(max_chain_length=4))
+        certificate_from_secret(tls_secret("s", cert, key), tenancy=TenancyPolicy(max_chain_length=3))
+    assert certificate_from_secret(tls_secret("s", cert, key), tenancy=TenancyPolicy(max_chain_length=4))
     with pytest.raises(BadCertificate, match="larger than the cap of 1000 bytes"):
-        certificate_from_secret(tls_secret("s", cert, key), policy=Policy(max_secret_bytes=1000))
+        certificate_from_secret(tls_secret("s", cert, key), tenancy=TenancyPolicy(max_secret_bytes=1000))
     # Far over the cap: refused before decoding.
     huge = {**tls_secret("s", cert, key), "data": {"tls.crt": base64.b64encode(b"x" * 400_000).decode(), "tls.key": ""}}
     with pytest.raises(BadCertificate, match="larger than the cap of 131072 bytes"):

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from ingressctl.cache import Cache
 from ingressctl.certs import self_signed
-from ingressctl.config import GlobalOptions, Policy, Server, StaticConfig
+from ingressctl.config import GlobalOptions, Server, StaticConfig, TenancyPolicy
 from ingressctl.dataplane.paths import Paths
 from ingressctl.dataplane.render import Renderer, UnsafeValue, quote
 from ingressctl.model import Event, EventType, Obj
@@ -215,13 +215,17 @@ def test_the_rendered_file_has_exactly_the_configuration_structure(objects: list
     cache = Cache()
     for obj in objects:
         cache.apply(Event(EventType.ADDED, obj["kind"], obj))
-    policy = Policy(catch_all_namespaces=("a",))  # namespace a's catch-alls are served, b's ignored
-    config = translate(cache.snapshot(), Settings(fallback_certificate=FALLBACK, policy=policy))
+    policy = TenancyPolicy(catch_all_namespaces=("a",))  # namespace a's catch-alls are served, b's ignored
+    config = translate(cache.snapshot(), Settings(fallback_certificate=FALLBACK, tenancy=policy))
     static = config.static
     event(f"{min(len(static.servers), 3)}+ servers, problems: {bool(config.problems)}")
     text = RENDERER.render(static).text
     servers = [d["block"] for d in _http(text) if d["directive"] == "server"]
-    # The no-endpoints server and the configuration API, then the default server and one per host.
-    assert len(servers) == 2 + 1 + len(static.servers)
+    # The internal servers (no-endpoints, the configuration API) have no server_name and listen on
+    # unix sockets only; then come the default server and one per host, in order.
+    internal = [b for b in servers if not any(d["directive"] == "server_name" for d in b)]
+    assert internal and all(d["args"][0].startswith("unix:") for b in internal for d in b if d["directive"] == "listen")
+    named = servers[len(internal) :]
+    assert len(named) == 1 + len(static.servers)
     want = [_expected_server(s, static) for s in (static.default_server, *static.servers)]
-    assert [_actual_server(block) for block in servers[2:]] == want
+    assert [_actual_server(block) for block in named] == want

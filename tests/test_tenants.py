@@ -12,7 +12,7 @@ import pytest
 from ingressctl.cache import Cache
 from ingressctl.certs import self_signed
 from ingressctl.cli import build_parser, settings_from
-from ingressctl.config import Configuration, Policy
+from ingressctl.config import Configuration, TenancyPolicy
 from ingressctl.dataplane.paths import Paths
 from ingressctl.dataplane.refusal import trace
 from ingressctl.dataplane.render import Renderer
@@ -96,7 +96,7 @@ def test_same_namespace_still_shares_hosts() -> None:
 def test_single_team_clusters_can_share_hosts_across_namespaces() -> None:
     objects = [team("team-a", "a", "a.example.com", day=1), team("team-b", "b", "a.example.com", "/admin", day=2)]
     for settings in (
-        {"policy": Policy(allow_cross_namespace_hosts=True)},
+        {"tenancy": TenancyPolicy(allow_cross_namespace_hosts=True)},
         {"configmap": ("ctl", "c"), "extra": [configmap({"allow-cross-namespace-hosts": "true"})]},
     ):
         extra = settings.pop("extra", [])
@@ -173,7 +173,7 @@ def test_catch_alls_only_from_listed_namespaces() -> None:
         "listed in catch-all-namespaces may do (default); ignored"
         for name, field in [("all", "spec.rules[0]"), ("fb", "spec.defaultBackend"), ("mixed", "spec.rules[0]")]
     ]
-    listed = run([only_default], policy=Policy(catch_all_namespaces=("team-b",)))
+    listed = run([only_default], tenancy=TenancyPolicy(catch_all_namespaces=("team-b",)))
     assert problems(listed) == [] and served(listed)[""] == [("/", "team-b/app:80")]
     by_configmap = run([only_default, configmap({"catch-all-namespaces": "team-b"})], configmap=("ctl", "c"))
     assert served(by_configmap)[""] == [("/", "team-b/app:80")]
@@ -218,7 +218,7 @@ def many_rules(n: int, paths: int = 1) -> Obj:
     ids=["rules", "paths", "annotations", "rules-policy", "object-bytes"],
 )
 def test_caps_reject_the_ingress_whole(obj: Obj, settings: dict[str, Any], field: str, reason: str) -> None:
-    config = run([team("team-a", "a", "a.example.com"), obj], policy=Policy(**settings))
+    config = run([team("team-a", "a", "a.example.com"), obj], tenancy=TenancyPolicy(**settings))
     (problem,) = config.problems
     assert (problem.ref.name, problem.field) == ("big", field)
     assert reason in problem.reason and problem.reason.endswith("; Ingress rejected")
@@ -321,11 +321,11 @@ def test_a_refused_line_traces_to_the_newest_ingress_of_its_server() -> None:
 
 
 def test_policy_flags(monkeypatch: pytest.MonkeyPatch) -> None:
-    def policy(*args: str) -> Policy:
-        return settings_from(build_parser().parse_args(["render", *args])).policy
+    def policy(*args: str) -> TenancyPolicy:
+        return settings_from(build_parser().parse_args(["render", *args])).tenancy
 
-    assert policy() == Policy()  # cross-namespace sharing off, catch-alls from `default`
-    assert policy("--allow-cross-namespace-hosts", "--catch-all-namespaces", "ops, infra") == Policy(
+    assert policy() == TenancyPolicy()  # cross-namespace sharing off, catch-alls from `default`
+    assert policy("--allow-cross-namespace-hosts", "--catch-all-namespaces", "ops, infra") == TenancyPolicy(
         allow_cross_namespace_hosts=True, catch_all_namespaces=("infra", "ops")
     )
     assert policy("--catch-all-namespaces", "").catch_all_namespaces == ()

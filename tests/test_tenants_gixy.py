@@ -10,12 +10,14 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+import crossplane
 import pytest
 
 from ingressctl.cache import Cache
 from ingressctl.certs import self_signed
-from ingressctl.config import Configuration, Policy
+from ingressctl.config import Configuration, TenancyPolicy
 from ingressctl.dataplane.paths import Paths
 from ingressctl.dataplane.render import Renderer
 from ingressctl.model import Event, EventType, Obj
@@ -42,6 +44,9 @@ def multi_tenant() -> list[Obj]:
             namespace="team-a",
             rules=[rule("team-a.example.com", ("/", "Prefix", backend("app")), ("/api", "Exact", backend("app")))],
             tls=[{"hosts": ["team-a.example.com"], "secretName": "tls"}],
+            # CORS headers in a location: HSTS must be repeated there (nginx inherits add_header only
+            # into blocks without one; gixy's add_header_redefinition checks it).
+            annotations={"nginx.ingress.kubernetes.io/enable-cors": "true"},
         ),
         ingress(
             "b",
@@ -59,17 +64,17 @@ def demo() -> list[Obj]:
 
 
 SCENARIOS = {
-    "multi-tenant": (multi_tenant, Policy(catch_all_namespaces=("team-a",))),
-    "hostile-values": (tenant_objects, Policy(catch_all_namespaces=("zz-ns",))),
-    "demo": (demo, Policy()),
+    "multi-tenant": (multi_tenant, TenancyPolicy(catch_all_namespaces=("team-a",))),
+    "hostile-values": (tenant_objects, TenancyPolicy(catch_all_namespaces=("zz-ns",))),
+    "demo": (demo, TenancyPolicy()),
 }
 
 
-def configuration(objects: Iterable[Obj], policy: Policy) -> Configuration:
+def configuration(objects: Iterable[Obj], policy: TenancyPolicy) -> Configuration:
     cache = Cache()
     for obj in objects:
         cache.apply(Event(EventType.ADDED, obj["kind"], obj))
-    return translate(cache.snapshot(), Settings(fallback_certificate=FALLBACK, policy=policy))
+    return translate(cache.snapshot(), Settings(fallback_certificate=FALLBACK, tenancy=policy))
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
@@ -92,6 +97,35 @@ def test_gixy_finds_nothing_at_high_or_medium_but_the_documented_one(name: str, 
     with_certificate = {s.server_name for s in config.static.servers if s.certificate}
     assert with_certificate or name != "multi-tenant"  # the scenario has TLS hosts to check
     for finding in serious:
+        if finding["plugin"] == "if_is_evil":
+            # The CORS preflight (`if ($request_method = OPTIONS) { ...; return 204; }`): the if ends
+            # the request itself, so nothing runs in its implicit location afterwards (README).
+            assert "if ($request_method = OPTIONS)" in finding["config"], finding
+            continue
         assert finding["plugin"] == "hsts_header", finding
         named = set(re.findall(r"server_name ([^;]+);", finding["config"]))
         assert named <= without_certificate, (named & with_certificate, finding["config"])
+    _check_blocks(conf)
+
+
+def _check_blocks(conf: Path) -> None:
+    """Every CORS preflight `if` ends with `return 204`; in a server with HSTS, every block with an
+    add_header of its own repeats HSTS (nginx inherits add_header only into blocks without one)."""
+    parsed = crossplane.parse(str(conf), single=True, comments=False)
+    assert parsed["status"] == "ok", parsed["errors"]
+    (http,) = [d for d in parsed["config"][0]["parsed"] if d["directive"] == "http"]
+
+    def walk(block: list[dict[str, Any]], hsts: bool) -> None:
+        for d in block:
+            inner = d.get("block")
+            if inner is None:
+                continue
+            if d["directive"] == "if" and d["args"] == ["$request_method", "=", "OPTIONS"]:
+                assert (inner[-1]["directive"], inner[-1]["args"]) == ("return", ["204"])
+            headers = [x["args"][0] for x in inner if x["directive"] == "add_header"]
+            here = hsts or (d["directive"] == "server" and "Strict-Transport-Security" in headers)
+            if here and headers and d["directive"] != "server":
+                assert "Strict-Transport-Security" in headers, (d["directive"], d["args"], headers)
+            walk(inner, here)
+
+    walk(http["block"], False)

@@ -174,6 +174,7 @@ def test_a_certificate_nginx_refuses_is_rejected_alone(tmp_path: Path, manifests
         response = ctl.get("b.example.com", tls=True)
         assert (response.status, pod_of(response)) == (200, B_POD)
         assert response.peer_cert is not None and "b.example.com" in response.peer_cert["subject"]
+        assert response.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
         assert ctl.metric("ingressctl_certificate_expiry_days") > 29
 
 

@@ -26,10 +26,10 @@ from ingressctl.config import (
     GlobalOptions,
     Location,
     ObjectRef,
-    Policy,
     Problem,
     Server,
     StaticConfig,
+    TenancyPolicy,
 )
 from ingressctl.dataplane.paths import Paths
 from ingressctl.dataplane.render import Renderer
@@ -614,7 +614,7 @@ PATH_CASES: dict[str, Case] = {
             ],
         ),
         # Namespaces share hosts only where the policy allows it (tests/test_tenants.py: the default).
-        settings={"policy": Policy(allow_cross_namespace_hosts=True)},
+        settings={"tenancy": TenancyPolicy(allow_cross_namespace_hosts=True)},
     ),
     "paths/conflict-same-timestamp-and-namespace-lowest-name-wins": Case(
         [

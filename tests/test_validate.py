@@ -22,10 +22,10 @@ from ingressctl.config import (
     GlobalOptions,
     Location,
     ObjectRef,
-    Policy,
     Problem,
     Server,
     StaticConfig,
+    TenancyPolicy,
 )
 from ingressctl.dataplane.paths import Paths, templates_dir
 from ingressctl.dataplane.render import Renderer, UnsafeValue, quote
@@ -728,7 +728,7 @@ def comment_of(line: str) -> str:
 @pytest.fixture(scope="module")
 def rendered() -> tuple[Configuration, str]:
     # zz-ns's catch-all is honoured (the policy lists it) so that its hostile values are rendered too.
-    config = run(tenant_objects(), policy=Policy(catch_all_namespaces=("zz-ns",)))
+    config = run(tenant_objects(), tenancy=TenancyPolicy(catch_all_namespaces=("zz-ns",)))
     return config, TEMPLATE.render(config.static).text
 
 

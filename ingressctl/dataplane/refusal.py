@@ -18,7 +18,7 @@ from ingressctl.config import Configuration, ObjectRef
 _CERT_FILE = re.compile(r"/([0-9a-f]{32})\.pem\b")
 _FILE_LINE = re.compile(r" in (\S+):(\d+)\s*$", re.M)
 _SERVER_START = re.compile(r"^    server \{$")
-_SERVER_NAME = re.compile(r'^        server_name "([^"]*)";$')
+_SERVER_NAME = re.compile(r'^        server_name "([^"]*)"')  # the first name: aliases may follow
 _EMERG = re.compile(r"\[(?:emerg|alert|crit)\] (?:[0-9#]+: )?(.*)")
 _DIRECTORY = re.compile(r"(?<=[\"\s(])/[^\"\s]*/(?=[^/\"\s]+)")  # the controller's paths: not for tenants
 MAX_REASON = 300

@@ -1,5 +1,5 @@
 """Global options and the tenancy policy from the controller's ConfigMap, each key declared once
-with its validator. The nginx options (GlobalOptions) reach nginx.conf; the policy (Policy) only
+with its validator. The nginx options (GlobalOptions) reach nginx.conf; the policy (TenancyPolicy) only
 decides what translate accepts, so a change of it alone never reloads nginx."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ingressctl.config import ALGORITHMS, GlobalOptions, Policy
+from ingressctl.config import ALGORITHMS, GlobalOptions, TenancyPolicy
 from ingressctl.translate import validate
 from ingressctl.translate.validate import Invalid
 
@@ -53,7 +53,7 @@ def _algorithm(value: str) -> str:
     return value
 
 
-_T = TypeVar("_T", GlobalOptions, Policy)
+_T = TypeVar("_T", GlobalOptions, TenancyPolicy)
 _PROTOCOLS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 _CIPHERS = re.compile(r"[A-Za-z0-9!+@=:_.-]{1,2048}")
 _NAMESPACE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -165,7 +165,7 @@ def apply_configmap(base: GlobalOptions, data: Mapping[str, object]) -> tuple[Gl
     return _apply(base, data, _BY_KEY, _POLICY_BY_KEY)
 
 
-def apply_policy(base: Policy, data: Mapping[str, object]) -> tuple[Policy, list[OptionError]]:
+def apply_policy(base: TenancyPolicy, data: Mapping[str, object]) -> tuple[TenancyPolicy, list[OptionError]]:
     """The policy with the ConfigMap's valid policy keys applied, and one error per bad policy key."""
     if not isinstance(data, Mapping):
         return base, []  # apply_configmap reports it

@@ -22,12 +22,12 @@ import json
 from collections.abc import Iterable
 
 from ingressctl.cache import Snapshot
-from ingressctl.config import ObjectRef, Policy, Problem
+from ingressctl.config import ObjectRef, Problem, TenancyPolicy
 from ingressctl.model import INGRESS, SECRET, Obj
 from ingressctl.translate import ingress as ing
 
 
-def object_cap(obj: Obj, policy: Policy) -> ing.InvalidField | None:
+def object_cap(obj: Obj, policy: TenancyPolicy) -> ing.InvalidField | None:
     """Why one Ingress object exceeds a cap, or None. Checked before it is parsed."""
     meta = obj.get("metadata") or {}
     annotations = meta.get("annotations") if isinstance(meta, dict) else None
@@ -62,7 +62,7 @@ def object_cap(obj: Obj, policy: Policy) -> ing.InvalidField | None:
     return None
 
 
-def wildcard_problem(host: str, policy: Policy) -> str | None:
+def wildcard_problem(host: str, policy: TenancyPolicy) -> str | None:
     """Why a rule's wildcard host is refused, or None."""
     if not host.startswith("*.") or host.count(".") >= 2 or host in policy.allowed_wildcards:
         return None
@@ -97,7 +97,7 @@ def _catch_all_fields(p: ing.ParsedIngress) -> list[str]:
     return fields
 
 
-def admit(parsed: Iterable[ing.ParsedIngress], policy: Policy) -> Admission:
+def admit(parsed: Iterable[ing.ParsedIngress], policy: TenancyPolicy) -> Admission:
     """Applies the ownership policy to Ingresses given oldest first."""
     admitted: list[ing.ParsedIngress] = []
     problems: list[Problem] = []
@@ -140,7 +140,7 @@ def admit(parsed: Iterable[ing.ParsedIngress], policy: Policy) -> Admission:
     return Admission(tuple(admitted), tuple(problems), owners)
 
 
-def _refusal(p: ing.ParsedIngress, policy: Policy, owners: dict[str, ObjectRef]) -> tuple[str, str] | None:
+def _refusal(p: ing.ParsedIngress, policy: TenancyPolicy, owners: dict[str, ObjectRef]) -> tuple[str, str] | None:
     """(field, reason) when the whole Ingress is refused: a wildcard too wide, a host of another namespace."""
     for i, rule in enumerate(p.rules):
         problem = wildcard_problem(rule.host, policy)

@@ -18,6 +18,7 @@ import base64
 import binascii
 import datetime
 import functools
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
-from ingressctl.config import Certificate, Policy
+from ingressctl.config import Certificate, TenancyPolicy
 from ingressctl.model import Obj
 
 DEFAULT_SECURITY_LEVEL = 2  # Debian's OpenSSL default (CipherString = DEFAULT:@SECLEVEL=2)
@@ -140,8 +141,25 @@ def certificate_from_pem(cert: bytes, key: bytes, *, max_chain: int = 10, level:
     )
 
 
-def certificate_from_secret(secret: Obj, *, policy: Policy | None = None, level: int = 2) -> CheckedCertificate:
-    policy = policy or Policy()
+def ca_from_secret(secret: Obj) -> Certificate | None:
+    """The Secret's ca.crt (trusted certificates), re-encoded from the parsed certificates, or None."""
+    if secret.get("type") != "kubernetes.io/tls":
+        raise BadCertificate("Secret is not of type kubernetes.io/tls")
+    data = secret.get("data") or {}
+    raw = data.get("ca.crt") if isinstance(data, dict) else None
+    if not raw:
+        return None
+    try:
+        pem = base64.b64decode(raw, validate=True)
+        chain = x509.load_pem_x509_certificates(pem)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise BadCertificate(f"ca.crt is not valid base64 PEM certificates: {exc}") from None
+    text = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+    return Certificate(name=hashlib.sha256(text).hexdigest()[:32], pem=text)
+
+
+def certificate_from_secret(secret: Obj, *, tenancy: TenancyPolicy | None = None, level: int = 2) -> CheckedCertificate:
+    policy = tenancy or TenancyPolicy()
     if secret.get("type") != "kubernetes.io/tls":
         raise BadCertificate("Secret is not of type kubernetes.io/tls")
     data = secret.get("data") or {}
