@@ -23,7 +23,7 @@ from typing import Any
 from ingressctl import __version__, check, flags
 from ingressctl.cache import Cache
 from ingressctl.certs import self_signed
-from ingressctl.config import GlobalOptions
+from ingressctl.config import GlobalOptions, TenancyPolicy
 from ingressctl.controller import Controller, Publisher
 from ingressctl.dataplane.apply import Applier
 from ingressctl.dataplane.luaapi import LuaApi
@@ -93,6 +93,21 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         type=flags.namespaced_name,
         default=None,
         help="NS/NAME of the ConfigMap with global options",
+    )
+    flags.add_flag(
+        parser,
+        "--allow-cross-namespace-hosts",
+        boolean=True,
+        help="Let Ingresses of different namespaces share a host, as ingress-nginx did (single-team clusters; "
+        "the ConfigMap's allow-cross-namespace-hosts overrides it)",
+    )
+    flags.add_flag(
+        parser,
+        "--catch-all-namespaces",
+        type=flags.namespaces,
+        default=TenancyPolicy().catch_all_namespaces,
+        help="Comma-separated namespaces whose defaultBackend-only Ingresses and host-less rules serve unnamed "
+        "hosts (the ConfigMap's catch-all-namespaces overrides it)",
     )
     flags.add_flag(
         parser, "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="Log level"
@@ -197,6 +212,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
             https_port=args.https_port,
             listen_address=args.listen_address,
             access_log_json=args.log_format == "json",
+        ),
+        tenancy=TenancyPolicy(
+            allow_cross_namespace_hosts=args.allow_cross_namespace_hosts,
+            catch_all_namespaces=args.catch_all_namespaces,
         ),
     )
 

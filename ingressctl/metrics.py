@@ -23,6 +23,17 @@ class Metrics:
         self.backend_updates = Counter(
             "ingressctl_backend_updates", "backend documents posted to the Lua API", registry=self.registry
         )
+        self.refused = Counter(
+            "ingressctl_nginx_refused_ingresses",
+            "Ingresses rejected alone because nginx -t refused the configuration they made",
+            registry=self.registry,
+        )
+        self.certificate_expiry_days = Gauge(
+            "ingressctl_certificate_expiry_days",
+            "days until the leaf certificate of a TLS Secret in use expires (negative: expired)",
+            ["secret"],
+            registry=self.registry,
+        )
         self.syncs = Counter("ingressctl_syncs", "sync loop runs", registry=self.registry)
         self.problems = Gauge("ingressctl_problems", "rejected or degraded objects", registry=self.registry)
         self.sync_seconds = Histogram(

@@ -29,6 +29,7 @@ from ingressctl.config import (
     Problem,
     Server,
     StaticConfig,
+    TenancyPolicy,
 )
 from ingressctl.dataplane.paths import Paths
 from ingressctl.dataplane.render import Renderer
@@ -481,7 +482,7 @@ PATH_CASES: dict[str, Case] = {
                             "paths": [
                                 {"path": "/foo", "pathType": "ImplementationSpecific", "backend": backend("app")},
                                 {"pathType": "ImplementationSpecific", "backend": backend("other")},
-                                {"path": "/bar/", "backend": backend("app")},  # no pathType
+                                {"path": "/bar/", "pathType": "ImplementationSpecific", "backend": backend("app")},
                             ]
                         },
                     }
@@ -613,6 +614,8 @@ PATH_CASES: dict[str, Case] = {
                 )
             ],
         ),
+        # Namespaces share hosts only where the policy allows it (tests/test_tenants.py: the default).
+        settings={"tenancy": TenancyPolicy(allow_cross_namespace_hosts=True)},
     ),
     "paths/conflict-same-timestamp-and-namespace-lowest-name-wins": Case(
         [

@@ -22,6 +22,7 @@ from ingressctl.config import Backend, Configuration, StaticConfig
 from ingressctl.dataplane.backends import LuaBackends
 from ingressctl.dataplane.luaapi import LuaApi
 from ingressctl.dataplane.nginx import Nginx
+from ingressctl.dataplane.refusal import Trace, trace
 from ingressctl.dataplane.render import Renderer, UnsafeValue
 from ingressctl.metrics import Metrics
 from ingressctl.plan import Action, Plan, Reason, make_plan
@@ -34,7 +35,12 @@ class ApplyError(RuntimeError):
 
 
 class ConfigRejected(ApplyError):
-    """nginx -t refused the candidate: retrying the same configuration cannot help."""
+    """nginx -t refused the candidate: retrying the same configuration cannot help. `trace` names
+    the Ingresses responsible, when nginx's message could be traced to them (dataplane.refusal)."""
+
+    def __init__(self, message: str, trace: Trace | None = None) -> None:
+        super().__init__(message)
+        self.trace = trace or Trace((), message)
 
 
 @dataclass(frozen=True)
@@ -103,9 +109,10 @@ class Applier:
             await asyncio.sleep(0.005)
         raise ApplyError(f"configuration {digest} was not live after {self.live_timeout:.0f}s")
 
-    async def _install_static(self, static: StaticConfig) -> str:
+    async def _install_static(self, config: Configuration) -> str:
         """Renders, tests and installs nginx.conf; returns its digest. Raises ApplyError and leaves
         the running configuration alone on failure."""
+        static = config.static
         self._write_certificates(static)
         try:
             rendered = await asyncio.to_thread(self.renderer.render, static)
@@ -117,7 +124,8 @@ class Applier:
         result = await self.nginx.test(candidate)
         if not result.ok:
             self.metrics.reload_errors.inc()
-            raise ConfigRejected(f"nginx -t rejected the new configuration, keeping the running one: {result.output}")
+            traced = trace(result.output, text=rendered.text, candidate=str(candidate), config=config)
+            raise ConfigRejected(f"nginx -t rejected the new configuration: {result.output}", traced)
         os.replace(candidate, self.nginx.conf)
         return rendered.digest
 
@@ -130,7 +138,7 @@ class Applier:
         if starting:
             self.lua_backends.forget()  # a new master has a new, empty shared dict: send everything
             self.nginx.prepare()
-        digest = await self._install_static(config.static)
+        digest = await self._install_static(config)
         started = time.monotonic()
         old_workers: list[int] = []
         if starting:
