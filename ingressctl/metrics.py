@@ -17,7 +17,7 @@ class Metrics:
         )
         self.reload_errors = Counter(
             "ingressctl_nginx_reload_errors",
-            "configurations rejected by nginx -t or not confirmed live",
+            "configurations nginx refused (nginx -t at start, the reload itself) or not confirmed live",
             registry=self.registry,
         )
         self.backend_updates = Counter(

@@ -2,10 +2,12 @@
 Configuration.
 
 A reload (and the first start, which shares its path) writes certificates, renders to a temporary
-file, `nginx -t`s it, atomically replaces nginx.conf, sends the backends, SIGHUPs (or starts) the
-master and waits until the new digest answers on the configuration API and the old workers stopped
-accepting. A Lua update sends the backends only (ingressctl.dataplane.backends: as a delta where it
-can). A failed test keeps the last good configuration running and reports why.
+file, atomically replaces nginx.conf, sends the backends, SIGHUPs (or starts) the master and waits
+until the new digest answers on the configuration API and the old workers stopped accepting. The
+first start `nginx -t`s the file first; a reload is its own test (one parse, not two): the master
+keeps the running configuration when it cannot load the new one, and a refusal it logs is reported
+exactly like a failed test (ConfigRejected), with the last good nginx.conf put back. A Lua update
+sends the backends only (ingressctl.dataplane.backends: as a delta where it can).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class ApplyError(RuntimeError):
 
 
 class ConfigRejected(ApplyError):
-    """nginx -t refused the candidate: retrying the same configuration cannot help."""
+    """nginx refused the candidate (nginx -t, or the reload): retrying it cannot help."""
 
 
 @dataclass(frozen=True)
@@ -100,12 +102,16 @@ class Applier:
             if await self.lua.digest() == digest:
                 self.nginx.worker_pids()  # remembers the new workers
                 return
+            refused = self.nginx.refusal()
+            if refused:
+                self.nginx.restore()
+                raise ConfigRejected(f"nginx refused the new configuration, keeping the running one: {refused}")
             await asyncio.sleep(0.005)
         raise ApplyError(f"configuration {digest} was not live after {self.live_timeout:.0f}s")
 
-    async def _install_static(self, static: StaticConfig) -> str:
-        """Renders, tests and installs nginx.conf; returns its digest. Raises ApplyError and leaves
-        the running configuration alone on failure."""
+    async def _install_static(self, static: StaticConfig, *, test: bool) -> str:
+        """Renders, tests (if `test`: the first start) and installs nginx.conf; returns its digest.
+        Raises ApplyError and leaves the running configuration alone on failure."""
         self._write_certificates(static)
         try:
             rendered = await asyncio.to_thread(self.renderer.render, static)
@@ -114,11 +120,14 @@ class Applier:
             raise ConfigRejected(f"render refused the configuration, keeping the running one: {exc}") from None
         candidate = self.nginx.conf.with_name("nginx.conf.new")
         candidate.write_text(rendered.text)
-        result = await self.nginx.test(candidate)
-        if not result.ok:
-            self.metrics.reload_errors.inc()
-            raise ConfigRejected(f"nginx -t rejected the new configuration, keeping the running one: {result.output}")
-        os.replace(candidate, self.nginx.conf)
+        if test:
+            result = await self.nginx.test(candidate)
+            if not result.ok:
+                self.metrics.reload_errors.inc()
+                raise ConfigRejected(
+                    f"nginx -t rejected the new configuration, keeping the running one: {result.output}"
+                )
+        self.nginx.install(candidate)
         return rendered.digest
 
     async def _send(self, backends: tuple[Backend, ...]) -> None:
@@ -130,7 +139,7 @@ class Applier:
         if starting:
             self.lua_backends.forget()  # a new master has a new, empty shared dict: send everything
             self.nginx.prepare()
-        digest = await self._install_static(config.static)
+        digest = await self._install_static(config.static, test=starting)
         started = time.monotonic()
         old_workers: list[int] = []
         if starting:
@@ -140,8 +149,6 @@ class Applier:
             await self._send(config.backends)
             old_workers = self.nginx.worker_pids()
             self.nginx.reload()
-            self.reloads += 1
-            self.metrics.reloads.labels(reason=(plan.reason or Reason.OTHER).value).inc()
         self.last_reload = started
         try:
             await self._wait_live(digest)
@@ -151,6 +158,9 @@ class Applier:
         except ApplyError:
             self.metrics.reload_errors.inc()
             raise
+        if not starting:
+            self.reloads += 1
+            self.metrics.reloads.labels(reason=(plan.reason or Reason.OTHER).value).inc()
         if starting:
             await self._send(config.backends)
         self.running = config
