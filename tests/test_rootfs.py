@@ -309,6 +309,26 @@ def test_the_rootfs_is_the_images_filesystem(rootfs: Path) -> None:
     assert installed_cli.read_bytes() == (REPO / "ingressctl" / "cli.py").read_bytes()
 
 
+def test_the_build_is_cached_and_says_when_it_needs_root(rootfs: Path) -> None:
+    script = REPO / "image" / "build-rootfs.sh"
+    stamps = {p: p.read_text() for p in rootfs.parent.glob(f"{rootfs.name}.*-key")}
+    assert len(stamps) == 2
+    again = subprocess.run([str(script), str(rootfs)], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == f"rootfs: {rootfs} is up to date"
+    assert {p: p.read_text() for p in stamps} == stamps
+    # Not root: a clear message, nothing touched.
+    user = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", str(script), "/nonexistent/rootfs"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert user.returncode == 1
+    assert "make rootfs needs root" in user.stderr
+    assert not Path("/nonexistent").exists()
+
+
 def test_runs_as_the_deployment_runs_it(rootfs: Path, cluster: ThreadedFakeApi, sandbox: Path) -> None:
     port = free_port()
     cluster.create(service("web", target=port))
