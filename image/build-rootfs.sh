@@ -42,6 +42,12 @@ debian_mirror() {
     ' "${files[@]}")
 }
 
+# The rootfs is replaced wholesale: never a directory this script did not build.
+if [ "$dest" = / ] || { [ -e "$dest" ] && [ ! -f "$dest.base-key" ] && [ -n "$(ls -A "$dest" 2>/dev/null)" ]; }; then
+    echo "$dest exists and is not a rootfs built by $0: refusing to replace it" >&2
+    exit 1
+fi
+
 mirror=${DEBIAN_MIRROR:-$(debian_mirror)}
 if [ -z "$mirror" ]; then
     echo "no Debian mirror in /etc/apt/sources.list*: set DEBIAN_MIRROR=http://<mirror>/debian" >&2
