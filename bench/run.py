@@ -5,11 +5,13 @@ to bench/results/latest.json.
     python bench/run.py --quick    # a short smoke run of every section
     python bench/run.py --only 1,3 # selected sections
     python bench/run.py --stack host  # the host's nginx packages only
+    python bench/run.py --only 6 --soak-minutes 30   # a longer soak (minutes per source)
 
-Sections: 1 data-plane cost, 2 endpoint propagation, 3 scale, 4 zero-downtime, 5 coalescing.
+Sections: 1 data-plane cost, 2 endpoint propagation, 3 scale, 4 zero-downtime, 5 coalescing,
+6 soak under endpoint churn. Every process a section starts is stopped by PID when it ends (also
+on Ctrl-C or SIGTERM). With --only, the other sections' figures already in the output file stay.
 Stacks (bench/stack.py): every section runs on the host's nginx packages; sections 1 and 3 run again
 on the image's (build/rootfs, `make rootfs`: Debian 13), in a child process, side by side.
-Every process a section starts is stopped by PID when it ends (also on Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from bench.common import Row, tempdir  # noqa: E402
 
 log = logging.getLogger("bench")
 Section = Callable[[Path, bool], tuple[list[Row], dict[str, Any]]]
+# Section 6's churn per source, in minutes (--soak-minutes sets it too); the default keeps `make bench` short.
+SOAK_MINUTES_ENV = "INGRESSCTL_SOAK_MINUTES"
 
 
 def section_1(tmp: Path, quick: bool) -> tuple[list[Row], dict[str, Any]]:
@@ -76,12 +80,24 @@ def section_5(tmp: Path, quick: bool) -> tuple[list[Row], dict[str, Any]]:
     return coalesce.run(tmp, opts)
 
 
+def section_6(tmp: Path, quick: bool) -> tuple[list[Row], dict[str, Any]]:
+    from bench import soak
+
+    minutes = os.environ.get(SOAK_MINUTES_ENV)
+    if minutes:
+        opts = soak.Options(seconds=float(minutes) * 60)
+    else:
+        opts = soak.Options(seconds=15) if quick else soak.Options()
+    return soak.run(tmp, opts)
+
+
 SECTIONS: dict[int, tuple[str, Section]] = {
     1: ("data-plane cost", section_1),
     2: ("endpoint propagation", section_2),
     3: ("scale", section_3),
     4: ("zero-downtime", section_4),
     5: ("coalescing", section_5),
+    6: ("soak under endpoint churn", section_6),
 }
 
 
@@ -95,6 +111,7 @@ def table(rows: list[Row]) -> str:
 
 
 IMAGE_SECTIONS = (1, 3)  # the ones whose figures depend on the nginx stack
+IMAGE_LABEL = "[image] "  # prefix of the image stack's rows
 
 
 def machine() -> dict[str, Any]:
@@ -132,6 +149,40 @@ def _image_run(args: argparse.Namespace, sections: list[int]) -> dict[str, Any]:
     return image
 
 
+def _merged(path: Path, results: dict[str, Any], chosen: list[int]) -> dict[str, Any]:
+    """A run of some sections replaces just their figures in the file: the others' stay, with the
+    date and commit they were measured at (per section, under "measured")."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return results
+    if not isinstance(old, dict) or not isinstance(old.get("sections"), dict):
+        return results
+    stamp = {"date": results["date"], "commit": results["machine"]["commit"], "quick": results["quick"]}
+    before = {"date": old.get("date"), "commit": (old.get("machine") or {}).get("commit"), "quick": old.get("quick")}
+    measured = {k: old.get("measured", {}).get(k, before) for k in old["sections"]}
+    sections = {**old["sections"], **results["sections"]}
+    measured.update(dict.fromkeys(results["sections"], stamp))
+
+    def number(row: dict[str, Any]) -> int:
+        """Section number; the image stack's rows ("[image] 3 scale ...", "[image] targets") after the host's."""
+        section = str(row.get("section", ""))
+        image = section.startswith(IMAGE_LABEL)
+        head = section.removeprefix(IMAGE_LABEL).split(" ", 1)[0]
+        return (100 if image else 0) + (int(head) if head.isdigit() else 99 if image else 0)
+
+    def rerun(row: dict[str, Any]) -> bool:
+        if str(row.get("section", "")).startswith(IMAGE_LABEL):
+            return "stacks" in results  # the image stack ran again: all of its rows are new
+        return number(row) in chosen
+
+    kept = [r for r in old.get("rows", []) if not rerun(r)]
+    rows = sorted([*kept, *results["rows"]], key=number)  # stable: each section's rows keep their order
+    stacks = results.get("stacks", old.get("stacks"))
+    merged = {**results, "sections": dict(sorted(sections.items())), "measured": measured, "rows": rows}
+    return {**merged, "stacks": stacks} if stacks else merged
+
+
 def _terminate(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -142,12 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated section numbers (default: all)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "latest.json", help="JSON output")
     parser.add_argument(
+        "--soak-minutes", type=float, help=f"section 6: minutes of churn per source (env {SOAK_MINUTES_ENV})"
+    )
+    parser.add_argument(
         "--stack",
         choices=("both", "host", "image"),
         default="both",
         help="host packages, the image's (build/rootfs), or both (default; image only where it can run)",
     )
     args = parser.parse_args(argv)
+    if args.soak_minutes is not None:
+        if args.soak_minutes <= 0:
+            parser.error("--soak-minutes must be positive")
+        os.environ[SOAK_MINUTES_ENV] = str(args.soak_minutes)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # the fake API server's request log
     signal.signal(signal.SIGTERM, _terminate)
@@ -209,13 +267,15 @@ def _run(args: argparse.Namespace, chosen: list[int]) -> int:
             results["stacks"] = {"image": image}
             failed = failed or image.get("exit_code", 1) != 0
             rows += [
-                Row(f"[image] {r['section']}", r["metric"], r["value"], r["target"], r["ok"])
+                Row(f"{IMAGE_LABEL}{r['section']}", r["metric"], r["value"], r["target"], r["ok"])
                 for r in image.get("rows", [])
             ]
     elif args.stack == "image":
-        rows += stack.target_rows(results["sections"], "[image]")
+        rows += stack.target_rows(results["sections"])
     results["runtime_seconds"] = round(time.monotonic() - started, 1)
     results["rows"] = [r.__dict__ for r in rows]
+    if args.only:
+        results = _merged(args.out, results, chosen)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = args.out.with_suffix(".json.tmp")
     tmp_out.write_text(json.dumps(results, indent=2, default=str) + "\n")

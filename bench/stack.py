@@ -59,10 +59,10 @@ def image_environment(directory: Path) -> dict[str, str]:
     return {"INGRESSCTL_NGINX_BINARY": str(wrapper), "INGRESSCTL_LUA_DIR": IMAGE_LUA}
 
 
-def target_rows(sections: dict[str, Any], label: str) -> list[Row]:
+def target_rows(sections: dict[str, Any]) -> list[Row]:
     """The image stack's targets, from its raw figures (sections 1 and 3)."""
     rows: list[Row] = []
-    section = f"{label} targets"
+    section = "targets"
     size = (sections.get("3") or {}).get("sizes", {}).get("10000")
     if size is None:
         size = {}  # not among the sizes run (e.g. --quick)

@@ -192,4 +192,3 @@ class Controller:
             log.info("resolved: %s", problem)
         self._reported = current
         self.metrics.problems.set(len(current))
-

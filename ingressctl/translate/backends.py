@@ -43,8 +43,10 @@ class BackendResolver:
         # The Service's slices as one mapping, which the cache replaces whenever one of them changes.
         slices = self._slices.get(key)
         endpoints = self._endpoints.get(key)
-        return self._memo.get(
-            ("backend", ref, algorithm, id(service), id(slices), id(endpoints)),
+        # One slot per reference: an endpoint change replaces its entry, which kept the old slices.
+        return self._memo.latest(
+            ("backend", ref, algorithm),
+            (id(service), id(slices), id(endpoints)),
             (service, slices, endpoints),
             lambda: self._resolve(ref, service, slices, endpoints, algorithm),
         )
