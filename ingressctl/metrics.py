@@ -11,7 +11,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.reloads = Counter(
             "ingressctl_nginx_reloads",
-            "nginx reloads done, by main reason (ingressctl.plan.Reason; the sum over reasons is every reload)",
+            "nginx reloads signalled, by main reason (ingressctl.plan.Reason); refused ones count in reload_errors too",
             ["reason"],
             registry=self.registry,
         )

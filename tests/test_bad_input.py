@@ -124,7 +124,8 @@ def test_config_refused_by_nginx_keeps_the_running_one(tmp_path: Path, manifests
         assert ctl.get("refused.example.com").status == 404
         _good(manifests, ["127.0.4.4"])  # back to a configuration nginx accepts: served all along
         wait_for(lambda: ctl.get("good.example.com").status == 200, what="last good configuration serves")
-        assert ctl.reloads() == reloads
+        # The refused reload was signalled (counted), and counted as an error.
+        assert ctl.reloads() == reloads + 1
         assert ctl.metric("ingressctl_nginx_reload_errors_total") == errors + 1
         assert (ctl.master_pid(), ctl.worker_pids()) == (master, workers), "the same nginx, never restarted"
         # The last good nginx.conf is back on disk (a restarted master would load it, not the bad one).
@@ -132,7 +133,8 @@ def test_config_refused_by_nginx_keeps_the_running_one(tmp_path: Path, manifests
         assert "ingressctl_test_refused" not in (ctl.work_dir / "nginx.conf").read_text()
         _good(manifests, ["127.0.4.5"], host="new.example.com")
         wait_for(lambda: ctl.get("new.example.com").pod == "127.0.4.5", what="recovers on the next change")
-        assert ctl.reloads() == reloads + 1
+        assert ctl.reloads() == reloads + 2
+        assert ctl.metric("ingressctl_nginx_reload_errors_total") == errors + 1
 
 
 def test_first_start_is_tested_by_nginx_t(tmp_path: Path, manifests: Path) -> None:

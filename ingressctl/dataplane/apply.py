@@ -148,7 +148,9 @@ class Applier:
             # New routes must find their backends the moment the new workers take over.
             await self._send(config.backends)
             old_workers = self.nginx.worker_pids()
-            self.nginx.reload()
+            self.nginx.reload()  # counted when signalled; a refused one counts in reload_errors too
+            self.reloads += 1
+            self.metrics.reloads.labels(reason=(plan.reason or Reason.OTHER).value).inc()
         self.last_reload = started
         try:
             await self._wait_live(digest)
@@ -158,9 +160,6 @@ class Applier:
         except ApplyError:
             self.metrics.reload_errors.inc()
             raise
-        if not starting:
-            self.reloads += 1
-            self.metrics.reloads.labels(reason=(plan.reason or Reason.OTHER).value).inc()
         if starting:
             await self._send(config.backends)
         self.running = config
