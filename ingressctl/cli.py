@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ingressctl import __version__, flags
+from ingressctl import __version__, check, flags
 from ingressctl.cache import Cache
 from ingressctl.certs import self_signed
 from ingressctl.config import GlobalOptions
@@ -121,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_version,
         default=OLDEST,
         help=f"Render for this nginx version, e.g. 1.26.3 (default {OLDEST}: `listen ... http2` before 1.25.1)",
+    )
+    check.add_arguments(
+        sub.add_parser(
+            "check",
+            help="Migration report: how ingressctl would serve each Ingress and its annotations",
+            description=check.__doc__,
+        )
     )
     return parser
 
@@ -321,6 +328,8 @@ async def _watch_nginx(nginx: Nginx) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "check":
+        return check.run(args)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -15,9 +15,11 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-# Location match kinds, as nginx spells them: "=" exact, "" prefix (longest prefix wins).
+# Location match kinds, as nginx spells them: "=" exact, "" prefix (longest prefix wins), "~*" a
+# case-insensitive regex (use-regex; regexes are tried in order, longest first, before prefixes).
 EXACT = "="
 PREFIX = ""
+REGEX = "~*"
 
 # The balancing algorithms of the Lua balancer's registry (lua/ingressctl/balancer.lua: one module
 # per algorithm under lua/ingressctl/balancer/); a test keeps the two lists equal.
@@ -52,8 +54,9 @@ class Problem:
 @dataclass(frozen=True, slots=True)
 class Location:
     path: str
-    match: str  # EXACT or PREFIX
+    match: str  # EXACT, PREFIX or REGEX
     backend: str | None  # backend name; None answers 404
+    policy: Policy | None = None  # the Ingress's location-scope annotations; None: none set
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +66,25 @@ class Server:
     locations: tuple[Location, ...]
     certificate: str | None = None  # Certificate.name serving this host over HTTPS
     redirect_https: bool = False
+    policy: ServerPolicy | None = None  # the host owner's server-scope annotations
+    redirect_to: str | None = None  # from-to-www-redirect: this server only redirects to that host
     _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self, "_hash", hash((self.host, self.server_name, self.locations, self.certificate, self.redirect_https))
+            self,
+            "_hash",
+            hash(
+                (
+                    self.host,
+                    self.server_name,
+                    self.locations,
+                    self.certificate,
+                    self.redirect_https,
+                    self.policy,
+                    self.redirect_to,
+                )
+            ),
         )
 
     def __hash__(self) -> int:
@@ -166,3 +183,133 @@ class Configuration:
                 for b in self.backends
             ]
         }
+
+
+# --- annotation settings (ingressctl/translate/annotations) -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Cors:
+    """enable-cors and its cors-* settings: answered by nginx (preflight 204), ingress-nginx's defaults."""
+
+    origins: tuple[str, ...] = ("*",)  # "*" or origins, "https://*.a.com" for one label
+    methods: tuple[str, ...] = ("GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS")
+    headers: tuple[str, ...] = (
+        "DNT",
+        "Keep-Alive",
+        "User-Agent",
+        "X-Requested-With",
+        "If-Modified-Since",
+        "Cache-Control",
+        "Content-Type",
+        "Range",
+        "Authorization",
+    )
+    expose: tuple[str, ...] = ()
+    credentials: bool = True
+    max_age: int = 1728000
+
+    @property
+    def origin_regex(self) -> str:
+        """The allowed origins as one anchored regex (a `*.` label matches one DNS label)."""
+        alternatives = []
+        for origin in self.origins:
+            scheme, _, rest = origin.partition("://")
+            wildcard = rest.startswith("*.")
+            rest = rest[2:] if wildcard else rest
+            alternatives.append(scheme + "://" + ("[a-z0-9-]+\\." if wildcard else "") + rest.replace(".", "\\."))
+        return "^(" + "|".join(alternatives) + ")$"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorPages:
+    """custom-http-errors: these statuses from the Ingress's backends are answered by `backend`,
+    which gets ingress-nginx's headers (X-Code, X-Format, X-Original-URI, X-Namespace, ...)."""
+
+    codes: tuple[int, ...]
+    backend: str  # backend name
+    namespace: str  # the Ingress's
+    ingress: str
+    service: str  # the default backend's Service and port, for X-Service-Name/Port
+    port: str
+
+    def location(self, code: int) -> str:
+        """The named location that answers `code`, one per Ingress and code (names are DNS-1123)."""
+        return f"@ingressctl_error_{self.namespace}_{self.ingress}_{int(code)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Location-scope annotation settings of one Ingress, printed in each of its locations.
+
+    None (or empty) keeps the global setting; the template prints only what is set, so Ingresses
+    without annotations get locations exactly as before (no per-location cost).
+    """
+
+    connect_timeout: int | None = None
+    read_timeout: int | None = None
+    send_timeout: int | None = None
+    body_size: str | None = None
+    next_upstream: tuple[str, ...] = ()
+    next_upstream_tries: int | None = None
+    next_upstream_timeout: int | None = None
+    buffering: bool | None = None
+    buffer_size: str | None = None
+    buffers_number: int | None = None
+    request_buffering: bool | None = None
+    client_body_buffer_size: str | None = None
+    http_version: str | None = None
+    upstream_vhost: str | None = None
+    connection_header: str | None = None
+    x_forwarded_prefix: str | None = None
+    proxy_redirect: tuple[str, str] | None = None  # (from, to)
+    redirect: tuple[int, str] | None = None  # permanent/temporal redirect: (status, URL)
+    allow: tuple[str, ...] = ()  # CIDRs allowed (then everything else denied)
+    deny: tuple[str, ...] = ()  # CIDRs denied
+    cors: Cors | None = None
+    rewrite_target: str | None = None  # with $1..$9 of the location's regex
+    protocol: str = "HTTP"  # HTTP, HTTPS, GRPC, GRPCS
+    ssl_name: str | None = None  # proxy_ssl_name
+    ssl_server_name: bool | None = None  # proxy_ssl_server_name
+    errors: ErrorPages | None = None  # custom-http-errors, resolved against the default backend
+    ssl_secret: str | None = None  # proxy-ssl-secret's Secret name (its namespace is the Ingress's)
+    ssl_verify: bool | None = None  # proxy_ssl_verify
+    ssl_verify_depth: int | None = None
+    ssl_trusted: str | None = None  # Certificate name of the Secret's ca.crt, once resolved
+    ssl_client: str | None = None  # Certificate name of its tls.crt + tls.key, once resolved
+
+    @property
+    def ssl_unusable(self) -> bool:
+        """Verification or a client certificate was asked for and its Secret is missing or bad:
+        the location answers 503 rather than talk to endpoints unverified."""
+        return bool(self.ssl_verify and not self.ssl_trusted) or bool(
+            self.ssl_secret and not self.ssl_client and not self.ssl_trusted
+        )
+
+    @property
+    def scheme(self) -> str:
+        return {"HTTP": "http", "HTTPS": "https", "GRPC": "grpc", "GRPCS": "grpcs"}[self.protocol]
+
+    @property
+    def upstream(self) -> str:
+        """The nginx upstream: one per protocol (idle connections never cross protocols); TLS with
+        this location's own settings uses one that keeps no idle connections, so none is shared."""
+        if self.scheme == "http":
+            return "ingressctl_upstream"
+        own = self.ssl_trusted or self.ssl_client or self.ssl_verify or self.ssl_name or self.ssl_server_name
+        return f"ingressctl_upstream_{self.scheme}" + ("_once" if own else "")
+
+    @property
+    def grpc(self) -> bool:
+        return self.protocol in ("GRPC", "GRPCS")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerPolicy:
+    """Server-scope annotation settings: the host owner's (the oldest Ingress of the host) apply."""
+
+    ssl_redirect: bool | None = None  # None: the global ssl-redirect option
+    force_ssl_redirect: bool = False
+    aliases: tuple[str, ...] = ()
+    from_to_www: bool = False
+    app_root: str | None = None

@@ -17,7 +17,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ingressctl.config import Configuration, GlobalOptions, ObjectRef, Server, StaticConfig
+from ingressctl.config import Configuration, GlobalOptions, Location, ObjectRef, Server, StaticConfig
 from ingressctl.translate.options import KEYS
 
 
@@ -37,6 +37,7 @@ class Reason(enum.StrEnum):
     HOST_REMOVED = "host_removed"
     PATH_CHANGED = "path_changed"
     TLS_CHANGED = "tls_changed"
+    ANNOTATIONS_CHANGED = "annotations_changed"
     OPTIONS_CHANGED = "options_changed"
     OTHER = "other"
 
@@ -49,6 +50,8 @@ SERVER_FIELDS: Mapping[str, Reason] = {
     "locations": Reason.PATH_CHANGED,
     "certificate": Reason.TLS_CHANGED,
     "redirect_https": Reason.TLS_CHANGED,
+    "policy": Reason.ANNOTATIONS_CHANGED,
+    "redirect_to": Reason.ANNOTATIONS_CHANGED,
     "host": Reason.OTHER,
     "server_name": Reason.OTHER,
 }
@@ -154,16 +157,21 @@ def _server_changes(
 
 
 def _server_diff(was: Server, now: Server, *, subject: str, origins: tuple[ObjectRef, ...]) -> Iterable[Change]:
-    reasons = sorted(
-        {
-            SERVER_FIELDS.get(f.name, Reason.OTHER)
-            for f in dataclasses.fields(Server)
-            if f.compare and getattr(was, f.name) != getattr(now, f.name)
-        },
-        key=_RANK.__getitem__,
-    )
+    changed = {
+        SERVER_FIELDS.get(f.name, Reason.OTHER)
+        for f in dataclasses.fields(Server)
+        if f.compare and getattr(was, f.name) != getattr(now, f.name)
+    }
+    if Reason.PATH_CHANGED in changed and _routing(was.locations) == _routing(now.locations):
+        changed.discard(Reason.PATH_CHANGED)  # the same paths and backends: only annotations differ
+        changed.add(Reason.ANNOTATIONS_CHANGED)
+    reasons = sorted(changed, key=_RANK.__getitem__)
     for reason in reasons:
         yield Change(reason, subject, origins)
+
+
+def _routing(locations: tuple[Location, ...]) -> list[tuple[str, str, str | None]]:
+    return [(loc.path, loc.match, loc.backend) for loc in locations]
 
 
 def _option_changes(old: GlobalOptions, cur: GlobalOptions, *, configmap: ObjectRef | None) -> Iterable[Change]:

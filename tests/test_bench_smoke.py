@@ -63,7 +63,8 @@ def test_section_3_scale(tmp_path: Path) -> None:
     opts = scale.Options(sizes=(50,), repeats=1, reloads=1, endpoint_changes=1, budget_seconds=120)
     _rows, raw = scale.run(tmp_path, opts)
     got = raw["sizes"]["50"]
-    assert got["servers"] == 53  # 50 hosts, the catch-all, the configuration API, the no-endpoints server
+    # 50 hosts, the catch-all, the configuration API, the no-endpoints servers (HTTP, TLS, HTTP/2)
+    assert got["servers"] == 55
     assert got["locations"] == 50 * 5 + 1 + 3
     assert 0 < got["translate_render_s"] < 5 and got["conf_bytes"] > 10_000
     assert 10 < got["controller_peak_rss_mb"] < 1000 and 0 < got["nginx_t_s"] < 30

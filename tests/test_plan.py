@@ -179,6 +179,22 @@ ROWS: dict[str, Row] = {
         (Reason.PATH_CHANGED,),
         ("path_changed: default server (Ingress default/catch)",),
     ),
+    "location-annotation-set": Row(
+        lambda: [modified(ing_a(annotations={"nginx.ingress.kubernetes.io/proxy-read-timeout": "300"}))],
+        Action.RELOAD,
+        (Reason.ANNOTATIONS_CHANGED,),
+        ("annotations_changed: host a.example.com (Ingress default/a)",),
+    ),
+    "server-annotation-set": Row(
+        lambda: [modified(ing_a(annotations={"ingressctl.io/server-alias": "alias.example.com"}))],
+        Action.RELOAD,
+        (Reason.ANNOTATIONS_CHANGED,),
+        ("annotations_changed: host a.example.com (Ingress default/a)",),
+    ),
+    "unknown-annotation-added": Row(
+        lambda: [modified(ing_a(annotations={"nginx.ingress.kubernetes.io/canary": "true"}))],
+        Action.NOTHING,
+    ),
     "host-added-and-option-changed-main-reason-first": Row(
         lambda: [
             modified(configmap(**{"proxy-read-timeout": "120"})),

@@ -87,7 +87,7 @@ class Nginx:
         certs.mkdir(exist_ok=True)
         os.chmod(certs, 0o700)
         tmp = Path(self.paths.tmp)
-        tmp.mkdir(exist_ok=True)
+        tmp.mkdir(parents=True, exist_ok=True)
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (tmp / sub).mkdir(exist_ok=True)
         for directory in [tmp, *tmp.iterdir()]:
@@ -101,7 +101,8 @@ class Nginx:
             run.mkdir(parents=True, exist_ok=True)
             os.chmod(run, 0o711 if wu else 0o700)
         # A socket file left by an nginx that did not exit cleanly would make the bind fail.
-        Path(self.paths.no_endpoints_socket).unlink(missing_ok=True)
+        for socket in self.paths.no_endpoints_sockets.values():
+            Path(socket).unlink(missing_ok=True)
 
     async def test(self, conf: Path) -> TestResult:
         proc = await asyncio.create_subprocess_exec(

@@ -46,8 +46,20 @@ class Paths:
         return f"{self.run or self.work}/no-endpoints.sock"
 
     @property
+    def no_endpoints_sockets(self) -> dict[str, str]:
+        """The no-endpoints server per protocol the upstreams speak: plain HTTP, TLS (HTTP/1.1 or
+        HTTP/2 by ALPN: HTTPS and GRPCS backends) and cleartext HTTP/2 (GRPC backends)."""
+        return {
+            "http": self.no_endpoints_socket,
+            "tls": f"{self.run or self.work}/no-endpoints-tls.sock",
+            "h2c": f"{self.run or self.work}/no-endpoints-h2c.sock",
+        }
+
+    @property
     def tmp(self) -> str:
-        return f"{self.work}/tmp"
+        # Workers write request bodies and large responses here: with workers of another user, in
+        # the run dir, whose parents they can traverse (the work dir's may be private, e.g. /root).
+        return f"{self.run or self.work}/tmp"
 
     @property
     def certs(self) -> str:

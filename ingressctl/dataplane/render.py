@@ -39,6 +39,29 @@ def quote(value: object, *, semicolons: bool = False) -> str:
     return f'"{text}"'
 
 
+# In regex contexts only (a `~*` location, an `if` match, a rewrite's pattern: nginx expands no
+# variables there): the same characters, plus '$' (an end anchor) and the regex syntax '()|[]^?*+'.
+_REGEX = re.compile(r'(?:[^"\\\s;{}#\x00-\x1f\x7f]|\\\.)*')
+# A rewrite's replacement: quotable characters and the capture groups $1..$9 (no other variable).
+_REWRITE = re.compile(r'(?:[^"\\\s;{}#$\x00-\x1f\x7f]|\$[1-9])*')
+
+
+def quote_regex(value: object) -> str:
+    """Checks and double-quotes a regular expression (annotations' regex paths and origins)."""
+    text = str(value)
+    if not _REGEX.fullmatch(text):
+        raise UnsafeValue(f"refusing to emit regex {text!r} into nginx.conf")
+    return f'"{text}"'
+
+
+def quote_rewrite(value: object) -> str:
+    """Checks and double-quotes a rewrite replacement, whose only variables are $1..$9."""
+    text = str(value)
+    if not _REWRITE.fullmatch(text):
+        raise UnsafeValue(f"refusing to emit rewrite target {text!r} into nginx.conf")
+    return f'"{text}"'
+
+
 _SEPARATOR = "\n#@ingressctl-server-end@\n"  # cannot occur in a block: `q` refuses '#'
 _DIGEST_PLACEHOLDER = "0000digest0000"
 
@@ -70,6 +93,8 @@ class Renderer:
             keep_trailing_newline=True,
         )
         env.filters["q"] = quote
+        env.filters["qre"] = quote_regex
+        env.filters["qrw"] = quote_rewrite
         self._template = env.get_template("nginx.conf.j2")
         self._server_template = env.get_template("server.conf.j2")
         # Server blocks of the last render, reused while the Server is unchanged (and the options

@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ingressctl.model import INGRESS, SECRET, Event, EventType, Key, Obj, object_key
+from ingressctl.translate.annotations.registry import PREFIXES
 
 
 def tls_references(ingress: Obj) -> set[Key]:
-    """The (namespace, name) of every Secret an Ingress's spec.tls names."""
+    """The (namespace, name) of every Secret an Ingress's spec.tls (or proxy-ssl-secret) names."""
     namespace = str((ingress.get("metadata") or {}).get("namespace") or "")
     out: set[Key] = set()
     tls = (ingress.get("spec") or {}).get("tls")
@@ -28,6 +29,13 @@ def tls_references(ingress: Obj) -> set[Key]:
         name = entry.get("secretName") if isinstance(entry, dict) else None
         if isinstance(name, str) and name:
             out.add((namespace, name))
+    annotations = (ingress.get("metadata") or {}).get("annotations")
+    for prefix in PREFIXES:  # proxy-ssl-secret: `name` or `namespace/name` (the Ingress's namespace only)
+        ref = annotations.get(prefix + "proxy-ssl-secret") if isinstance(annotations, dict) else None
+        if isinstance(ref, str) and ref:
+            ns, _, name = ref.rpartition("/")
+            if ns in ("", namespace):
+                out.add((namespace, name))
     return out
 
 

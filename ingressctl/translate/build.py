@@ -24,6 +24,7 @@ from ingressctl.cache import Snapshot
 from ingressctl.config import (
     EXACT,
     PREFIX,
+    REGEX,
     ROUND_ROBIN,
     Backend,
     BackendSource,
@@ -32,19 +33,28 @@ from ingressctl.config import (
     GlobalOptions,
     Location,
     ObjectRef,
+    Policy,
     Problem,
     Server,
+    ServerPolicy,
     StaticConfig,
 )
 from ingressctl.model import CONFIG_MAP, INGRESS, INGRESS_CLASS, SECRET, SERVICE, Obj
+from ingressctl.translate import annotated
+from ingressctl.translate import annotations as ann
 from ingressctl.translate import ingress as ing
+from ingressctl.translate.annotations import servers as server_scope
 from ingressctl.translate.backends import BackendResolver
 from ingressctl.translate.classes import is_ours, our_classes
 from ingressctl.translate.memo import Memo
 from ingressctl.translate.options import apply_configmap
 from ingressctl.translate.tls import BadCertificate, certificate_from_secret
 
-_TYPE_PRIORITY = {ing.EXACT: 0, ing.PREFIX: 1, ing.IMPLEMENTATION_SPECIFIC: 2}
+_REGEX_TYPE = "Regex"  # the route key type of a use-regex Ingress's Prefix/ImplementationSpecific paths
+_TYPE_PRIORITY = {ing.EXACT: 0, ing.PREFIX: 1, ing.IMPLEMENTATION_SPECIFIC: 2, _REGEX_TYPE: 3}
+# What a route asks for: its backend name, or (backend, its Ingress's location-scope annotations)
+# when it has some (a plain name otherwise: strings cache their hash, the memo keys hash them all).
+Target = str | None | tuple[str | None, Policy | None]
 
 
 @dataclass(frozen=True)
@@ -72,61 +82,78 @@ def tls_covers(tls_host: str, host: str) -> bool:
     return tls_host.startswith("*.") and not host.startswith("*.") and host.split(".", 1)[-1] == tls_host[2:]
 
 
-def _locations(routes: dict[tuple[str, str], str], fallback: str | None) -> tuple[Location, ...]:
-    out: dict[tuple[str, str], str | None] = {}
-    for (path, path_type), backend in sorted(routes.items(), key=lambda kv: _TYPE_PRIORITY[kv[0][1]]):
+def _locations(routes: dict[tuple[str, str], Target], fallback: str | None) -> tuple[Location, ...]:
+    out: dict[tuple[str, str], Target] = {}
+    for (path, path_type), target in sorted(routes.items(), key=lambda kv: _TYPE_PRIORITY[kv[0][1]]):
         if path_type == ing.EXACT:
-            out.setdefault((EXACT, path), backend)
+            out.setdefault((EXACT, path), target)
+        elif path_type == _REGEX_TYPE:
+            out.setdefault((REGEX, path), target)
         elif path_type == ing.PREFIX and path != "/":
-            out.setdefault((EXACT, path), backend)
-            out.setdefault((PREFIX, path + "/"), backend)
+            out.setdefault((EXACT, path), target)
+            out.setdefault((PREFIX, path + "/"), target)
         else:
-            out.setdefault((PREFIX, path), backend)
+            out.setdefault((PREFIX, path), target)
     out.setdefault((PREFIX, "/"), fallback)
     _no_slash_redirects(out)
     return tuple(
-        Location(path, match, backend)
-        for (match, path), backend in sorted(out.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+        Location(path, match, target) if not isinstance(target, tuple) else Location(path, match, *target)
+        for (match, path), target in sorted(out.items(), key=_location_order)
     )
 
 
-def _no_slash_redirects(out: dict[tuple[str, str], str | None]) -> None:
+def _location_order(item: tuple[tuple[str, str], Target]) -> tuple[bool, int, str, str]:
+    """By path; regexes last and longest first: nginx tries them in the order they are written."""
+    match, path = item[0]
+    regex = match == REGEX
+    return (regex, -len(path) if regex else 0, path, match)
+
+
+def _no_slash_redirects(out: dict[tuple[str, str], Target]) -> None:
     """nginx answers `/foo` with a 301 to `/foo/` when a location named `/foo/` (exact or prefix)
     proxies, unless `= /foo` exists. An Exact `/foo/` (or ImplementationSpecific `/foo/`) must not
     match `/foo`: give `/foo` its own exact location, with what the other rules give it (the longest
     prefix location it starts with; at least the `/` fallback)."""
     prefixes = sorted((path for match, path in out if match == PREFIX), key=len, reverse=True)
-    for _, path in list(out):
+    for match, path in list(out):
         bare = path[:-1]
-        if not bare or not path.endswith("/") or (EXACT, bare) in out:
+        if match == REGEX or not bare or not path.endswith("/") or (EXACT, bare) in out:
             continue
         longest = next(p for p in prefixes if bare.startswith(p))
         out[(EXACT, bare)] = out[(PREFIX, longest)]
 
 
 def _parse(obj: Obj, ours: Callable[[Obj], bool]) -> ing.ParsedIngress | ing.InvalidField | None:
-    """The parsed Ingress, why it is rejected, or None if it is not ours."""
+    """The parsed Ingress (with its annotations), why it is rejected, or None if it is not ours."""
     if not ours(obj):
         return None
     try:
-        return ing.parse(obj)
+        return ing.parse(obj, ann.read(ann.annotations_of(obj), namespace=ing.ingress_ref(obj).namespace))
+    except ann.AnnotationError as exc:
+        return ing.InvalidField(exc.field, exc.reason)
     except ing.InvalidField as exc:
         return exc
 
 
-def _memo_locations(memo: Memo, *, routes: dict[tuple[str, str], str], fallback: str | None) -> tuple[Location, ...]:
+def _memo_locations(memo: Memo, *, routes: dict[tuple[str, str], Target], fallback: str | None) -> tuple[Location, ...]:
     # In insertion order, which the oldest-first walk over the Ingresses fixes: no sort needed.
     return memo.get(("locations", fallback, *routes.items()), (), _locations, routes, fallback)
 
 
 def _memo_server(
-    memo: Memo, host: str, *, locations: tuple[Location, ...], certificate: str | None, redirect: bool
+    memo: Memo,
+    host: str,
+    *,
+    locations: tuple[Location, ...],
+    certificate: str | None,
+    redirect: bool,
+    policy: ServerPolicy | None = None,
 ) -> Server:
     """The same Server object while nothing of it changes: comparing and hashing it is then cheap."""
     return memo.get(
-        ("server", host, id(locations), certificate, redirect),
+        ("server", host, id(locations), certificate, redirect, policy),
         (locations,),
-        lambda: Server(host, server_name(host), locations, certificate, redirect),
+        lambda: Server(host, server_name(host), locations, certificate, redirect, policy),
     )
 
 
@@ -135,12 +162,13 @@ class _Hosts:
     """What the Ingresses ask of each host, filled by translate()'s steps oldest Ingress first:
     the first to claim something keeps it. "" is the default server (rules without a host)."""
 
-    routes: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)  # (path, type) -> backend
+    routes: dict[str, dict[tuple[str, str], Target]] = field(default_factory=dict)  # (path, type) -> target
     route_owners: dict[tuple[str, str, str], ObjectRef] = field(default_factory=dict)
     default_backend: dict[str, str] = field(default_factory=dict)
     catch_all: tuple[str, ObjectRef] | None = None  # defaultBackend of an Ingress without hosts
     tls: dict[str, str | None] = field(default_factory=dict)  # certificate name; None: the default one
     origins: dict[str, list[ObjectRef]] = field(default_factory=dict)
+    server_policy: dict[str, ServerPolicy] = field(default_factory=dict)  # the host owner's
 
     def touch(self, host: str, ref: ObjectRef) -> None:
         owners = self.origins.setdefault(host, [])
@@ -158,6 +186,7 @@ class _Builder:
         self.sources: set[BackendSource] = set()
         self.backends: dict[str, Backend] = {}
         self.certificates: dict[str, Certificate] = {}
+        self.policy_certificates: set[str] = set()  # used by locations for their endpoints (proxy-ssl-secret)
         self._resolved: dict[ing.ServiceRef, str] = {}  # refs used so far, without problems
         self.hosts = _Hosts()
         self.algorithm = ROUND_ROBIN  # the balancing algorithm of every backend (the options' load-balance)
@@ -223,12 +252,7 @@ class _Builder:
         if not self.settings.default_backend_service:
             return None
         ns, name = self.settings.default_backend_service
-        spec = (self.snapshot.of(SERVICE).get((ns, name)) or {}).get("spec")
-        ports = spec.get("ports") if isinstance(spec, dict) else None
-        first = ports[0] if isinstance(ports, list) and ports and isinstance(ports[0], dict) else {}
-        port = first.get("port", 80)
-        port = port if isinstance(port, int) else 80  # a bad port is then reported by the resolver
-        ref = ing.ServiceRef(ns, name, port)
+        ref = ing.ServiceRef(ns, name, annotated.first_port(self.snapshot, ns, name))
         return self.use(ref, owner=ObjectRef(SERVICE, ns, name), where="--default-backend-service")
 
     def parsed_ingresses(self) -> list[ing.ParsedIngress]:
@@ -255,6 +279,8 @@ class _Builder:
                 self.problem(ing.ingress_ref(obj), where=result.field, reason=f"{result.reason}; Ingress rejected")
             else:
                 parsed.append(result)
+                for where, reason in result.annotations.warnings:
+                    self.problem(result.ref, where=where, reason=reason)
         parsed.sort(key=_ORDER)
         return parsed
 
@@ -268,8 +294,13 @@ def _add_routes(b: _Builder, p: ing.ParsedIngress) -> None:
     for host in p.hosts:
         hosts.routes.setdefault(host, {})  # a host with no paths still gets its server
         hosts.touch(host, p.ref)
+    regex, policy, cluster_ip = False, None, False
+    if p.annotations is not ann.EMPTY:  # most Ingresses: nothing to look at
+        regex = p.annotations.regex
+        policy = annotated.location_policy(b, p, global_default=b.settings.default_backend_service)
+        cluster_ip = bool(p.annotations.values.get("service-upstream"))
     for route in p.routes:
-        key = (route.path, route.path_type)
+        key = (route.path, _REGEX_TYPE if regex and route.path_type != ing.EXACT else route.path_type)
         host_routes = hosts.routes.setdefault(route.host, {})
         if key in host_routes:
             winner = hosts.route_owners[(route.host, *key)]
@@ -280,7 +311,11 @@ def _add_routes(b: _Builder, p: ing.ParsedIngress) -> None:
                 f"Ingress {winner.namespace}/{winner.name}, the older one wins",
             )
             continue
-        host_routes[key] = b.use(route.backend, owner=p.ref, where=route.field, suffix=".backend")
+        if cluster_ip:
+            name = annotated.cluster_ip(b, route.backend, owner=p.ref, where=route.field)
+        else:
+            name = b.use(route.backend, owner=p.ref, where=route.field, suffix=".backend")
+        host_routes[key] = name if policy is None else (name, policy)
         hosts.route_owners[(route.host, *key)] = p.ref
         hosts.touch(route.host, p.ref)
 
@@ -289,6 +324,10 @@ def _add_default_backend(b: _Builder, p: ing.ParsedIngress) -> None:
     """spec.defaultBackend: the `/` fallback of the Ingress's hosts, or with no hosts the catch-all."""
     hosts = b.hosts
     if p.default_backend is None:
+        annotation = annotated.default_backend(b, p) if p.hosts else None  # for its hosts only
+        if annotation is not None:
+            for host in p.hosts:
+                hosts.default_backend.setdefault(host, annotation)
         return
     name = b.use(p.default_backend, owner=p.ref, where="spec.defaultBackend")
     if p.hosts:
@@ -320,9 +359,41 @@ def _add_tls(b: _Builder, p: ing.ParsedIngress) -> None:
             hosts.tls[host] = cert
 
 
+def _add_server_policy(b: _Builder, p: ing.ParsedIngress) -> None:
+    """Server-scope annotations: the host's owner (its oldest Ingress, the first of its origins)
+    decides; another Ingress of the host that sets different ones is reported, and they are not applied."""
+    hosts, mine = b.hosts, p.annotations.server
+    if mine is None:
+        return
+    for host in p.hosts:
+        owner = hosts.origins[host][0]
+        if owner == p.ref:
+            hosts.server_policy[host] = mine
+        elif hosts.server_policy.get(host) != mine:
+            b.problem(
+                p.ref,
+                where="metadata.annotations",
+                reason=f"server-scope annotations of host {host} are decided by its owner, Ingress "
+                f"{owner.namespace}/{owner.name} (the oldest); not applied",
+            )
+
+
 def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_default: str | None) -> StaticConfig:
     """The servers, one per host (sorted), and the default server."""
     memo, hosts = b.memo, b.hosts
+    named = sorted(h for h in hosts.routes if h)
+    policies: dict[str, ServerPolicy] = {}
+    if hosts.server_policy:
+        policies = server_scope.resolve(
+            hosts.server_policy,
+            owners={h: hosts.origins[h][0] for h in hosts.server_policy},
+            hosts=named,
+            report=lambda ref, reason: b.problem(ref, where="metadata.annotations", reason=reason),
+        )
+
+    def certificate(host: str) -> str | None:
+        return hosts.tls.get(host) or (default_cert if host in hosts.tls else None)
+
     servers = tuple(
         _memo_server(
             memo,
@@ -330,16 +401,22 @@ def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_de
             locations=_memo_locations(
                 memo, routes=hosts.routes[host], fallback=hosts.default_backend.get(host, global_default)
             ),
-            certificate=hosts.tls.get(host) or (default_cert if host in hosts.tls else None),
-            redirect=host in hosts.tls and options.ssl_redirect,
+            certificate=certificate(host),
+            redirect=server_scope.redirects_https(
+                policies.get(host), tls=host in hosts.tls, default=options.ssl_redirect
+            ),
+            policy=policies.get(host),
         )
-        for host in sorted(h for h in hosts.routes if h)
+        for host in named
     )
+    redirects = server_scope.redirect_servers(policies, {h: certificate(h) for h in policies}) if policies else []
+    if redirects:
+        servers = tuple(sorted((*servers, *redirects), key=_HOST))
     catch_all = hosts.catch_all[0] if hosts.catch_all else global_default
     default_server = Server(
         host="", server_name="_", locations=_memo_locations(memo, routes=hosts.routes.get("", {}), fallback=catch_all)
     )
-    used_certs = {default_cert} | {s.certificate for s in servers if s.certificate}
+    used_certs = {default_cert} | {s.certificate for s in servers if s.certificate} | b.policy_certificates
     return StaticConfig(
         servers=servers,
         default_server=default_server,
@@ -347,6 +424,9 @@ def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_de
         default_certificate=default_cert,
         options=options,
     )
+
+
+_HOST = operator.attrgetter("host")
 
 
 def translate(snapshot: Snapshot, settings: Settings, *, memo: Memo | None = None) -> Configuration:
@@ -359,7 +439,7 @@ def translate(snapshot: Snapshot, settings: Settings, *, memo: Memo | None = Non
     default_cert = b.default_certificate()
     global_default = b.global_default_backend()
     parsed = b.parsed_ingresses()
-    for step in (_add_routes, _add_default_backend, _add_tls):
+    for step in (_add_routes, _add_default_backend, _add_tls, _add_server_policy):
         for p in parsed:
             step(b, p)
     static = _static(b, options=options, default_cert=default_cert, global_default=global_default)

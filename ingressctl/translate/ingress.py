@@ -13,6 +13,8 @@ from typing import Any
 from ingressctl.config import ObjectRef
 from ingressctl.model import INGRESS, Obj
 from ingressctl.translate import validate
+from ingressctl.translate.annotations import EMPTY, Read
+from ingressctl.translate.annotations.values import regex_path
 from ingressctl.translate.validate import Invalid
 
 EXACT = "Exact"
@@ -79,6 +81,7 @@ class ParsedIngress:
     rules: tuple[Rule, ...]
     default_backend: ServiceRef | None
     tls: tuple[TLS, ...]
+    annotations: Read = field(default=EMPTY, compare=False)  # what its annotations say, typed
     # Derived from rules: every path in order, and the named hosts (sorted, once each).
     routes: tuple[Route, ...] = field(init=False, repr=False, compare=False)
     hosts: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -135,7 +138,7 @@ def _backend(namespace: str, spec: Any, field: str) -> ServiceRef:
     return ServiceRef(namespace, name, value)
 
 
-def _path(namespace: str, spec: Any, field: str) -> PathRule:
+def _path(namespace: str, spec: Any, field: str, *, regex: bool = False) -> PathRule:
     if not isinstance(spec, dict):
         raise InvalidField(field, "must be an object")
     path_type = spec.get("pathType") or IMPLEMENTATION_SPECIFIC
@@ -144,14 +147,21 @@ def _path(namespace: str, spec: Any, field: str) -> PathRule:
     raw = spec.get("path")
     if raw is None and path_type == IMPLEMENTATION_SPECIFIC:
         raw = "/"
+    if regex and path_type != EXACT:  # use-regex: Prefix and ImplementationSpecific paths are regexes
+        return PathRule(
+            _check(f"{field}.path", regex_path, raw),
+            path_type,
+            _backend(namespace, spec.get("backend"), f"{field}.backend"),
+        )
     path = _check(f"{field}.path", validate.path, raw)
     if path_type == PREFIX and len(path) > 1:
         path = path.rstrip("/")
     return PathRule(path, path_type, _backend(namespace, spec.get("backend"), f"{field}.backend"))
 
 
-def parse(obj: Obj) -> ParsedIngress:
-    """Validates and normalises one Ingress; raises InvalidField naming the first bad field."""
+def parse(obj: Obj, annotations: Read = EMPTY) -> ParsedIngress:
+    """Validates and normalises one Ingress; raises InvalidField naming the first bad field.
+    `annotations` (read first) say whether its paths are regexes, and go with the result."""
     ref = ingress_ref(obj)
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
@@ -167,7 +177,7 @@ def parse(obj: Obj) -> ParsedIngress:
         if not isinstance(http, dict):
             raise InvalidField(f"{field}.http", "must be an object")
         paths = tuple(
-            _path(ref.namespace, p, f"{field}.http.paths[{j}]")
+            _path(ref.namespace, p, f"{field}.http.paths[{j}]", regex=annotations.regex)
             for j, p in enumerate(_list(http.get("paths"), f"{field}.http.paths"))
         )
         rules.append(Rule(host, paths))
@@ -187,4 +197,4 @@ def parse(obj: Obj) -> ParsedIngress:
             _check(f"{field}.secretName", lambda v: validate.name(v, "Secret name"), secret)
         tls.append(TLS(hosts, secret))
     order = (str(meta.get("creationTimestamp") or ""), ref.namespace, ref.name)
-    return ParsedIngress(ref, order, tuple(rules), default_backend, tuple(tls))
+    return ParsedIngress(ref, order, tuple(rules), default_backend, tuple(tls), annotations)

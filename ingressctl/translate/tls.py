@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -43,6 +44,23 @@ def certificate_from_pem(cert: bytes, key: bytes) -> Certificate:
     if leaf_public != _public(private):
         raise BadCertificate("tls.key does not match the certificate in tls.crt")
     return Certificate.from_pem(cert, key)
+
+
+def ca_from_secret(secret: Obj) -> Certificate | None:
+    """The Secret's ca.crt (trusted certificates), re-encoded from the parsed certificates, or None."""
+    if secret.get("type") != "kubernetes.io/tls":
+        raise BadCertificate("Secret is not of type kubernetes.io/tls")
+    data = secret.get("data") or {}
+    raw = data.get("ca.crt") if isinstance(data, dict) else None
+    if not raw:
+        return None
+    try:
+        pem = base64.b64decode(raw, validate=True)
+        chain = x509.load_pem_x509_certificates(pem)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise BadCertificate(f"ca.crt is not valid base64 PEM certificates: {exc}") from None
+    text = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+    return Certificate(name=hashlib.sha256(text).hexdigest()[:32], pem=text)
 
 
 def certificate_from_secret(secret: Obj) -> Certificate:

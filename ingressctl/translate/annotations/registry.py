@@ -1,0 +1,337 @@
+"""The annotation registry: one declaration per annotation (name, value parser, scope, ConfigMap key of
+its global default, default, accepted values, one-line doc, difference from ingress-nginx).
+
+Everything else reads this table: translate (annotations.read), README's annotation table
+(annotations.doc) and `ingressctl check`. Both prefixes are read with the same suffix and meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ingressctl.translate.annotations import values as v
+
+OURS = "ingressctl.io/"
+NGINX = "nginx.ingress.kubernetes.io/"
+PREFIXES = (OURS, NGINX)
+
+LOCATION = "location"  # applies to every path of the Ingress
+SERVER = "server"  # applies to the host; the host's owner (its oldest Ingress) decides
+
+
+@dataclass(frozen=True)
+class Annotation:
+    name: str  # the suffix after either prefix
+    parse: Callable[[str], object]
+    scope: str  # LOCATION or SERVER
+    default: str  # what applies when unset ("" = nothing)
+    accepts: str  # the accepted values, as README says them
+    doc: str
+    configmap: str = ""  # ConfigMap key that sets the global default
+    difference: str = ""  # documented difference from ingress-nginx ("" = none)
+    shared_only: bool = False  # the difference shows only when other Ingresses serve the same host
+
+
+def _a(
+    name: str,
+    parse: Callable[[str], object],
+    accepts: str,
+    doc: str,
+    *,
+    scope: str = LOCATION,
+    default: str = "",
+    configmap: str = "",
+    difference: str = "",
+    shared_only: bool = False,
+) -> Annotation:
+    return Annotation(name, parse, scope, default, accepts, doc, configmap, difference, shared_only)
+
+
+_SECONDS = "seconds, 1-3600"
+_SIZE = "nginx size (`8m`, `512k`, `0`)"
+_BOOL = "`true` / `false`"
+_ONOFF = "`on` / `off`"
+_URL = "http(s) URL, at most 1024 characters"
+
+ANNOTATIONS: tuple[Annotation, ...] = (
+    # Proxy behaviour
+    _a(
+        "proxy-connect-timeout",
+        v.seconds,
+        _SECONDS,
+        "Seconds to connect to an endpoint.",
+        default="5",
+        configmap="proxy-connect-timeout",
+    ),
+    _a(
+        "proxy-read-timeout",
+        v.seconds,
+        _SECONDS,
+        "Seconds between two reads from an endpoint.",
+        default="60",
+        configmap="proxy-read-timeout",
+    ),
+    _a(
+        "proxy-send-timeout",
+        v.seconds,
+        _SECONDS,
+        "Seconds between two writes to an endpoint.",
+        default="60",
+        configmap="proxy-send-timeout",
+    ),
+    _a(
+        "proxy-body-size",
+        v.size,
+        _SIZE,
+        "Largest request body (413 above it).",
+        default="1m",
+        configmap="proxy-body-size",
+    ),
+    _a(
+        "proxy-next-upstream",
+        v.next_upstream,
+        "space-separated: error timeout invalid_header http_500 http_502 http_503 http_504 http_403 http_404 "
+        "http_429 non_idempotent, or off",
+        "When to try the next endpoint.",
+        default="error timeout",
+    ),
+    _a(
+        "proxy-next-upstream-tries",
+        v.integer(0, 10),
+        "0-10 (0 = no limit)",
+        "Tries over endpoints.",
+        default="3",
+        configmap="proxy-next-upstream-tries",
+    ),
+    _a(
+        "proxy-next-upstream-timeout",
+        v.seconds_or_zero,
+        "seconds, 0-3600 (0 = no limit)",
+        "Time limit for trying further endpoints.",
+        default="0",
+    ),
+    _a(
+        "proxy-buffering",
+        v.on_off,
+        _ONOFF,
+        "Buffer responses from the endpoint (off: stream them to the client as they come).",
+        default="on (nginx's; ingress-nginx's ConfigMap default is off)",
+    ),
+    _a("proxy-buffer-size", v.size, _SIZE, "Buffer for the response head.", default="nginx's (4k/8k)"),
+    _a("proxy-buffers-number", v.integer(3, 64), "3-64", "Number of response buffers.", default="4"),
+    _a("proxy-request-buffering", v.on_off, _ONOFF, "Buffer the request body before proxying.", default="on"),
+    _a(
+        "client-body-buffer-size",
+        v.size,
+        _SIZE,
+        "Request body buffer (bigger bodies go to a temp file).",
+        default="nginx's (8k/16k)",
+    ),
+    _a("proxy-http-version", v.http_version, "`1.0` / `1.1`", "HTTP version to the endpoint.", default="1.1"),
+    _a(
+        "upstream-vhost",
+        v.host_port,
+        "host name with optional `:port`",
+        "Host header sent to the endpoint.",
+        default="the request's Host",
+    ),
+    _a(
+        "connection-proxy-header",
+        v.token,
+        "header token (`keep-alive`, `close`)",
+        "Connection header sent to the endpoint.",
+        default="upgrade when the client upgrades, else none",
+    ),
+    _a("x-forwarded-prefix", v.plain_path, "plain path", "Adds X-Forwarded-Prefix with this value."),
+    _a(
+        "proxy-redirect-from",
+        v.url_or_path,
+        "path or http(s) URL",
+        "Rewrites this prefix of Location/Refresh headers (with proxy-redirect-to).",
+        default="off",
+    ),
+    _a("proxy-redirect-to", v.url_or_path, "path or http(s) URL", "Replacement for proxy-redirect-from."),
+    _a("proxy-ssl-name", v.host_port, "host name", "TLS server name checked and sent to HTTPS/GRPCS endpoints."),
+    _a("proxy-ssl-server-name", v.on_off, _ONOFF, "Send SNI to HTTPS/GRPCS endpoints.", default="off"),
+    _a(
+        "proxy-ssl-secret",
+        v.secret_ref,
+        "`name` or `namespace/name` of a kubernetes.io/tls Secret of the Ingress's namespace",
+        "ca.crt verifies HTTPS/GRPCS endpoints (with proxy-ssl-verify); tls.crt/tls.key is the client "
+        "certificate sent to them.",
+        difference="the Secret must be of type kubernetes.io/tls; one in another namespace rejects the Ingress",
+    ),
+    _a("proxy-ssl-verify", v.on_off, _ONOFF, "Verify the endpoint's certificate against ca.crt.", default="off"),
+    _a("proxy-ssl-verify-depth", v.integer(1, 10), "1-10", "Certificate chain depth checked.", default="1"),
+    _a(
+        "backend-protocol",
+        v.backend_protocol,
+        "`HTTP`, `HTTPS`, `GRPC`, `GRPCS` (`AJP`, `FCGI` rejected)",
+        "Protocol spoken to the endpoints.",
+        default="HTTP",
+    ),
+    # Redirects
+    _a("permanent-redirect", v.url, _URL, "Answers every path of the Ingress with a redirect to this URL."),
+    _a("permanent-redirect-code", v.redirect_code(301), "3xx status", "Status of permanent-redirect.", default="301"),
+    _a(
+        "temporal-redirect",
+        v.url,
+        _URL,
+        "Answers every path of the Ingress with a temporary redirect (wins over permanent-redirect).",
+    ),
+    _a("temporal-redirect-code", v.redirect_code(302), "3xx status", "Status of temporal-redirect.", default="302"),
+    _a(
+        "ssl-redirect",
+        v.boolean,
+        _BOOL,
+        "Redirect HTTP to HTTPS (308) when the host has TLS.",
+        scope=SERVER,
+        default="true",
+        configmap="ssl-redirect",
+        difference="server scope: the host's owner decides for all its paths (ingress-nginx: per Ingress)",
+        shared_only=True,
+    ),
+    _a(
+        "force-ssl-redirect",
+        v.boolean,
+        _BOOL,
+        "Redirect HTTP to HTTPS (308) even without TLS.",
+        scope=SERVER,
+        default="false",
+        difference="server scope: the host's owner decides for all its paths",
+        shared_only=True,
+    ),
+    _a(
+        "from-to-www-redirect",
+        v.boolean,
+        _BOOL,
+        "Redirect www.<host> to <host> (or the reverse) with 308.",
+        scope=SERVER,
+        default="false",
+    ),
+    _a("app-root", v.plain_path, "plain path", "Redirect `/` to this path (302).", scope=SERVER),
+    # Paths
+    _a(
+        "use-regex",
+        v.boolean,
+        _BOOL,
+        "Paths of this Ingress are case-insensitive regexes (`~*`).",
+        default="false",
+        difference="applies to this Ingress's paths only (ingress-nginx: every path of the host); "
+        "a safe regex subset (no braces or backslashes except `\\.`)",
+        shared_only=True,
+    ),
+    _a(
+        "rewrite-target",
+        v.rewrite_target,
+        "path or URL with `$1`..`$9`",
+        "Rewrites the matched path before proxying (implies use-regex, as ingress-nginx).",
+    ),
+    # Errors and defaults
+    _a(
+        "default-backend",
+        v.service_name,
+        "Service name (same namespace; its first port)",
+        "Serves the Ingress's hosts' unmatched paths and its custom-http-errors.",
+        difference="a path whose Service has no ready endpoint still answers 503 (ingress-nginx: this backend)",
+    ),
+    _a(
+        "custom-http-errors",
+        v.status_codes,
+        "comma-separated statuses 400-599",
+        "These statuses from the backend are answered by default-backend (else --default-backend-service), "
+        "with X-Code, X-Format, X-Original-URI, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port",
+    ),
+    _a(
+        "service-upstream",
+        v.boolean,
+        _BOOL,
+        "Proxy to the Service's cluster IP instead of its endpoints.",
+        default="false",
+    ),
+    _a(
+        "preserve-trailing-slash",
+        v.boolean,
+        _BOOL,
+        "Keep a trailing slash in the HTTPS redirect.",
+        default="false",
+        difference="ingressctl's redirects always keep the URI as sent (trailing slash included)",
+    ),
+    # Hosts
+    _a(
+        "server-alias",
+        v.hosts,
+        "comma-separated host names",
+        "More names for the Ingress's hosts.",
+        scope=SERVER,
+        difference="an alias another Ingress already serves as a host is reported and skipped",
+        shared_only=True,
+    ),
+    # Client address policy
+    _a(
+        "whitelist-source-range",
+        v.cidrs,
+        "comma-separated CIDRs (IPv4, IPv6)",
+        "Only these client addresses are served (others get 403).",
+    ),
+    _a(
+        "allowlist-source-range",
+        v.cidrs,
+        "comma-separated CIDRs (IPv4, IPv6)",
+        "Newer name of whitelist-source-range (wins if both are set).",
+    ),
+    _a("denylist-source-range", v.cidrs, "comma-separated CIDRs (IPv4, IPv6)", "These client addresses get 403."),
+    # CORS
+    _a("enable-cors", v.boolean, _BOOL, "Answer CORS preflights (204) and add CORS headers.", default="false"),
+    _a(
+        "cors-allow-origin",
+        v.origins,
+        "`*` or comma-separated origins (`https://*.a.com` for one label)",
+        "Origins allowed.",
+        default="*",
+    ),
+    _a(
+        "cors-allow-methods",
+        v.methods,
+        "comma-separated method names",
+        "Access-Control-Allow-Methods.",
+        default="GET, PUT, POST, DELETE, PATCH, OPTIONS",
+    ),
+    _a(
+        "cors-allow-headers",
+        v.headers,
+        "comma-separated header names",
+        "Access-Control-Allow-Headers.",
+        default="DNT, Keep-Alive, User-Agent, X-Requested-With, If-Modified-Since, Cache-Control, Content-Type, "
+        "Range, Authorization",
+    ),
+    _a(
+        "cors-expose-headers", v.expose_headers, "`*` or comma-separated header names", "Access-Control-Expose-Headers."
+    ),
+    _a("cors-allow-credentials", v.boolean, _BOOL, "Access-Control-Allow-Credentials.", default="true"),
+    _a("cors-max-age", v.integer(0, 315360000), "seconds", "Access-Control-Max-Age.", default="1728000"),
+)
+
+BY_NAME = {a.name: a for a in ANNOTATIONS}
+
+# Snippets are refused for good: the Ingress is rejected (a snippet may be a security control, so it is
+# never served without it). The safe annotation that does the same job, where one exists.
+SNIPPET_ALTERNATIVES = {
+    "configuration-snippet": "the dedicated annotations (proxy-*-timeout, proxy-body-size, enable-cors, "
+    "x-forwarded-prefix, upstream-vhost, whitelist-source-range, rewrite-target ...)",
+    "server-snippet": "server-alias, app-root, from-to-www-redirect, permanent-redirect or temporal-redirect",
+    "auth-snippet": "",
+    "stream-snippet": "",
+    "modsecurity-snippet": "",
+}
+
+
+def snippet_reason(name: str) -> str:
+    alternative = SNIPPET_ALTERNATIVES.get(name, "")
+    text = "snippet annotations are refused: no object may carry raw nginx or Lua configuration"
+    return f"{text}; use {alternative} instead" if alternative else f"{text} (no safe equivalent exists)"
+
+
+def is_snippet(name: str) -> bool:
+    return name.endswith("-snippet") or name == "snippet"
