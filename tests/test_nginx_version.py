@@ -100,7 +100,7 @@ def rest(text: str) -> list[str]:
     """The text without its http2 forms, and without the digest (of the whole text; the default
     certificate's name differs from one render to the next too)."""
     return [
-        re.sub(r"[0-9a-f]{16,}", "<hex>", line.replace(" ssl http2", " ssl"))
+        re.sub(r"[0-9a-f]{16,}", "<hex>", line.replace(" ssl http2", " ssl").replace('" http2;', '";'))
         for line in text.splitlines()
         if "http2 on;" not in line
     ]
