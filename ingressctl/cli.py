@@ -30,6 +30,7 @@ from ingressctl.dataplane.luaapi import LuaApi
 from ingressctl.dataplane.nginx import Nginx, worker_user
 from ingressctl.dataplane.paths import Paths, lua_dir
 from ingressctl.dataplane.render import Renderer, UnsafeValue, quote
+from ingressctl.dataplane.version import OLDEST, NginxVersion, UnknownVersion, detect, parse
 from ingressctl.health import start_health_server
 from ingressctl.logfields import setup_logging
 from ingressctl.metrics import Metrics
@@ -188,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Print what would change from --manifests to OTHER_DIR, and whether it would reload, instead",
     )
+    render.add_argument(
+        "--nginx-version",
+        type=_version,
+        default=OLDEST,
+        help=f"Render for this nginx version, e.g. 1.26.3 (default {OLDEST}: `listen ... http2` before 1.25.1)",
+    )
     check.add_arguments(
         sub.add_parser(
             "check",
@@ -196,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     return parser
+
+
+def _version(text: str) -> NginxVersion:
+    try:
+        return parse(f"nginx version: nginx/{text}")
+    except UnknownVersion:
+        raise argparse.ArgumentTypeError(f"not an nginx version: {text!r}") from None
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -243,7 +257,8 @@ def render_command(args: argparse.Namespace) -> int:
         print(json.dumps(config.backends_document(), indent=2))
     else:
         work = args.work_dir or "/var/run/ingressctl"
-        print(Renderer(paths=Paths(work=work, lua=str(lua_dir()))).render(config.static).text, end="")
+        renderer = Renderer(paths=Paths(work=work, lua=str(lua_dir())), version=args.nginx_version)
+        print(renderer.render(config.static).text, end="")
     for _, error in sorted(source.errors.items()):
         print(f"error: {error}", file=sys.stderr)
     for problem in config.problems:
@@ -314,13 +329,9 @@ async def _serve(
     metrics = Metrics()
     nginx = Nginx(binary=args.nginx_binary, paths=paths, error_log_as_records=args.log_format == "json")
     lua = LuaApi(paths.socket)
-    applier = Applier(
-        nginx=nginx,
-        renderer=Renderer(paths=paths, user=nginx.user),
-        lua=lua,
-        metrics=metrics,
-        live_timeout=args.reload_timeout,
-    )
+    version = nginx_version(args.nginx_binary)
+    renderer = Renderer(paths=paths, user=nginx.user, version=version)
+    applier = Applier(nginx=nginx, renderer=renderer, lua=lua, metrics=metrics, live_timeout=args.reload_timeout)
     settings = settings_from(args)
     controller = Controller(
         source=source,
@@ -380,6 +391,17 @@ async def _serve(
         if run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
     return code
+
+
+def nginx_version(binary: str) -> NginxVersion:
+    """The version of the nginx we run, once at start; the oldest supported one's forms if unknown."""
+    try:
+        version = detect(binary)
+    except UnknownVersion as exc:
+        log.warning("%s; rendering for nginx %s", exc, OLDEST)
+        return OLDEST
+    log.info("nginx %s (%s)", version, "http2 on;" if version.http2_directive else "listen ... http2")
+    return version
 
 
 def _run_dir() -> Path | None:

@@ -11,13 +11,13 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.reloads = Counter(
             "ingressctl_nginx_reloads",
-            "nginx reloads done, by main reason (ingressctl.plan.Reason; the sum over reasons is every reload)",
+            "nginx reloads signalled, by main reason (ingressctl.plan.Reason); refused ones count in reload_errors too",
             ["reason"],
             registry=self.registry,
         )
         self.reload_errors = Counter(
             "ingressctl_nginx_reload_errors",
-            "configurations rejected by nginx -t or not confirmed live",
+            "configurations nginx refused (nginx -t at start, the reload itself) or not confirmed live",
             registry=self.registry,
         )
         self.backend_updates = Counter(

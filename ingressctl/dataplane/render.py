@@ -16,6 +16,7 @@ import jinja2
 
 from ingressctl.config import GlobalOptions, Server, StaticConfig
 from ingressctl.dataplane.paths import Paths, templates_dir
+from ingressctl.dataplane.version import OLDEST, NginxVersion
 from ingressctl.logfields import ACCESS_FIELDS, access_log_format
 from ingressctl.translate.realip import header_variable
 
@@ -74,9 +75,17 @@ class Rendered:
 
 
 class Renderer:
-    def __init__(self, *, paths: Paths, user: str | None = None, directory: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        paths: Paths,
+        user: str | None = None,
+        directory: Path | None = None,
+        version: NginxVersion = OLDEST,
+    ) -> None:
         self.paths = paths
         self.user = user
+        self.version = version  # of the nginx that will load the text: which directive forms it takes
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(directory or templates_dir())),
             undefined=jinja2.StrictUndefined,
@@ -115,6 +124,7 @@ class Renderer:
                 listen=_listen(options),
                 separator=_SEPARATOR,
                 default_certificate=default,
+                http2_directive=self.version.http2_directive,
             )
             previous.update(zip(chunk, text.split(_SEPARATOR), strict=False))
         self._blocks = blocks = {s: previous[s] for s in servers}
@@ -130,6 +140,7 @@ class Renderer:
                 digest=_DIGEST_PLACEHOLDER,
                 access_log_format=_access_log_format(options),
                 **realip_context(options),
+                http2_directive=self.version.http2_directive,
             )
         )
         hasher = hashlib.sha256()
