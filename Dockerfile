@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 #
-# ingressctl container image: the controller (Python, in a venv) plus exactly the nginx + ngx_lua
-# stack the test suite runs against (Debian bookworm packages), tini as PID 1.
+# ingressctl container image on Debian 13 (trixie): the controller (Python 3.13, Debian's, in a venv)
+# plus exactly the nginx + ngx_lua stack the test suite runs against, tini as PID 1. The Debian
+# packages of both stages are listed in image/packages.txt, which `make rootfs` (image/build-rootfs.sh)
+# reads too: build/rootfs is this image's filesystem, built and tested without a Docker engine.
 #
 # Runs as uid/gid 101 on a read-only root filesystem: every write goes to the work dir
 # (/var/run/ingressctl, an emptyDir in deploy/deployment.yaml) and /tmp (another emptyDir).
@@ -13,14 +15,18 @@
 #   docker build --build-arg VERSION="$(python3 -c 'import ingressctl; print(ingressctl.__version__)')" \
 #       -t ghcr.io/ingressctl/ingressctl:0.1.0 .
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG DEBIAN_IMAGE=debian:trixie-slim
 
 # ---- build: install the package and its dependencies into a self-contained venv ------------------
-FROM ${PYTHON_IMAGE} AS build
+FROM ${DEBIAN_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/ingressctl
+COPY image/packages.txt /tmp/packages.txt
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends $(awk '$1 == "build" { print $2 }' /tmp/packages.txt) \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/ingressctl
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY ingressctl/ ingressctl/
@@ -29,8 +35,8 @@ RUN /opt/ingressctl/bin/pip install . \
     && /opt/ingressctl/bin/ingressctl --version
 
 # ---- runtime ------------------------------------------------------------------------------------
-# Same base image as the build stage: the venv's python is a link to /usr/local/bin/python3.
-FROM ${PYTHON_IMAGE} AS runtime
+# Same base image as the build stage: the venv's python is a link to /usr/bin/python3 (package python3).
+FROM ${DEBIAN_IMAGE} AS runtime
 ARG VERSION=0.1.0
 ARG SOURCE=https://github.com/ingressctl/ingressctl
 LABEL org.opencontainers.image.title="ingressctl" \
@@ -42,18 +48,13 @@ LABEL org.opencontainers.image.title="ingressctl" \
 # The data plane, exactly as in the tests. Installing nginx does not start it; its Debian config in
 # /etc/nginx is never used (the controller runs nginx with -p <work dir> -c <work dir>/nginx.conf).
 # The user first, so no package's own system user can take uid/gid 101.
+COPY image/packages.txt /tmp/packages.txt
 RUN groupadd --system --gid 101 ingressctl \
     && useradd --system --uid 101 --gid 101 --home-dir /var/run/ingressctl --no-create-home \
         --shell /usr/sbin/nologin ingressctl \
     && apt-get update \
-    && apt-get install -y --no-install-recommends \
-        nginx \
-        libnginx-mod-http-lua \
-        lua-resty-core \
-        lua-resty-lrucache \
-        lua-cjson \
-        tini \
-    && rm -rf /var/lib/apt/lists/* \
+    && apt-get install -y --no-install-recommends $(awk '$1 == "runtime" { print $2 }' /tmp/packages.txt) \
+    && rm -rf /var/lib/apt/lists/* /tmp/packages.txt \
     && install -d -o 101 -g 101 -m 0700 /var/run/ingressctl
 
 COPY --from=build /opt/ingressctl /opt/ingressctl

@@ -10,8 +10,11 @@ APT_PACKAGES := nginx libnginx-mod-http-lua lua-resty-core lua-resty-lrucache lu
 # Installed when the distribution has it (Debian does): makes the `kubectl kustomize` check run.
 APT_OPTIONAL := kubectl
 STAMP := $(VENV)/.installed
+ROOTFS ?= build/rootfs
+# As root (CI is), `make test` builds the image's filesystem first and runs the controller inside it.
+IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
-.PHONY: all deps venv demo test lint unit bench clean
+.PHONY: all deps venv demo test lint unit bench clean rootfs
 
 all: test
 
@@ -47,13 +50,17 @@ lint: venv
 unit: venv
 	$(PY) -m pytest -q -m 'not slow'
 
-test: venv lint
+test: venv lint $(if $(IS_ROOT),rootfs)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 demo: venv
 	$(PY) demo/hostnames/run.py
 
-bench: venv
+# The image's filesystem (Debian 13) in $(ROOTFS), without Docker; cached, needs root.
+rootfs:
+	image/build-rootfs.sh $(ROOTFS)
+
+bench: venv $(if $(IS_ROOT),rootfs)
 	$(PY) bench/run.py
 
 clean:

@@ -4,17 +4,20 @@ to bench/results/latest.json.
     python bench/run.py            # everything (well under 15 minutes on 2 cores)
     python bench/run.py --quick    # a short smoke run of every section
     python bench/run.py --only 1,3 # selected sections
-
+    python bench/run.py --stack host  # the host's nginx packages only
     python bench/run.py --only 6 --soak-minutes 30   # a longer soak (minutes per source)
 
 Sections: 1 data-plane cost, 2 endpoint propagation, 3 scale, 4 zero-downtime, 5 coalescing,
 6 soak under endpoint churn. Every process a section starts is stopped by PID when it ends (also
 on Ctrl-C or SIGTERM). With --only, the other sections' figures already in the output file stay.
+Stacks (bench/stack.py): every section runs on the host's nginx packages; sections 1 and 3 run again
+on the image's (build/rootfs, `make rootfs`: Debian 13), in a child process, side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import logging
@@ -33,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench import common, stack  # noqa: E402
 from bench.common import Row, tempdir  # noqa: E402
 
 log = logging.getLogger("bench")
@@ -106,8 +110,12 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+IMAGE_SECTIONS = (1, 3)  # the ones whose figures depend on the nginx stack
+IMAGE_LABEL = "[image] "  # prefix of the image stack's rows
+
+
 def machine() -> dict[str, Any]:
-    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+    nginx = subprocess.run([common.NGINX, "-v"], capture_output=True, text=True).stderr.strip()
     try:
         commit = subprocess.run(
             ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
@@ -120,6 +128,25 @@ def machine() -> dict[str, Any]:
             model = line.split(":", 1)[1].strip()
             break
     return {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(), "nginx": nginx, "commit": commit}
+
+
+def _image_run(args: argparse.Namespace, sections: list[int]) -> dict[str, Any]:
+    """The image stack's sections, in a child process (the sections bind the nginx path on import)."""
+    log.info("image stack (build/rootfs): sections %s", sections)
+    with tempdir("image-results") as tmp:
+        out = tmp / "image.json"
+        command = [sys.executable, str(Path(__file__).resolve()), "--stack", "image", "--out", str(out)]
+        command += ["--only", ",".join(map(str, sections)), *(["--quick"] if args.quick else [])]
+        child = subprocess.Popen(command)
+        try:
+            code = child.wait()
+        finally:
+            if child.poll() is None:  # interrupted: the child stops its own processes on SIGTERM
+                child.terminate()
+                child.wait()
+        image: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {"error": "no results"}
+    image["exit_code"] = code
+    return image
 
 
 def _merged(path: Path, results: dict[str, Any], chosen: list[int]) -> dict[str, Any]:
@@ -138,12 +165,22 @@ def _merged(path: Path, results: dict[str, Any], chosen: list[int]) -> dict[str,
     measured.update(dict.fromkeys(results["sections"], stamp))
 
     def number(row: dict[str, Any]) -> int:
-        head = str(row.get("section", "")).split(" ", 1)[0]
-        return int(head) if head.isdigit() else 0
+        """Section number; the image stack's rows ("[image] 3 scale ...", "[image] targets") after the host's."""
+        section = str(row.get("section", ""))
+        image = section.startswith(IMAGE_LABEL)
+        head = section.removeprefix(IMAGE_LABEL).split(" ", 1)[0]
+        return (100 if image else 0) + (int(head) if head.isdigit() else 99 if image else 0)
 
-    kept = [r for r in old.get("rows", []) if number(r) not in chosen]
+    def rerun(row: dict[str, Any]) -> bool:
+        if str(row.get("section", "")).startswith(IMAGE_LABEL):
+            return "stacks" in results  # the image stack ran again: all of its rows are new
+        return number(row) in chosen
+
+    kept = [r for r in old.get("rows", []) if not rerun(r)]
     rows = sorted([*kept, *results["rows"]], key=number)  # stable: each section's rows keep their order
-    return {**results, "sections": dict(sorted(sections.items())), "measured": measured, "rows": rows}
+    stacks = results.get("stacks", old.get("stacks"))
+    merged = {**results, "sections": dict(sorted(sections.items())), "measured": measured, "rows": rows}
+    return {**merged, "stacks": stacks} if stacks else merged
 
 
 def _terminate(signum: int, _frame: object) -> None:
@@ -158,6 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--soak-minutes", type=float, help=f"section 6: minutes of churn per source (env {SOAK_MINUTES_ENV})"
     )
+    parser.add_argument(
+        "--stack",
+        choices=("both", "host", "image"),
+        default="both",
+        help="host packages, the image's (build/rootfs), or both (default; image only where it can run)",
+    )
     args = parser.parse_args(argv)
     if args.soak_minutes is not None:
         if args.soak_minutes <= 0:
@@ -171,12 +214,26 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in chosen if n not in SECTIONS]
     if unknown:
         parser.error(f"unknown section(s) {unknown}; choose from {sorted(SECTIONS)}")
+    with contextlib.ExitStack() as scratch:
+        if args.stack == "image":
+            why = stack.available()
+            if why:
+                parser.error(f"the image stack cannot run: {why}")
+            wrapper_dir = scratch.enter_context(tempdir("stack"))
+            os.environ.update(stack.image_environment(wrapper_dir))
+            common.NGINX = os.environ["INGRESSCTL_NGINX_BINARY"]  # before any section imports it
+            chosen = [n for n in chosen if n in IMAGE_SECTIONS]
+        return _run(args, chosen)
+
+
+def _run(args: argparse.Namespace, chosen: list[int]) -> int:
     started = time.monotonic()
     rows: list[Row] = []
     results: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "quick": args.quick,
+        "stack": "image" if args.stack == "image" else "host",
         "sections": {},
     }
     failed = False
@@ -199,6 +256,22 @@ def main(argv: list[str] | None = None) -> int:
         results["sections"][str(number)] = raw
         rows += got
         log.info("section %d done in %.0f s", number, raw["seconds"])
+    image_sections = [n for n in chosen if n in IMAGE_SECTIONS]
+    if args.stack == "both" and image_sections:
+        why = stack.available()
+        if why:
+            log.warning("image stack not measured: %s", why)
+            results["stacks"] = {"image": {"skipped": why}}
+        else:
+            image = _image_run(args, image_sections)
+            results["stacks"] = {"image": image}
+            failed = failed or image.get("exit_code", 1) != 0
+            rows += [
+                Row(f"{IMAGE_LABEL}{r['section']}", r["metric"], r["value"], r["target"], r["ok"])
+                for r in image.get("rows", [])
+            ]
+    elif args.stack == "image":
+        rows += stack.target_rows(results["sections"])
     results["runtime_seconds"] = round(time.monotonic() - started, 1)
     results["rows"] = [r.__dict__ for r in rows]
     if args.only:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import shutil
@@ -22,18 +23,21 @@ from typing import Any
 from ingressctl import __version__, check, flags
 from ingressctl.cache import Cache
 from ingressctl.certs import self_signed
-from ingressctl.config import GlobalOptions
+from ingressctl.config import GlobalOptions, TenancyPolicy
 from ingressctl.controller import Controller, Publisher
 from ingressctl.dataplane.apply import Applier
 from ingressctl.dataplane.luaapi import LuaApi
 from ingressctl.dataplane.nginx import Nginx, worker_user
 from ingressctl.dataplane.paths import Paths, lua_dir
 from ingressctl.dataplane.render import Renderer, UnsafeValue, quote
+from ingressctl.dataplane.version import OLDEST, NginxVersion, UnknownVersion, detect, parse
 from ingressctl.health import start_health_server
+from ingressctl.logfields import setup_logging
 from ingressctl.metrics import Metrics
 from ingressctl.plan import Action, Plan, make_plan
 from ingressctl.sources import kubeflags
 from ingressctl.sources.base import Source
+from ingressctl.sources.externalname import REFUSED, ExternalNameSource, Policy, dns_lookup
 from ingressctl.sources.manifests import ManifestsSource
 from ingressctl.translate import Settings, Translator, translate
 
@@ -92,8 +96,69 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         help="NS/NAME of the ConfigMap with global options",
     )
     flags.add_flag(
+        parser,
+        "--allow-cross-namespace-hosts",
+        boolean=True,
+        help="Let Ingresses of different namespaces share a host, as ingress-nginx did (single-team clusters; "
+        "the ConfigMap's allow-cross-namespace-hosts overrides it)",
+    )
+    flags.add_flag(
+        parser,
+        "--catch-all-namespaces",
+        type=flags.namespaces,
+        default=TenancyPolicy().catch_all_namespaces,
+        help="Comma-separated namespaces whose defaultBackend-only Ingresses and host-less rules serve unnamed "
+        "hosts (the ConfigMap's catch-all-namespaces overrides it)",
+    )
+    flags.add_flag(
         parser, "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="Log level"
     )
+    flags.add_flag(
+        parser,
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="Controller logs and nginx's access log as text, or as one JSON object per line (same field names)",
+    )
+
+
+def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in value.split(",") if p.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_externalname_flags(parser: argparse.ArgumentParser) -> None:
+    flags.add_flag(
+        parser,
+        "--externalname-dns-server",
+        default="",
+        help="DNS server (IP or IP:PORT) for ExternalName Services ('' = the system's resolv.conf)",
+    )
+    flags.add_flag(
+        parser,
+        "--service-cidr",
+        type=_networks,
+        default=(),
+        help="The cluster's Service range(s), comma-separated: ExternalName answers inside are refused",
+    )
+    flags.add_flag(
+        parser,
+        "--externalname-allow-cidr",
+        type=_networks,
+        default=(),
+        help="Networks ExternalName answers may use although refused by default (loopback, link-local, "
+        "metadata, --service-cidr), comma-separated",
+    )
+
+
+def externalname_source(args: argparse.Namespace, inner: Source) -> ExternalNameSource:
+    server = args.externalname_dns_server
+    host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
+    lookup = dns_lookup(nameserver=host or server, port=int(port or 53)) if server else dns_lookup()
+    policy = Policy(refused=(*REFUSED, *args.service_cidr), allowed=args.externalname_allow_cidr)
+    return ExternalNameSource(inner, lookup, policy)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="How long a reloaded nginx.conf may take to go live before the apply counts as failed and is retried",
     )
     kubeflags.add_arguments(run)
+    add_externalname_flags(run)
     render = sub.add_parser("render", help="Print the nginx.conf (or backends JSON) without starting anything")
     add_common(render)
     render.add_argument("--backends", action="store_true", help="Print the backends JSON for the Lua API instead")
@@ -122,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OTHER_DIR",
         default=None,
         help="Print what would change from --manifests to OTHER_DIR, and whether it would reload, instead",
+    )
+    render.add_argument(
+        "--nginx-version",
+        type=_version,
+        default=OLDEST,
+        help=f"Render for this nginx version, e.g. 1.26.3 (default {OLDEST}: `listen ... http2` before 1.25.1)",
     )
     check.add_arguments(
         sub.add_parser(
@@ -133,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version(text: str) -> NginxVersion:
+    try:
+        return parse(f"nginx version: nginx/{text}")
+    except UnknownVersion:
+        raise argparse.ArgumentTypeError(f"not an nginx version: {text!r}") from None
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(
         fallback_certificate=self_signed(),
@@ -142,7 +221,16 @@ def settings_from(args: argparse.Namespace) -> Settings:
         default_backend_service=args.default_backend_service,
         default_ssl_certificate=args.default_ssl_certificate,
         configmap=args.configmap,
-        options=GlobalOptions(http_port=args.http_port, https_port=args.https_port, listen_address=args.listen_address),
+        options=GlobalOptions(
+            http_port=args.http_port,
+            https_port=args.https_port,
+            listen_address=args.listen_address,
+            access_log_json=args.log_format == "json",
+        ),
+        tenancy=TenancyPolicy(
+            allow_cross_namespace_hosts=args.allow_cross_namespace_hosts,
+            catch_all_namespaces=args.catch_all_namespaces,
+        ),
     )
 
 
@@ -169,7 +257,8 @@ def render_command(args: argparse.Namespace) -> int:
         print(json.dumps(config.backends_document(), indent=2))
     else:
         work = args.work_dir or "/var/run/ingressctl"
-        print(Renderer(paths=Paths(work=work, lua=str(lua_dir()))).render(config.static).text, end="")
+        renderer = Renderer(paths=Paths(work=work, lua=str(lua_dir())), version=args.nginx_version)
+        print(renderer.render(config.static).text, end="")
     for _, error in sorted(source.errors.items()):
         print(f"error: {error}", file=sys.stderr)
     for problem in config.problems:
@@ -209,7 +298,7 @@ async def run_controller(args: argparse.Namespace) -> int:
                 return 2
             source, publishers = mode.source, mode.publishers
             jobs = await stack.enter_async_context(mode.running())
-        return await _serve(args, source=source, publishers=publishers, jobs=jobs)
+        return await _serve(args, source=externalname_source(args, source), publishers=publishers, jobs=jobs)
     raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow exceptions)
 
 
@@ -238,15 +327,11 @@ async def _serve(
                 shutil.rmtree(work, ignore_errors=True)
             return 2
     metrics = Metrics()
-    nginx = Nginx(binary=args.nginx_binary, paths=paths)
+    nginx = Nginx(binary=args.nginx_binary, paths=paths, error_log_as_records=args.log_format == "json")
     lua = LuaApi(paths.socket)
-    applier = Applier(
-        nginx=nginx,
-        renderer=Renderer(paths=paths, user=nginx.user),
-        lua=lua,
-        metrics=metrics,
-        live_timeout=args.reload_timeout,
-    )
+    version = nginx_version(args.nginx_binary)
+    renderer = Renderer(paths=paths, user=nginx.user, version=version)
+    applier = Applier(nginx=nginx, renderer=renderer, lua=lua, metrics=metrics, live_timeout=args.reload_timeout)
     settings = settings_from(args)
     controller = Controller(
         source=source,
@@ -308,6 +393,17 @@ async def _serve(
     return code
 
 
+def nginx_version(binary: str) -> NginxVersion:
+    """The version of the nginx we run, once at start; the oldest supported one's forms if unknown."""
+    try:
+        version = detect(binary)
+    except UnknownVersion as exc:
+        log.warning("%s; rendering for nginx %s", exc, OLDEST)
+        return OLDEST
+    log.info("nginx %s (%s)", version, "http2 on;" if version.http2_directive else "listen ... http2")
+    return version
+
+
 def _run_dir() -> Path | None:
     """A directory of its own for the sockets the nginx workers connect to, when they run as
     another user (we are root): the work dir's parents may be private to us. None: the work dir."""
@@ -333,10 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check":
         return check.run(args)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(level=args.log_level, json_lines=args.log_format == "json")
     if args.command == "render":
         return render_command(args)
     return asyncio.run(run_controller(args))

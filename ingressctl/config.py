@@ -11,6 +11,7 @@ computes its hash once: nginx.conf's per-server block cache looks every Server u
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -122,6 +123,50 @@ class GlobalOptions:
     access_log: bool = True
     ssl_redirect: bool = True
     worker_shutdown_timeout: int = 240
+    # The client's real address (translate/realip.py): nothing is trusted unless listed here.
+    use_proxy_protocol: bool = False
+    use_forwarded_headers: bool = False
+    compute_full_forwarded_for: bool = False
+    forwarded_for_header: str = "X-Forwarded-For"
+    proxy_real_ip_cidr: tuple[str, ...] = ()
+    # The access log (logfields.py): JSON lines (--log-format json, log-format-escape-json) and the
+    # fields it holds, names from logfields.ACCESS_FIELDS (log-format-upstream); () = the default.
+    access_log_json: bool = False
+    access_log_fields: tuple[str, ...] = ()
+    # ingress-nginx's names and defaults (its ConfigMap keys hsts, hsts-max-age, ...).
+    hsts: bool = True
+    hsts_max_age: int = 31536000
+    hsts_include_subdomains: bool = True
+    hsts_preload: bool = False
+    ssl_protocols: str = "TLSv1.2 TLSv1.3"
+    ssl_ciphers: str = (
+        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+        "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+        "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
+    )
+    max_worker_open_files: int = 0  # 0: worker_connections * 2 + 1024 (ingress-nginx's rule)
+    worker_connections: int = 16384
+
+
+@dataclass(frozen=True)
+class TenancyPolicy:
+    """What one tenant (namespace) may ask of the shared data plane: host ownership, catch-alls and
+    caps (ingressctl.translate.tenancy and tls enforce them). From flags and the ConfigMap."""
+
+    # Cross-namespace sharing of a host (ingress-nginx's behaviour): for single-team clusters.
+    allow_cross_namespace_hosts: bool = False
+    # Namespaces whose Ingresses may serve hosts nobody named: a defaultBackend alone, or rules
+    # without a host. Others are reported and ignored.
+    catch_all_namespaces: tuple[str, ...] = ("default",)
+    # Wildcards with fewer than two labels after `*.` that are allowed anyway (e.g. "*.internal").
+    allowed_wildcards: tuple[str, ...] = ()
+    max_rules_per_ingress: int = 100
+    max_paths_per_rule: int = 100
+    max_hosts: int = 20000  # named hosts in the whole configuration
+    max_annotation_bytes: int = 65536  # keys and values of one Ingress's annotations
+    max_object_bytes: int = 1048576  # one Ingress as JSON
+    max_secret_bytes: int = 131072  # tls.crt plus tls.key, decoded
+    max_chain_length: int = 10  # certificates in tls.crt
 
 
 @dataclass(frozen=True)
@@ -170,6 +215,11 @@ class Configuration:
     configmap: ObjectRef | None = field(default=None, compare=False)
     # Lets an endpoint-only change re-resolve just the backends of the Services it touched.
     backend_sources: tuple[BackendSource, ...] = field(default=(), compare=False, repr=False)
+    # The leaf's notAfter of each TLS Secret in use ("namespace/name", UTC), for the expiry metric.
+    certificate_expiry: tuple[tuple[str, datetime.datetime], ...] = field(default=(), compare=False, repr=False)
+    # The Ingresses whose TLS sections chose each certificate (by Certificate.name): what nginx
+    # refusing that certificate file is traced back to.
+    certificate_users: Mapping[str, tuple[ObjectRef, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     def backends_document(self) -> dict[str, object]:
         """The JSON document the Lua configuration API accepts."""

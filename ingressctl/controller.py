@@ -16,23 +16,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from ingressctl.cache import Cache
+from ingressctl.cache import Cache, Snapshot
 from ingressctl.config import Configuration, Problem
-from ingressctl.dataplane.apply import Applier, ApplyError, ConfigRejected
+from ingressctl.dataplane.apply import Applier, ApplyError, ApplyResult, ConfigRejected
 from ingressctl.dataplane.luaapi import LuaApiError
 from ingressctl.memory import fix_mmap_threshold
 from ingressctl.metrics import Metrics
 from ingressctl.model import Event, EventType
-from ingressctl.plan import make_plan
+from ingressctl.plan import Plan, make_plan
 from ingressctl.sources.base import Source
 from ingressctl.translate import Translator
+from ingressctl.translate.tenancy import Refusal
 
 log = logging.getLogger(__name__)
+
+# Rounds of "nginx refused it: reject the Ingresses it traces to, translate and test again" per sync.
+MAX_ISOLATIONS = 5
 
 
 class Publisher(Protocol):
@@ -74,6 +79,7 @@ class Controller:
         self._first_change = 0.0
         self._last_change = 0.0
         self._reported: set[Problem] = set()
+        self._expiry_labels: set[str] = set()
 
     @property
     def ready(self) -> bool:
@@ -140,14 +146,17 @@ class Controller:
             # Endpoints only: no translate of the whole snapshot, no render, no reload.
             config = self.translator.endpoints(previous, snapshot, services=set(changes.services))
         translated = time.monotonic()
-        self._report(config)
         self.metrics.syncs.inc()
-        plan = make_plan(self.applier.running, config)
-        wait = self.applier.last_reload + self.min_reload_interval - time.monotonic()
         try:
-            result = await self.applier.execute(plan, config, defer_reload=plan.reload and wait > 0)
+            config, plan, result, wait = await self._execute(snapshot, config)
         except ConfigRejected as exc:
-            log.error("%s", exc)
+            self._report(config)
+            log.error(
+                "nginx refused the new configuration and nothing in it could be traced to an Ingress: "
+                "keeping the last good configuration running (%s)",
+                exc.trace.reason,
+            )
+            log.debug("%s", exc)
             self.cache.changed_all()
             return
         except (ApplyError, LuaApiError, OSError) as exc:
@@ -183,6 +192,38 @@ class Controller:
             except Exception:  # a publisher must never stop serving
                 log.exception("publisher %s failed", type(publisher).__name__)
 
+    async def _execute(
+        self, snapshot: Snapshot, config: Configuration
+    ) -> tuple[Configuration, Plan, ApplyResult, float]:
+        """Plans and applies `config`. When nginx refuses it and the refusal traces to Ingresses,
+        those are rejected alone (ingressctl.translate.tenancy.Refusal) and the rest is translated
+        and applied again, at most MAX_ISOLATIONS times; otherwise ConfigRejected propagates."""
+        for attempt in range(MAX_ISOLATIONS + 1):
+            self._report(config)
+            plan = make_plan(self.applier.running, config)
+            wait = self.applier.last_reload + self.min_reload_interval - time.monotonic()
+            try:
+                return (
+                    config,
+                    plan,
+                    await self.applier.execute(plan, config, defer_reload=plan.reload and wait > 0),
+                    wait,
+                )
+            except ConfigRejected as exc:
+                culprits = [r for r in exc.trace.culprits if r not in self.translator.refused]
+                if not culprits or attempt == MAX_ISOLATIONS:
+                    raise
+                for ref in culprits:
+                    log.warning(
+                        "nginx refused the configuration of %s (%s): rejecting it alone, applying the rest",
+                        ref,
+                        exc.trace.reason,
+                    )
+                    self.translator.refuse(Refusal.of(snapshot, ref, exc.trace.reason))
+                    self.metrics.refused.inc()
+                config = await asyncio.to_thread(self.translator.full, snapshot)
+        raise AssertionError("unreachable")
+
     def _report(self, config: Configuration) -> None:
         """Logs each problem once, when it appears; and once more when it is gone."""
         current = set(config.problems)
@@ -192,3 +233,15 @@ class Controller:
             log.info("resolved: %s", problem)
         self._reported = current
         self.metrics.problems.set(len(current))
+        self._report_expiry(config)
+
+    def _report_expiry(self, config: Configuration) -> None:
+        """Days left per TLS Secret in use; a Secret no longer used loses its series."""
+        now = datetime.datetime.now(datetime.UTC)
+        secrets = dict(config.certificate_expiry)
+        for secret in self._expiry_labels - secrets.keys():
+            self.metrics.certificate_expiry_days.remove(secret)
+        for secret, not_after in secrets.items():
+            days = (not_after - now).total_seconds() / 86400
+            self.metrics.certificate_expiry_days.labels(secret=secret).set(round(days, 3))
+        self._expiry_labels = set(secrets)

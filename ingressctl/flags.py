@@ -40,6 +40,14 @@ def namespaced_name(value: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(f"{value!r}: {exc}") from None
 
 
+def namespaces(value: str) -> tuple[str, ...]:
+    """A comma-separated list of namespace names (empty: none), sorted."""
+    try:
+        return tuple(sorted({v.name(n.strip(), "namespace") for n in value.split(",") if n.strip()}))
+    except v.Invalid as exc:
+        raise argparse.ArgumentTypeError(f"{value!r}: {exc}") from None
+
+
 def port(value: str) -> int:
     try:
         return v.port_number(int(value))

@@ -11,17 +11,28 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.reloads = Counter(
             "ingressctl_nginx_reloads",
-            "nginx reloads done, by main reason (ingressctl.plan.Reason; the sum over reasons is every reload)",
+            "nginx reloads signalled, by main reason (ingressctl.plan.Reason); refused ones count in reload_errors too",
             ["reason"],
             registry=self.registry,
         )
         self.reload_errors = Counter(
             "ingressctl_nginx_reload_errors",
-            "configurations rejected by nginx -t or not confirmed live",
+            "configurations nginx refused (nginx -t at start, the reload itself) or not confirmed live",
             registry=self.registry,
         )
         self.backend_updates = Counter(
             "ingressctl_backend_updates", "backend documents posted to the Lua API", registry=self.registry
+        )
+        self.refused = Counter(
+            "ingressctl_nginx_refused_ingresses",
+            "Ingresses rejected alone because nginx -t refused the configuration they made",
+            registry=self.registry,
+        )
+        self.certificate_expiry_days = Gauge(
+            "ingressctl_certificate_expiry_days",
+            "days until the leaf certificate of a TLS Secret in use expires (negative: expired)",
+            ["secret"],
+            registry=self.registry,
         )
         self.syncs = Counter("ingressctl_syncs", "sync loop runs", registry=self.registry)
         self.problems = Gauge("ingressctl_problems", "rejected or degraded objects", registry=self.registry)

@@ -352,8 +352,11 @@ class Controller:
         if self.manifests is not None:
             args += ["--manifests", str(self.manifests)]
         env = {**os.environ, "PYTHONPATH": str(REPO), **self.env}
+        # Append mode: nginx reopens /dev/stdout as a file of its own (O_APPEND); a plain "wb" offset
+        # of ours would overwrite its access log lines.
+        self.log_path.write_bytes(b"")
         self.process = subprocess.Popen(
-            args, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            args, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
         if wait_ready:
             self.wait_ready()

@@ -1,9 +1,10 @@
 """Bad input loses nothing: invalid Ingresses are rejected alone with their reason, malformed
-files are skipped (their last good content kept), a configuration nginx -t refuses keeps the
+files are skipped (their last good content kept), a configuration nginx refuses keeps the
 running one, and everything else keeps serving and updating."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -96,9 +97,58 @@ def test_malformed_yaml_is_skipped_and_last_good_content_kept(controller: Contro
         assert controller.health("/readyz") == 200
 
 
+def refusing_templates(tmp_path: Path, host: str) -> Path:
+    """The real templates, but the server block for `host` carries a directive nginx does not know:
+    a configuration that passes every check of ours and that nginx itself refuses to load."""
+    templates = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", templates)
+    server = templates / "server.conf.j2"
+    marker = "    server {\n"
+    text = server.read_text()
+    assert marker in text
+    injected = f'{{% if server.host == "{host}" %}}\n        ingressctl_test_refused on;\n{{% endif %}}\n'
+    server.write_text(text.replace(marker, marker + injected))
+    return templates
+
+
 def test_config_refused_by_nginx_keeps_the_running_one(tmp_path: Path, manifests: Path) -> None:
-    # The real nginx, behind a wrapper that makes `nginx -t` fail while a flag file exists.
+    # A reload is its own test: the master refuses a configuration it cannot load and keeps running
+    # the old one; the controller reads why from the [emerg] log and reports it as a failed test.
+    templates = refusing_templates(tmp_path, "refused.example.com")
+    with (
+        pods(["127.0.4.4", "127.0.4.5"], PORT),
+        running_controller(tmp_path, manifests, env={"INGRESSCTL_TEMPLATES_DIR": str(templates)}) as ctl,
+    ):
+        _good(manifests, ["127.0.4.4"])
+        wait_for(lambda: ctl.get("good.example.com").status == 200, what="good served")
+        reloads, errors = ctl.reloads(), ctl.metric("ingressctl_nginx_reload_errors_total")
+        master, workers = ctl.master_pid(), ctl.worker_pids()
+        live = (ctl.work_dir / "nginx.conf").read_text()
+        _good(manifests, ["127.0.4.4"], host="refused.example.com")
+        # Reported at once (not after the 60 s live timeout), with nginx's own words.
+        wait_for(lambda: "nginx refused the new configuration" in ctl.log(), timeout=15, what="refusal reported")
+        assert 'unknown directive "ingressctl_test_refused"' in ctl.log()
+        assert ctl.get("refused.example.com").status == 404
+        _good(manifests, ["127.0.4.4"])  # back to a configuration nginx accepts: served all along
+        wait_for(lambda: ctl.get("good.example.com").status == 200, what="last good configuration serves")
+        # The refused reload was signalled (counted), and counted as an error.
+        assert ctl.reloads() == reloads + 1
+        assert ctl.metric("ingressctl_nginx_reload_errors_total") == errors + 1
+        assert (ctl.master_pid(), ctl.worker_pids()) == (master, workers), "the same nginx, never restarted"
+        # The last good nginx.conf is back on disk (a restarted master would load it, not the bad one).
+        assert (ctl.work_dir / "nginx.conf").read_text() == live
+        assert "ingressctl_test_refused" not in (ctl.work_dir / "nginx.conf").read_text()
+        _good(manifests, ["127.0.4.5"], host="new.example.com")
+        wait_for(lambda: ctl.get("new.example.com").pod == "127.0.4.5", what="recovers on the next change")
+        assert ctl.reloads() == reloads + 2
+        assert ctl.metric("ingressctl_nginx_reload_errors_total") == errors + 1
+
+
+def test_first_start_is_tested_by_nginx_t(tmp_path: Path, manifests: Path) -> None:
+    # Before anything serves, `nginx -t` checks the first configuration: a refusal is reported and
+    # nothing starts with it.
     flag = tmp_path / "fail-test"
+    flag.touch()
     wrapper = tmp_path / "nginx-wrapper"
     wrapper.write_text(
         "#!/bin/sh\n"
@@ -108,23 +158,20 @@ def test_config_refused_by_nginx_keeps_the_running_one(tmp_path: Path, manifests
         'exec nginx "$@"\n'
     )
     wrapper.chmod(0o755)
-    with (
-        pods(["127.0.4.4", "127.0.4.5"], PORT),
-        running_controller(tmp_path, manifests, extra_args=["--nginx-binary", str(wrapper)]) as ctl,
-    ):
-        _good(manifests, ["127.0.4.4"])
-        wait_for(lambda: ctl.get("good.example.com").status == 200, what="good served")
-        reloads = ctl.reloads()
-        flag.touch()
-        _good(manifests, ["127.0.4.4"], host="new.example.com")
+    _good(manifests, ["127.0.4.4"])
+    ctl = Controller(manifests=manifests, work_dir=tmp_path / "work", extra_args=["--nginx-binary", str(wrapper)])
+    try:
+        ctl.start(wait_ready=False)
         wait_for(lambda: "injected failure for the test" in ctl.log(), what="failure reported")
-        assert ctl.get("good.example.com").status == 200, "last good configuration keeps serving"
-        assert ctl.get("new.example.com").status == 404
-        assert ctl.reloads() == reloads
-        assert ctl.metric("ingressctl_nginx_reload_errors_total") >= 1
+        assert "nginx -t rejected the new configuration" in ctl.log()
+        assert not (ctl.work_dir / "nginx.pid").exists()
+        assert ctl.health("/readyz") != 200
         flag.unlink()
-        _good(manifests, ["127.0.4.5"], host="new.example.com")
-        wait_for(lambda: ctl.get("new.example.com").pod == "127.0.4.5", what="recovers on the next change")
+        with pods(["127.0.4.4"], PORT):
+            _good(manifests, ["127.0.4.4"], host="new.example.com")
+            wait_for(lambda: ctl.get("new.example.com").pod == "127.0.4.4", what="starts on the next change")
+    finally:
+        ctl.stop()
 
 
 def test_render_command(manifests: Path) -> None:

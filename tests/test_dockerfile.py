@@ -23,8 +23,27 @@ import ingressctl
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 
+PACKAGES = ROOT / "image" / "packages.txt"
+BUILD_ROOTFS = ROOT / "image" / "build-rootfs.sh"
+
 # The data plane the tests run against, which the image must carry too (issue 4).
 DATA_PLANE = {"nginx", "libnginx-mod-http-lua", "lua-resty-core", "lua-resty-lrucache", "lua-cjson"}
+
+
+def listed_packages() -> dict[str, set[str]]:
+    """image/packages.txt: `<stage> <package>` lines by stage."""
+    stages: dict[str, set[str]] = {}
+    for line in PACKAGES.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            stage, package = line.split()
+            stages.setdefault(stage, set()).add(package)
+    return stages
+
+
+def awk_selected(run: str) -> set[str]:
+    """The packages a RUN's `$(awk '$1 == "<stage>" { print $2 }' <file>)` installs."""
+    (stage,) = re.findall(r"""\$\(awk '\$1 == "(\w+)" \{ print \$2 \}' /tmp/packages\.txt\)""", run)
+    return listed_packages()[stage]
 
 
 @dataclass(frozen=True)
@@ -179,20 +198,37 @@ def test_entrypoint_is_tini_then_the_console_script() -> None:
     assert any(src == ["/opt/ingressctl"] and dest == "/opt/ingressctl" for src, dest, _ in copies())
 
 
-def test_build_and_runtime_stages_share_the_python_base() -> None:
-    # The venv's python is a symlink into the base image, so both stages use the same one.
+def test_build_and_runtime_stages_share_the_debian_13_base() -> None:
+    # The venv's python is a symlink to Debian's /usr/bin/python3, so both stages use the same one.
     froms = [i.value for i in instructions() if i.name == "FROM"]
-    assert [f.split()[0] for f in froms] == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+    assert [f.split()[0] for f in froms] == ["${DEBIAN_IMAGE}", "${DEBIAN_IMAGE}"]
     args = key_values([i.value for i in instructions() if i.name == "ARG" and i.stage == -1])
-    assert re.fullmatch(r"python:3\.1[1-9]-slim-bookworm", args["PYTHON_IMAGE"])
+    assert args["DEBIAN_IMAGE"] == "debian:trixie-slim"
+    assert "trixie" in BUILD_ROOTFS.read_text().split("suite=", 1)[1].split()[0]
+
+
+def test_dockerfile_and_rootfs_install_the_one_package_list() -> None:
+    stages = listed_packages()
+    assert set(stages) == {"build", "runtime"}
+    # Each stage installs its own list, read from the file the Dockerfile copies in first.
+    for stage, name in ((0, "build"), (1, "runtime")):
+        in_stage = [i for i in instructions() if i.stage == stage]
+        (install,) = [i.value for i in in_stage if i.name == "RUN" and "apt-get install" in i.value]
+        assert awk_selected(install) == stages[name]
+        copied = [i.value for i in in_stage if i.name == "COPY"]
+        assert "image/packages.txt /tmp/packages.txt" in copied
+    # The rootfs builder installs both stages' packages (it builds the venv in place) from that file.
+    script = BUILD_ROOTFS.read_text()
+    assert """awk '$1 == "build" || $1 == "runtime" { print $2 }' "$repo/image/packages.txt\"""" in script
+    assert '--include="$packages"' in script
+    assert not dockerignore_excludes("image/packages.txt")
+    # The venv needs Debian's python in both stages.
+    assert {"python3", "python3-venv"} <= stages["build"] and "python3" in stages["runtime"]
 
 
 def test_runtime_packages_are_the_tested_data_plane_and_tini() -> None:
     (install,) = [r for r in runtime("RUN") if "apt-get install" in r]
-    words = install.split()
-    start = words.index("--no-install-recommends") + 1
-    packages = set(words[start : words.index("&&", start)])
-    assert packages == DATA_PLANE | {"tini"}
+    assert awk_selected(install) == DATA_PLANE | {"tini", "python3"}
     # ... the same Debian packages `make test` installs for the test suite.
     makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
     (apt,) = re.findall(r"^APT_PACKAGES\s*:?=(.*)$", makefile, re.MULTILINE)

@@ -29,10 +29,12 @@ from ingressctl.config import (
     Problem,
     Server,
     StaticConfig,
+    TenancyPolicy,
 )
 from ingressctl.dataplane.paths import Paths
 from ingressctl.dataplane.render import Renderer
 from ingressctl.model import Event, EventType
+from ingressctl.sources.externalname import endpoint_slice as resolver_slice
 from ingressctl.sources.legacy import convert_ingress
 from ingressctl.translate import Settings, translate
 from ingressctl.translate.memo import Memo
@@ -480,7 +482,7 @@ PATH_CASES: dict[str, Case] = {
                             "paths": [
                                 {"path": "/foo", "pathType": "ImplementationSpecific", "backend": backend("app")},
                                 {"pathType": "ImplementationSpecific", "backend": backend("other")},
-                                {"path": "/bar/", "backend": backend("app")},  # no pathType
+                                {"path": "/bar/", "pathType": "ImplementationSpecific", "backend": backend("app")},
                             ]
                         },
                     }
@@ -612,6 +614,8 @@ PATH_CASES: dict[str, Case] = {
                 )
             ],
         ),
+        # Namespaces share hosts only where the policy allows it (tests/test_tenants.py: the default).
+        settings={"tenancy": TenancyPolicy(allow_cross_namespace_hosts=True)},
     ),
     "paths/conflict-same-timestamp-and-namespace-lowest-name-wins": Case(
         [
@@ -914,32 +918,46 @@ BACKEND_CASES: dict[str, Case] = {
             ],
         ),
     ),
-    "backends/external-name-service-is-a-problem": Case(
+    "backends/external-name-service-reads-the-resolvers-slice": Case(
         [
             CLASS,
-            service_ports("ext", [{"port": 80}], type="ExternalName", externalName="example.org"),
+            service_ports("ext", [{"port": 80, "targetPort": 9999}], type="ExternalName", externalName="example.org"),
+            resolver_slice(("default", "ext"), ["203.0.113.5", "2001:db8::5"]),
             service_ports("bare", [], type="ExternalName", externalName="example.net"),
-            paths_ingress("a", ("/bare", "Prefix", backend("bare")), ("/ext", "Prefix", backend("ext"))),
+            service_ports("bad", [], type="ExternalName", externalName="example.net;evil"),
+            paths_ingress(
+                "a",
+                ("/bare", "Prefix", backend("bare")),
+                ("/ext", "Prefix", backend("ext")),
+                ("/bad", "Prefix", backend("bad")),
+            ),
         ],
         config(
-            server("a.example.com", fallback(), prefix("/bare", "default/bare:80"), prefix("/ext", "default/ext:80")),
-            backends=[Backend("default/bare:80", ()), Backend("default/ext:80", ())],
+            server(
+                "a.example.com",
+                fallback(),
+                prefix("/bad", "default/bad:80"),
+                prefix("/bare", "default/bare:80"),
+                prefix("/ext", "default/ext:80"),
+            ),
+            backends=[
+                Backend("default/bad:80", ()),
+                Backend("default/bare:80", ()),  # not resolved (yet): 503
+                Backend("default/ext:80", (Endpoint("203.0.113.5", 80), Endpoint("2001:db8::5", 80))),
+            ],
             ingresses=[ing("a")],
             problems=[
                 problem(
                     "a",
-                    "spec.rules[0].http.paths[0].backend",
-                    "ExternalName Services are not supported: default/bare (answers 503)",
-                ),
-                problem(
-                    "a",
-                    "spec.rules[0].http.paths[1].backend",
-                    "ExternalName Services are not supported: default/ext (answers 503)",
+                    "spec.rules[0].http.paths[2].backend",
+                    "ExternalName Service: externalName 'example.net;evil' is not a DNS-1123 host name "
+                    "(optionally with a '*.' first label): default/bad (answers 503)",
                 ),
             ],
         ),
     ),
 }
+
 
 FLAG_SERVICE = ("kube-system", "fallback")
 FLAG_OBJECTS = (

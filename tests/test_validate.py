@@ -25,6 +25,7 @@ from ingressctl.config import (
     Problem,
     Server,
     StaticConfig,
+    TenancyPolicy,
 )
 from ingressctl.dataplane.paths import Paths, templates_dir
 from ingressctl.dataplane.render import Renderer, UnsafeValue, quote
@@ -726,7 +727,8 @@ def comment_of(line: str) -> str:
 
 @pytest.fixture(scope="module")
 def rendered() -> tuple[Configuration, str]:
-    config = run(tenant_objects())
+    # zz-ns's catch-all is honoured (the policy lists it) so that its hostile values are rendered too.
+    config = run(tenant_objects(), tenancy=TenancyPolicy(catch_all_namespaces=("zz-ns",)))
     return config, TEMPLATE.render(config.static).text
 
 
@@ -754,7 +756,9 @@ def test_hostile_looking_values_translate_as_expected(rendered: tuple[Configurat
     ]
     assert config.static.default_server.locations == (Location("/", PREFIX, "zz-ns/zz-svc:8080"),)
     assert [str(p) for p in config.problems] == [
-        "Ingress zz-ns/zz-ingress: spec.defaultBackend: Service not found: zz-ns/zz-missing (answers 503)"
+        "Ingress zz-ns/zz-ingress: spec.defaultBackend: Service not found: zz-ns/zz-missing (answers 503)",
+        "Ingress zz-ns/zz-ingress: spec.tls[0].secretName: TLS Secret zz-ns/zz-secret: certificate names "
+        "(*.example.com) do not cover *.zz-wild.example (served)",
     ]
 
 

@@ -2,10 +2,12 @@
 Configuration.
 
 A reload (and the first start, which shares its path) writes certificates, renders to a temporary
-file, `nginx -t`s it, atomically replaces nginx.conf, sends the backends, SIGHUPs (or starts) the
-master and waits until the new digest answers on the configuration API and the old workers stopped
-accepting. A Lua update sends the backends only (ingressctl.dataplane.backends: as a delta where it
-can). A failed test keeps the last good configuration running and reports why.
+file, atomically replaces nginx.conf, sends the backends, SIGHUPs (or starts) the master and waits
+until the new digest answers on the configuration API and the old workers stopped accepting. The
+first start `nginx -t`s the file first; a reload is its own test (one parse, not two): the master
+keeps the running configuration when it cannot load the new one, and a refusal it logs is reported
+exactly like a failed test (ConfigRejected), with the last good nginx.conf put back. A Lua update
+sends the backends only (ingressctl.dataplane.backends: as a delta where it can).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ingressctl.config import Backend, Configuration, StaticConfig
 from ingressctl.dataplane.backends import LuaBackends
 from ingressctl.dataplane.luaapi import LuaApi
 from ingressctl.dataplane.nginx import Nginx
+from ingressctl.dataplane.refusal import Trace, trace
 from ingressctl.dataplane.render import Renderer, UnsafeValue
 from ingressctl.metrics import Metrics
 from ingressctl.plan import Action, Plan, Reason, make_plan
@@ -34,7 +37,13 @@ class ApplyError(RuntimeError):
 
 
 class ConfigRejected(ApplyError):
-    """nginx -t refused the candidate: retrying the same configuration cannot help."""
+    """nginx refused the candidate (nginx -t, or the reload): retrying the same configuration cannot
+    help. `trace` names the Ingresses responsible, when nginx's message could be traced to them
+    (dataplane.refusal)."""
+
+    def __init__(self, message: str, trace: Trace | None = None) -> None:
+        super().__init__(message)
+        self.trace = trace or Trace((), message)
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,8 @@ class Applier:
         # backends sent since (a held-back reload may send the new backends alongside the old ones).
         self.running: Configuration | None = None
         self.lua_backends = LuaBackends(lua=lua, metrics=metrics)
+        # The last nginx.conf installed and its Configuration: a refused reload is traced on them.
+        self._installed: tuple[str, Configuration] | None = None
         self.reloads = 0
         self.last_reload = float("-inf")  # time.monotonic() of the last reload (or start)
         for reason in Reason:  # every label exists from the start, at 0
@@ -100,12 +111,22 @@ class Applier:
             if await self.lua.digest() == digest:
                 self.nginx.worker_pids()  # remembers the new workers
                 return
+            refused = self.nginx.refusal()
+            if refused:
+                self.nginx.restore()
+                traced = None  # counted in reload_errors by _go_live
+                if self._installed is not None:
+                    text, config = self._installed
+                    traced = trace(refused, text=text, candidate=str(self.nginx.conf), config=config)
+                raise ConfigRejected(f"nginx refused the new configuration, keeping the running one: {refused}", traced)
             await asyncio.sleep(0.005)
         raise ApplyError(f"configuration {digest} was not live after {self.live_timeout:.0f}s")
 
-    async def _install_static(self, static: StaticConfig) -> str:
-        """Renders, tests and installs nginx.conf; returns its digest. Raises ApplyError and leaves
-        the running configuration alone on failure."""
+    async def _install_static(self, config: Configuration, *, test: bool) -> str:
+        """Renders, tests (if `test`: the first start; a reload is its own test) and installs
+        nginx.conf; returns its digest. Raises ApplyError and leaves the running configuration alone
+        on failure."""
+        static = config.static
         self._write_certificates(static)
         try:
             rendered = await asyncio.to_thread(self.renderer.render, static)
@@ -114,11 +135,14 @@ class Applier:
             raise ConfigRejected(f"render refused the configuration, keeping the running one: {exc}") from None
         candidate = self.nginx.conf.with_name("nginx.conf.new")
         candidate.write_text(rendered.text)
-        result = await self.nginx.test(candidate)
-        if not result.ok:
-            self.metrics.reload_errors.inc()
-            raise ConfigRejected(f"nginx -t rejected the new configuration, keeping the running one: {result.output}")
-        os.replace(candidate, self.nginx.conf)
+        if test:
+            result = await self.nginx.test(candidate)
+            if not result.ok:
+                self.metrics.reload_errors.inc()
+                traced = trace(result.output, text=rendered.text, candidate=str(candidate), config=config)
+                raise ConfigRejected(f"nginx -t rejected the new configuration: {result.output}", traced)
+        self.nginx.install(candidate)
+        self._installed = (rendered.text, config)
         return rendered.digest
 
     async def _send(self, backends: tuple[Backend, ...]) -> None:
@@ -130,7 +154,7 @@ class Applier:
         if starting:
             self.lua_backends.forget()  # a new master has a new, empty shared dict: send everything
             self.nginx.prepare()
-        digest = await self._install_static(config.static)
+        digest = await self._install_static(config, test=starting)
         started = time.monotonic()
         old_workers: list[int] = []
         if starting:
@@ -139,7 +163,7 @@ class Applier:
             # New routes must find their backends the moment the new workers take over.
             await self._send(config.backends)
             old_workers = self.nginx.worker_pids()
-            self.nginx.reload()
+            self.nginx.reload()  # counted when signalled; a refused one counts in reload_errors too
             self.reloads += 1
             self.metrics.reloads.labels(reason=(plan.reason or Reason.OTHER).value).inc()
         self.last_reload = started

@@ -33,6 +33,11 @@ class Paths:
         return f"{self.work}/nginx.pid"
 
     @property
+    def emerg_log(self) -> str:
+        """nginx's [emerg] messages alone: a reload the master refused says why here."""
+        return f"{self.work}/emerg.log"
+
+    @property
     def socket(self) -> str:
         return f"{self.work}/lua-api.sock"
 

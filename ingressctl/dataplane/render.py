@@ -16,6 +16,9 @@ import jinja2
 
 from ingressctl.config import GlobalOptions, Server, StaticConfig
 from ingressctl.dataplane.paths import Paths, templates_dir
+from ingressctl.dataplane.version import OLDEST, NginxVersion
+from ingressctl.logfields import ACCESS_FIELDS, access_log_format
+from ingressctl.translate.realip import header_variable
 
 # Quoted-string content: no quote, whitespace, control character, ';', '{', '}', '#' or '$' (nginx
 # expands variables inside quotes in set, return, ssl_certificate...); a backslash only to escape
@@ -72,9 +75,17 @@ class Rendered:
 
 
 class Renderer:
-    def __init__(self, *, paths: Paths, user: str | None = None, directory: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        paths: Paths,
+        user: str | None = None,
+        directory: Path | None = None,
+        version: NginxVersion = OLDEST,
+    ) -> None:
         self.paths = paths
         self.user = user
+        self.version = version  # of the nginx that will load the text: which directive forms it takes
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(directory or templates_dir())),
             undefined=jinja2.StrictUndefined,
@@ -113,6 +124,7 @@ class Renderer:
                 listen=_listen(options),
                 separator=_SEPARATOR,
                 default_certificate=default,
+                http2_directive=self.version.http2_directive,
             )
             previous.update(zip(chunk, text.split(_SEPARATOR), strict=False))
         self._blocks = blocks = {s: previous[s] for s in servers}
@@ -126,6 +138,9 @@ class Renderer:
                 user=self.user,
                 server_blocks=blocks.values(),
                 digest=_DIGEST_PLACEHOLDER,
+                access_log_format=_access_log_format(options),
+                **realip_context(options),
+                http2_directive=self.version.http2_directive,
             )
         )
         hasher = hashlib.sha256()
@@ -148,3 +163,23 @@ def _listen(options: GlobalOptions) -> Callable[[int], str]:
         return quote(f"[{address}]:{int(port)}" if ":" in address else f"{address}:{int(port)}")
 
     return listen
+
+
+def realip_context(options: GlobalOptions) -> dict[str, object]:
+    """What the template needs for the client's real address: whether the realip module rewrites
+    $remote_addr (only with trusted hops), and whether X-Forwarded-For carries the whole chain."""
+    realip = bool(options.proxy_real_ip_cidr) and (options.use_forwarded_headers or options.use_proxy_protocol)
+    full_chain = realip and options.use_forwarded_headers and options.compute_full_forwarded_for
+    return {
+        "realip": realip,
+        "full_chain": full_chain,
+        "chain_variable": header_variable(options.forwarded_for_header),
+    }
+
+
+def _access_log_format(options: GlobalOptions) -> str:
+    """The access log's format from named fields; "" keeps the classic text line."""
+    if not options.access_log_json and not options.access_log_fields:
+        return ""
+    fields = options.access_log_fields or tuple(ACCESS_FIELDS)
+    return access_log_format(fields, json_lines=options.access_log_json)

@@ -8,7 +8,7 @@ import dataclasses
 from typing import Protocol
 
 from ingressctl.cache import Snapshot
-from ingressctl.config import Backend, Certificate, Endpoint, ErrorPages, ObjectRef, Policy
+from ingressctl.config import Backend, Certificate, Endpoint, ErrorPages, ObjectRef, Policy, TenancyPolicy
 from ingressctl.model import SECRET, SERVICE
 from ingressctl.translate import ingress as ing
 from ingressctl.translate.annotations import field_of
@@ -22,6 +22,8 @@ class Builder(Protocol):
     backends: dict[str, Backend]
     certificates: dict[str, Certificate]
     policy_certificates: set[str]
+    tenancy: TenancyPolicy  # caps on Secrets
+    security_level: int  # OpenSSL's, for the keys of client certificates
 
     def use(self, ref: ing.ServiceRef, *, owner: ObjectRef, where: str, suffix: str = "") -> str: ...
 
@@ -88,7 +90,7 @@ def _ssl_secret(b: Builder, p: ing.ParsedIngress, policy: Policy) -> Policy:
             b.certificates[ca.name] = ca
             trusted = ca.name
         if (secret.get("data") or {}).get("tls.key"):
-            cert = certificate_from_secret(secret)
+            cert = certificate_from_secret(secret, tenancy=b.tenancy, level=b.security_level).certificate
             b.certificates[cert.name] = cert
             client = cert.name
     except BadCertificate as exc:

@@ -3,7 +3,8 @@
 A Service port is found by number or name; its endpoint port comes from the EndpointSlice port of
 the same name (or the numeric targetPort). EndpointSlices of one Service merge (label
 kubernetes.io/service-name); legacy v1 Endpoints are used when a Service has no EndpointSlice.
-Only ready, non-terminating endpoints serve.
+Only ready, non-terminating endpoints serve. An ExternalName Service's endpoints are the slice the
+controller's resolver publishes for it (sources/externalname.py), at the Service port.
 """
 
 from __future__ import annotations
@@ -64,9 +65,14 @@ class BackendResolver:
             return Resolved(Backend(f"{ref.namespace}/{ref.name}:{ref.port}", ()), "Service not found")
         spec = _mapping(service.get("spec"))
         unresolved = Backend(f"{ref.namespace}/{ref.name}:{ref.port}", ())
-        if spec.get("type") == "ExternalName":
-            return Resolved(unresolved, "ExternalName Services are not supported")
+        external = spec.get("type") == "ExternalName"
+        if external:
+            problem = _external_name_problem(spec.get("externalName"))
+            if problem:
+                return Resolved(unresolved, problem)
         port = _find_port(_objects(spec.get("ports")), ref.port)
+        if port is None and external and isinstance(ref.port, int):
+            port = {"port": ref.port}  # an ExternalName Service needs no ports: the Ingress names the number
         if port is None:
             return Resolved(unresolved, f"Service has no port {ref.port!r}")
         try:
@@ -76,11 +82,24 @@ class BackendResolver:
         except Invalid as exc:
             return Resolved(unresolved, f"Service port {ref.port!r}: {exc}")
         name = f"{ref.namespace}/{ref.name}:{number}"
-        if slices:
+        if external:
+            # The controller's resolver (sources/externalname.py) publishes the addresses as a slice;
+            # the connection goes to the Service port (there is no targetPort behind a name).
+            endpoints = _from_slices(slices, {"port": number})
+        elif slices:
             endpoints = _from_slices(slices, port)
         else:
             endpoints = _from_endpoints(endpoints_obj, port)
         return Resolved(Backend(name, tuple(sorted(endpoints, key=_endpoint_order)), algorithm))
+
+
+def _external_name_problem(name: object) -> str:
+    try:
+        if validate.host(name).startswith("*"):
+            raise Invalid("a wildcard is not a name to resolve")
+    except Invalid as exc:
+        return f"ExternalName Service: externalName {exc}"
+    return ""
 
 
 def _endpoint_order(e: Endpoint) -> tuple[int, str, int]:

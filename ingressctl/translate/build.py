@@ -15,9 +15,10 @@ default backends, TLS; then builds the static part (servers and locations) and t
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ingressctl.cache import Snapshot
@@ -38,6 +39,7 @@ from ingressctl.config import (
     Server,
     ServerPolicy,
     StaticConfig,
+    TenancyPolicy,
 )
 from ingressctl.model import CONFIG_MAP, INGRESS, INGRESS_CLASS, SECRET, SERVICE, Obj
 from ingressctl.translate import annotated
@@ -47,8 +49,9 @@ from ingressctl.translate.annotations import servers as server_scope
 from ingressctl.translate.backends import BackendResolver
 from ingressctl.translate.classes import is_ours, our_classes
 from ingressctl.translate.memo import Memo
-from ingressctl.translate.options import apply_configmap
-from ingressctl.translate.tls import BadCertificate, certificate_from_secret
+from ingressctl.translate.options import apply_configmap, apply_policy
+from ingressctl.translate.tenancy import Refusal, admit, object_cap
+from ingressctl.translate.tls import BadCertificate, certificate_from_secret, security_level, warnings
 
 _REGEX_TYPE = "Regex"  # the route key type of a use-regex Ingress's Prefix/ImplementationSpecific paths
 _TYPE_PRIORITY = {ing.EXACT: 0, ing.PREFIX: 1, ing.IMPLEMENTATION_SPECIFIC: 2, _REGEX_TYPE: 3}
@@ -67,6 +70,7 @@ class Settings:
     default_ssl_certificate: tuple[str, str] | None = None
     configmap: tuple[str, str] | None = None
     options: GlobalOptions = field(default_factory=GlobalOptions)
+    tenancy: TenancyPolicy = field(default_factory=TenancyPolicy)
 
 
 def server_name(host: str) -> str:
@@ -190,6 +194,11 @@ class _Builder:
         self._resolved: dict[ing.ServiceRef, str] = {}  # refs used so far, without problems
         self.hosts = _Hosts()
         self.algorithm = ROUND_ROBIN  # the balancing algorithm of every backend (the options' load-balance)
+        self.tenancy = settings.tenancy
+        self.security_level = security_level(settings.options.ssl_ciphers)
+        self.now = datetime.datetime.now(datetime.UTC)
+        self.expiry: dict[str, datetime.datetime] = {}  # "namespace/secret" -> the leaf's notAfter
+        self.certificate_users: dict[str, set[ObjectRef]] = {}  # certificate name -> who chose it
 
     def problem(self, ref: ObjectRef, *, where: str, reason: str) -> None:
         self.problems.append(Problem(ref, where, reason))
@@ -211,31 +220,44 @@ class _Builder:
             self._resolved[ref] = name
         return name
 
-    def certificate(self, namespace: str, name: str, *, owner: ObjectRef, where: str) -> str | None:
+    def certificate(
+        self, namespace: str, name: str, *, owner: ObjectRef, where: str, hosts: tuple[str, ...] = ()
+    ) -> str | None:
+        """The certificate of a TLS Secret, checked as nginx would use it (None: serve the default);
+        warnings (expiry, names not covering `hosts`) do not stop it being served."""
         secret = self.snapshot.of(SECRET).get((namespace, name))
         if secret is None:
             reason = f"TLS Secret {namespace}/{name} not found; serving the default certificate"
             self.problem(owner, where=where, reason=reason)
             return None
         try:
-            cert = certificate_from_secret(secret)
+            checked = certificate_from_secret(secret, tenancy=self.tenancy, level=self.security_level)
         except BadCertificate as exc:
             self.problem(
                 owner, where=where, reason=f"TLS Secret {namespace}/{name}: {exc}; serving the default certificate"
             )
             return None
+        for warning in warnings(checked, hosts, self.now):
+            self.problem(owner, where=where, reason=f"TLS Secret {namespace}/{name}: {warning}")
+        self.expiry[f"{namespace}/{name}"] = checked.not_after
+        cert = checked.certificate
         self.certificates[cert.name] = cert
+        self.certificate_users.setdefault(cert.name, set()).add(owner)
         return cert.name
 
     def options(self) -> GlobalOptions:
+        """The options, and the tenancy policy (self.tenancy), with the ConfigMap's keys applied."""
         options = self.settings.options
         if self.settings.configmap:
             cm = self.snapshot.of(CONFIG_MAP).get(self.settings.configmap)
             if cm is not None:
-                options, errors = apply_configmap(options, cm.get("data") or {})
+                data = cm.get("data") or {}
+                options, errors = apply_configmap(options, data)
+                self.tenancy, policy_errors = apply_policy(self.tenancy, data)
                 ref = ObjectRef(CONFIG_MAP, *self.settings.configmap)
-                for error in errors:
+                for error in (*errors, *policy_errors):
                     self.problem(ref, where=error.field, reason=error.reason + " (ignored)")
+        self.security_level = security_level(options.ssl_ciphers)
         return options
 
     def default_certificate(self) -> str:
@@ -255,7 +277,9 @@ class _Builder:
         ref = ing.ServiceRef(ns, name, annotated.first_port(self.snapshot, ns, name))
         return self.use(ref, owner=ObjectRef(SERVICE, ns, name), where="--default-backend-service")
 
-    def parsed_ingresses(self) -> list[ing.ParsedIngress]:
+    def parsed_ingresses(self, refused: Mapping[ObjectRef, Refusal]) -> list[ing.ParsedIngress]:
+        """Our Ingresses that parse, fit the caps, pass the tenancy policy and were not refused by
+        nginx, oldest first; the others are reported."""
         classes = self.snapshot.of(INGRESS_CLASS)
         # Whether an Ingress is ours depends on it, the IngressClasses and the settings: a token
         # that stays the same object while those do lets the memo keep the answer with the parse.
@@ -271,18 +295,29 @@ class _Builder:
             watch_without_class=self.settings.watch_without_class,
         )
         parsed: list[ing.ParsedIngress] = []
+        tenancy = self.tenancy
         for obj in self.snapshot.of(INGRESS).values():
             result = self.memo.get(("ingress", id(obj), id(token)), (obj, token), _parse, obj, ours)
             if result is None:
                 continue
+            if not isinstance(result, ing.InvalidField):
+                # An object that is not ours is never measured; one that is, once per policy.
+                result = self.memo.get(("caps", id(obj), tenancy), (obj,), object_cap, obj, tenancy) or result
             if isinstance(result, ing.InvalidField):
                 self.problem(ing.ingress_ref(obj), where=result.field, reason=f"{result.reason}; Ingress rejected")
-            else:
-                parsed.append(result)
-                for where, reason in result.annotations.warnings:
-                    self.problem(result.ref, where=where, reason=reason)
+                continue
+            refusal = refused.get(result.ref)
+            if refusal is not None and refusal.current(self.snapshot):
+                reason = f"nginx refused the configuration it makes: {refusal.reason}; Ingress rejected"
+                self.problem(result.ref, where="spec", reason=reason)
+                continue
+            parsed.append(result)
+            for where, reason in result.annotations.warnings:
+                self.problem(result.ref, where=where, reason=reason)
         parsed.sort(key=_ORDER)
-        return parsed
+        admission = admit(parsed, tenancy)
+        self.problems.extend(admission.problems)
+        return list(admission.admitted)
 
 
 _ORDER = operator.attrgetter("order")
@@ -354,7 +389,11 @@ def _add_tls(b: _Builder, p: ing.ParsedIngress) -> None:
         if not covered:
             continue
         where = f"spec.tls[{i}].secretName"
-        cert = b.certificate(p.ref.namespace, tls.secret, owner=p.ref, where=where) if tls.secret else None
+        cert = (
+            b.certificate(p.ref.namespace, tls.secret, owner=p.ref, where=where, hosts=tuple(covered))
+            if tls.secret
+            else None
+        )
         for host in covered:
             hosts.tls[host] = cert
 
@@ -429,16 +468,23 @@ def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_de
 _HOST = operator.attrgetter("host")
 
 
-def translate(snapshot: Snapshot, settings: Settings, *, memo: Memo | None = None) -> Configuration:
+def translate(
+    snapshot: Snapshot,
+    settings: Settings,
+    *,
+    memo: Memo | None = None,
+    refused: Mapping[ObjectRef, Refusal] | None = None,
+) -> Configuration:
     """The whole Configuration for a snapshot. Pass the same `memo` to successive calls to reuse
-    per-object results of objects that did not change (the result is the same either way)."""
+    per-object results of objects that did not change (the result is the same either way).
+    `refused`: Ingresses nginx refused, rejected while they and their Secrets stay the same."""
     memo = Memo() if memo is None else memo
     b = _Builder(snapshot, settings, memo)
     options = b.options()
     b.algorithm = options.load_balance
     default_cert = b.default_certificate()
     global_default = b.global_default_backend()
-    parsed = b.parsed_ingresses()
+    parsed = b.parsed_ingresses(refused or {})
     for step in (_add_routes, _add_default_backend, _add_tls, _add_server_policy):
         for p in parsed:
             step(b, p)
@@ -452,6 +498,12 @@ def translate(snapshot: Snapshot, settings: Settings, *, memo: Memo | None = Non
         origins={host: tuple(refs) for host, refs in b.hosts.origins.items()},
         configmap=ObjectRef(CONFIG_MAP, *settings.configmap) if settings.configmap else None,
         backend_sources=tuple(sorted(b.sources, key=_source_order)),
+        certificate_expiry=tuple(sorted(b.expiry.items())),
+        certificate_users={
+            name: tuple(sorted(users, key=_NAMESPACE_NAME))
+            for name, users in b.certificate_users.items()
+            if name in {c.name for c in static.certificates}
+        },
     )
 
 
@@ -487,9 +539,16 @@ class Translator:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.memo = Memo()
+        # Ingresses nginx refused (ingressctl.dataplane.refusal traces them): kept out until they
+        # or their Secrets change.
+        self.refused: dict[ObjectRef, Refusal] = {}
+
+    def refuse(self, refusal: Refusal) -> None:
+        self.refused[refusal.ref] = refusal
 
     def full(self, snapshot: Snapshot) -> Configuration:
-        return translate(snapshot, self.settings, memo=self.memo)
+        self.refused = {ref: r for ref, r in self.refused.items() if r.current(snapshot)}
+        return translate(snapshot, self.settings, memo=self.memo, refused=self.refused)
 
     def endpoints(
         self, previous: Configuration, snapshot: Snapshot, *, services: set[tuple[str, str]]

@@ -77,7 +77,8 @@ class Route:
 @dataclass(frozen=True, slots=True)
 class ParsedIngress:
     ref: ObjectRef
-    order: tuple[str, str, str]  # creationTimestamp, namespace, name: older sorts first
+    # creationTimestamp, UID, namespace, name: older sorts first (the manifests source has no UID).
+    order: tuple[str, str, str, str]
     rules: tuple[Rule, ...]
     default_backend: ServiceRef | None
     tls: tuple[TLS, ...]
@@ -141,7 +142,10 @@ def _backend(namespace: str, spec: Any, field: str) -> ServiceRef:
 def _path(namespace: str, spec: Any, field: str, *, regex: bool = False) -> PathRule:
     if not isinstance(spec, dict):
         raise InvalidField(field, "must be an object")
-    path_type = spec.get("pathType") or IMPLEMENTATION_SPECIFIC
+    path_type = spec.get("pathType")
+    if path_type is None:
+        # The API server requires it on networking.k8s.io/v1 (the v1beta1 conversion sets it).
+        raise InvalidField(f"{field}.pathType", f"is required: one of {', '.join(PATH_TYPES)}")
     if path_type not in PATH_TYPES:
         raise InvalidField(f"{field}.pathType", f"{path_type!r} is not one of {', '.join(PATH_TYPES)}")
     raw = spec.get("path")
@@ -172,7 +176,7 @@ def parse(obj: Obj, annotations: Read = EMPTY) -> ParsedIngress:
         field = f"spec.rules[{i}]"
         if not isinstance(rule, dict):
             raise InvalidField(field, "must be an object")
-        host = "" if rule.get("host") in (None, "") else _check(f"{field}.host", validate.host, rule["host"])
+        host = "" if rule.get("host") in (None, "") else _check(f"{field}.host", validate.rule_host, rule["host"])
         http = rule.get("http") or {}
         if not isinstance(http, dict):
             raise InvalidField(f"{field}.http", "must be an object")
@@ -196,5 +200,5 @@ def parse(obj: Obj, annotations: Read = EMPTY) -> ParsedIngress:
         if secret:
             _check(f"{field}.secretName", lambda v: validate.name(v, "Secret name"), secret)
         tls.append(TLS(hosts, secret))
-    order = (str(meta.get("creationTimestamp") or ""), ref.namespace, ref.name)
+    order = (str(meta.get("creationTimestamp") or ""), str(meta.get("uid") or ""), ref.namespace, ref.name)
     return ParsedIngress(ref, order, tuple(rules), default_backend, tuple(tls), annotations)

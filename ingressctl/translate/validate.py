@@ -42,6 +42,22 @@ def host(value: object) -> str:
     raise Invalid(f"{value!r} is not a DNS-1123 host name (optionally with a '*.' first label)")
 
 
+def rule_host(value: object) -> str:
+    """A rule's host: host(), and not an IP address (as the API server requires: an IP is no host)."""
+    v = host(value)
+    if _is_ipv4(v):
+        raise Invalid(f"{v!r} is an IP address; a rule's host must be a DNS name (omit it to match any host)")
+    return v
+
+
+def _is_ipv4(value: str) -> bool:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return False
+    return True
+
+
 def path(value: object) -> str:
     """A plain absolute path for Exact and Prefix rules."""
     if not isinstance(value, str) or not value:
