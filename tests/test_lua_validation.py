@@ -74,6 +74,9 @@ def _python_name(value: str) -> None:
         raise Invalid(f"{value!r} is not namespace/service:port")
     validate.name(namespace)
     validate.service_name(service)
+    if port.startswith("service-upstream-") and port[17:].isdigit() and port[17:18] != "0":
+        validate.port_number(int(port[17:]))  # a service-upstream backend: the cluster IP's port
+        return
     validate.port_name(port)  # digits are a valid port name too: a number is one
 
 
@@ -145,6 +148,9 @@ NAME_PART = st.one_of(
 @example(namespace="a..b", service="app", port="80")
 @example(namespace="ns", service="a.b", port="http")
 @example(namespace="ns", service="app", port="a--b")
+@example(namespace="ns", service="app", port="service-upstream-80")
+@example(namespace="ns", service="app", port="service-upstream-65536")
+@example(namespace="ns", service="app", port="service-upstream-080")
 def test_backend_names_agree(lua_port: int, namespace: str, service: str, port: str) -> None:
     name = f"{namespace}/{service}:{port}"
     assert _lua(lua_port, "name", name)["ok"] == _python_accepts(_python_name, name), name

@@ -157,8 +157,15 @@ local function valid_name(name)
         return false
     end
     local namespace, service, port = name:match("^([^/]*)/([^:]*):(.*)$")
-    return namespace ~= nil and valid_subdomain(namespace) and valid_label(service, 63) and valid_label(port, 15)
-        and not port:find("--", 1, true)
+    if namespace == nil or not valid_subdomain(namespace) or not valid_label(service, 63) then
+        return false
+    end
+    -- service-upstream backends (the Service's cluster IP) are named ":service-upstream-<port>"
+    local upstream = port:match("^service%-upstream%-([1-9]%d?%d?%d?%d?)$")
+    if upstream then
+        return tonumber(upstream) <= MAX_PORT
+    end
+    return valid_label(port, 15) and not port:find("--", 1, true)
 end
 
 local function valid_port(port)
