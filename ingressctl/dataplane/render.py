@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import resource
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,14 @@ class Rendered:
     digest: str  # hash of the text; the running nginx answers it on /configuration/digest
 
 
+def open_files_limit() -> int | None:
+    """The most open files nginx's workers may ask for: the hard limit we run under (root without
+    CAP_SYS_RESOURCE, as in a container, cannot raise it either). Asking for more logs an alert per
+    worker and changes nothing."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return None if hard == resource.RLIM_INFINITY else hard
+
+
 class Renderer:
     def __init__(
         self,
@@ -95,6 +104,7 @@ class Renderer:
             keep_trailing_newline=True,
         )
         env.filters["q"] = quote
+        env.globals["open_files_limit"] = open_files_limit()
         env.filters["qre"] = quote_regex
         env.filters["qrw"] = quote_rewrite
         self._template = env.get_template("nginx.conf.j2")

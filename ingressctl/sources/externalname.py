@@ -73,7 +73,13 @@ Lookup = Callable[[str], Awaitable[Answer]]
 
 def dns_lookup(*, nameserver: str = "", port: int = 53, min_ttl: float = 1, max_ttl: float = 300) -> Lookup:
     """A and AAAA through dnspython (the system's resolv.conf unless `nameserver` is given)."""
-    resolver = dns.asyncresolver.Resolver(configure=not nameserver)
+    try:
+        resolver = dns.asyncresolver.Resolver(configure=not nameserver)
+    except dns.resolver.NoResolverConfiguration:
+        # No resolv.conf (a bare root filesystem): every lookup fails, and is retried, until the
+        # --externalname-dns-server flag names a server; the controller still serves the rest.
+        log.warning("no DNS resolver configuration; ExternalName Services will not resolve")
+        resolver = dns.asyncresolver.Resolver(configure=False)
     if nameserver:
         resolver.nameservers = [nameserver]
         resolver.port = port
