@@ -178,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="How long a reloaded nginx.conf may take to go live before the apply counts as failed and is retried",
     )
+    flags.add_flag(
+        run,
+        "--skip-reload-test",
+        boolean=True,
+        help="Reload without nginx -t first: the reload is its own test (nginx keeps the running "
+        "configuration if it cannot load the new one; the refusal is read from its log). Halves a host "
+        "change at thousands of Ingresses",
+    )
     kubeflags.add_arguments(run)
     add_externalname_flags(run)
     render = sub.add_parser("render", help="Print the nginx.conf (or backends JSON) without starting anything")
@@ -331,7 +339,14 @@ async def _serve(
     lua = LuaApi(paths.socket)
     version = nginx_version(args.nginx_binary)
     renderer = Renderer(paths=paths, user=nginx.user, version=version)
-    applier = Applier(nginx=nginx, renderer=renderer, lua=lua, metrics=metrics, live_timeout=args.reload_timeout)
+    applier = Applier(
+        nginx=nginx,
+        renderer=renderer,
+        lua=lua,
+        metrics=metrics,
+        live_timeout=args.reload_timeout,
+        test_reloads=not args.skip_reload_test,
+    )
     settings = settings_from(args)
     controller = Controller(
         source=source,
