@@ -29,7 +29,7 @@ from ingressctl.dataplane.apply import Applier
 from ingressctl.dataplane.luaapi import LuaApi
 from ingressctl.dataplane.nginx import Nginx, worker_user
 from ingressctl.dataplane.paths import Paths, lua_dir
-from ingressctl.dataplane.render import Renderer, UnsafeValue, quote
+from ingressctl.dataplane.render import Renderer, UnsafeValue, open_files_limit, quote
 from ingressctl.dataplane.version import OLDEST, NginxVersion, UnknownVersion, detect, parse
 from ingressctl.health import start_health_server
 from ingressctl.logfields import setup_logging
@@ -338,7 +338,7 @@ async def _serve(
     nginx = Nginx(binary=args.nginx_binary, paths=paths, error_log_as_records=args.log_format == "json")
     lua = LuaApi(paths.socket)
     version = nginx_version(args.nginx_binary)
-    renderer = Renderer(paths=paths, user=nginx.user, version=version)
+    renderer = Renderer(paths=paths, user=nginx.user, version=version, max_open_files=open_files_limit())
     applier = Applier(
         nginx=nginx,
         renderer=renderer,

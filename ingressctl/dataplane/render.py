@@ -91,7 +91,10 @@ class Renderer:
         user: str | None = None,
         directory: Path | None = None,
         version: NginxVersion = OLDEST,
+        max_open_files: int | None = None,
     ) -> None:
+        """`max_open_files`: the most worker_rlimit_nofile may ask for (open_files_limit() where
+        nginx will run; None: no cap), so that rendering alone never depends on the environment."""
         self.paths = paths
         self.user = user
         self.version = version  # of the nginx that will load the text: which directive forms it takes
@@ -104,7 +107,7 @@ class Renderer:
             keep_trailing_newline=True,
         )
         env.filters["q"] = quote
-        env.globals["open_files_limit"] = open_files_limit()
+        env.globals["open_files_limit"] = max_open_files
         env.filters["qre"] = quote_regex
         env.filters["qrw"] = quote_rewrite
         self._template = env.get_template("nginx.conf.j2")
