@@ -311,6 +311,61 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     ),
     _a("cors-allow-credentials", v.boolean, _BOOL, "Access-Control-Allow-Credentials.", default="true"),
     _a("cors-max-age", v.integer(0, 315360000), "seconds", "Access-Control-Max-Age.", default="1728000"),
+    # Canary (a canary Ingress adds no route: it takes requests of the main Ingress's host and path)
+    _a(
+        "canary",
+        v.boolean,
+        _BOOL,
+        "This Ingress is a canary: requests for a host and path of another (main) Ingress of its namespace that "
+        "match its rules below go to its Service; its other annotations, TLS and defaultBackend are not used.",
+        default="false",
+        difference="a canary with no main Ingress for a path is reported (Event, log) and not served; "
+        "one of another namespace than the host's owner is rejected",
+    ),
+    _a(
+        "canary-by-header",
+        v.header_name,
+        "header name (letters, digits, `-`)",
+        "Requests with this header set to `always` go to the canary, `never` to the main Ingress (checked first).",
+        difference="names with `_` are refused (nginx ignores such headers)",
+    ),
+    _a(
+        "canary-by-header-value",
+        v.header_value,
+        "printable text, at most 256 characters",
+        "With canary-by-header: the value that sends a request to the canary (instead of `always`); "
+        "other values fall through to the cookie and the weight.",
+    ),
+    _a(
+        "canary-by-header-pattern",
+        v.header_pattern,
+        "regular expression, at most 256 characters (no backreferences, lookarounds, inline flags, or "
+        "quantified groups)",
+        "With canary-by-header and no canary-by-header-value: a header value matching it sends the request "
+        "to the canary.",
+        difference="a safe regex subset",
+    ),
+    _a(
+        "canary-by-cookie",
+        v.cookie_name,
+        "cookie name",
+        "A cookie of this name set to `always` sends the request to the canary, `never` to the main Ingress "
+        "(checked after the header).",
+    ),
+    _a(
+        "canary-weight",
+        v.integer(0, 1000000),
+        "0 to canary-weight-total",
+        "This many requests out of canary-weight-total go to the canary (checked last; 0 none, the total all).",
+        default="0",
+    ),
+    _a(
+        "canary-weight-total",
+        v.integer(1, 1000000),
+        "1-1000000 (below 100 counts as 100, as in ingress-nginx)",
+        "The total canary-weight is out of.",
+        default="100",
+    ),
 )
 
 BY_NAME = {a.name: a for a in ANNOTATIONS}
