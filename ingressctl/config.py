@@ -216,7 +216,7 @@ class Canary:
 
 @dataclass(frozen=True, slots=True)
 class Backend:
-    name: str  # "namespace/service:port"; a route with a canary: "<main name>~<canary name>"
+    name: str  # "namespace/service:port"; a route with a canary: "<main>~<canary>~<canary Ingress ns/name>"
     endpoints: tuple[Endpoint, ...]
     algorithm: str = ROUND_ROBIN  # how the balancer picks an endpoint: one of ALGORITHMS
     # A route with a canary Ingress: no endpoints of its own; the balancer picks the main or the

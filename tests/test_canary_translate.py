@@ -65,7 +65,7 @@ def backend_named(config: Configuration, name: str) -> Any:
 
 def test_the_main_route_gets_a_canary_backend_with_the_policy() -> None:
     config = run(main(), canary(canary_weight="30", canary_by_header="X-Canary", canary_by_cookie="beta"))
-    alias = f"{APP}~{NEXT}"
+    alias = f"{APP}~{NEXT}~default/canary"
     assert location_backends(config, "a.test") == {"prefix /": alias}
     assert backend_named(config, alias).endpoints == ()
     assert backend_named(config, alias).canary == Canary(
@@ -87,7 +87,7 @@ def test_header_value_wins_over_pattern_and_weight_total_below_100_counts_as_100
             canary_weight_total="10",
         ),
     )
-    policy = backend_named(config, f"{APP}~{NEXT}").canary
+    policy = backend_named(config, f"{APP}~{NEXT}~default/canary").canary
     assert (policy.header_value, policy.header_pattern, policy.weight, policy.weight_total) == ("v2", None, 50, 100)
 
 
@@ -99,8 +99,8 @@ def test_only_the_route_of_the_same_host_and_path_is_affected() -> None:
         created="2026-01-01T00:00:00Z",
     )
     config = run(two_paths, other, canary(path="/api", canary_weight="100"))
-    assert location_backends(config, "a.test")["prefix /api/"] == f"{APP}~{NEXT}"
-    assert location_backends(config, "a.test")["exact /api"] == f"{APP}~{NEXT}"
+    assert location_backends(config, "a.test")["prefix /api/"] == f"{APP}~{NEXT}~default/canary"
+    assert location_backends(config, "a.test")["exact /api"] == f"{APP}~{NEXT}~default/canary"
     assert location_backends(config, "a.test")["prefix /web/"] == APP
     assert location_backends(config, "b.test") == {"prefix /": APP}
 
@@ -123,7 +123,7 @@ def test_a_second_canary_on_the_same_route_is_reported_the_older_wins() -> None:
     newer = canary(name="c2", canary_weight="90")
     newer["metadata"]["creationTimestamp"] = "2026-01-03T00:00:00Z"
     config = run(main(), older, newer)
-    assert backend_named(config, f"{APP}~{NEXT}").canary.weight == 10
+    assert backend_named(config, f"{APP}~{NEXT}~default/c1").canary.weight == 10
     assert any("already has the canary Ingress default/c1" in p.reason for p in config.problems if p.ref.name == "c2")
 
 
@@ -132,7 +132,7 @@ def test_a_canary_never_owns_a_host_and_cannot_reach_another_namespace() -> None
     early = canary(name="early", canary_weight="10")
     early["metadata"]["creationTimestamp"] = "2025-01-01T00:00:00Z"
     config = run(main(), early)
-    assert backend_named(config, f"{APP}~{NEXT}").canary.weight == 10
+    assert backend_named(config, f"{APP}~{NEXT}~default/early").canary.weight == 10
     # A canary of another namespace is rejected as any Ingress naming a host it does not own.
     foreign = canary(name="foreign", canary_weight="100")
     foreign["metadata"]["namespace"] = "evil"
@@ -214,8 +214,40 @@ def test_weight_is_accepted_exactly_up_to_the_total(weight: int, total: int) -> 
     config = run(main(), canary(canary_weight=str(weight), canary_weight_total=str(total)))
     effective = max(total, 100)
     if weight <= effective:
-        policy = backend_named(config, f"{APP}~{NEXT}").canary
+        policy = backend_named(config, f"{APP}~{NEXT}~default/canary").canary
         assert (policy.weight, policy.weight_total) == (weight, effective)
     else:
         assert location_backends(config, "a.test") == {"prefix /": APP}
         assert any(p.ref.name == "canary" and "canary-weight" in p.field for p in config.problems)
+
+
+def test_canaries_of_the_same_services_on_two_hosts_keep_their_own_policies() -> None:
+    config = run(
+        main(),
+        main(name="main-b", host="b.test"),
+        canary(canary_weight="10"),
+        canary(name="canary-b", host="b.test", canary_weight="90"),
+    )
+    assert backend_named(config, location_backends(config, "a.test")["prefix /"]).canary.weight == 10
+    assert backend_named(config, location_backends(config, "b.test")["prefix /"]).canary.weight == 90
+    assert not config.problems
+
+
+def test_no_canary_value_reaches_nginx_conf() -> None:
+    """The policy goes to the balancer as JSON: nginx.conf names only the route's backend."""
+    from ingressctl.dataplane.paths import Paths
+    from ingressctl.dataplane.render import Renderer
+
+    config = run(
+        main(),
+        canary(
+            canary_by_header="X-Canary-Probe",
+            canary_by_header_pattern=r"^zz[0-9]+\.q$",
+            canary_by_cookie="cookie-probe",
+            canary_weight="77",
+        ),
+    )
+    text = Renderer(paths=Paths(work="/w", lua="/l")).render(config.static).text
+    assert f'"{APP}~{NEXT}~default/canary"' in text
+    for probe in ("X-Canary-Probe", "zz[0-9]", "cookie-probe", "77"):
+        assert probe not in text

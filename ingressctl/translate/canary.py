@@ -1,8 +1,8 @@
 """Canary Ingresses (ingress-nginx's `canary` annotations): merging them into the main Ingresses' routes.
 
 A canary Ingress adds no route and owns no host. Each of its paths finds the route of the same host and
-path that a main Ingress serves; that route's backend becomes a canary backend, `<main>~<canary>`, with
-no endpoints of its own and a Canary policy that the balancer (lua/ingressctl/canary.lua) reads per
+path that a main Ingress serves; that route's backend becomes a canary backend,
+`<main>~<canary>~<canary Ingress namespace/name>` (one per canary Ingress and pair), with no endpoints of its own and a Canary policy that the balancer (lua/ingressctl/canary.lua) reads per
 request: header, then cookie, then weight choose the canary or the main backend. Changing the policy
 (weight, header, cookie) changes only that backend's data: a Lua update, never a reload. Adding or
 removing a canary renames the route's backend in nginx.conf (one reload).
@@ -22,7 +22,7 @@ from ingressctl.config import Backend, Canary, ObjectRef, Policy
 from ingressctl.translate import ingress as ing
 from ingressctl.translate.annotations import field_of
 
-SEPARATOR = "~"  # between the main and the canary backend names of a route's canary backend
+SEPARATOR = "~"  # between the parts of a canary backend's name
 MIN_TOTAL = 100  # ingress-nginx counts a canary-weight-total below 100 as 100
 
 # What a route asks for (build.Target): a backend name, or (name, location policy).
@@ -150,18 +150,8 @@ def _attach(
     target = host_routes[key]
     main, location = target if isinstance(target, tuple) else (target, None)
     assert main is not None  # merge() keeps only routes with a backend
-    name = f"{main}{SEPARATOR}{canary}"
+    name = f"{main}{SEPARATOR}{canary}{SEPARATOR}{p.ref.namespace}/{p.ref.name}"
     backend = Backend(name, (), canary=policy.for_route(main, canary))
-    existing = b.backends.get(name)
-    if existing is not None and existing != backend:
-        # Two canary Ingresses with the same two Services but different policies, on different routes.
-        b.problem(
-            p.ref,
-            where=route.field,
-            reason=f"canary: another canary Ingress already sends {main} to {canary} with a different policy; "
-            "not served",
-        )
-        return False
     b.backends[name] = backend
     host_routes[key] = name if location is None else (name, location)
     taken[(route.host, key)] = p.ref

@@ -157,10 +157,10 @@ function valid_name(name)
     if type(name) ~= "string" then
         return false
     end
-    -- a route with a canary Ingress: "<main name>~<canary name>"
-    local main, alternative = name:match("^([^~]*)~([^~]*)$")
+    -- a route with a canary Ingress: "<main name>~<canary name>~<canary Ingress namespace/name>"
+    local main, alternative, namespace, ingress = name:match("^([^~]*)~([^~]*)~([^~/]*)/([^~/]*)$")
     if main then
-        return valid_name(main) and valid_name(alternative)
+        return valid_name(main) and valid_name(alternative) and valid_label(namespace, 63) and valid_subdomain(ingress)
     end
     local namespace, service, port = name:match("^([^/]*)/([^:]*):(.*)$")
     if namespace == nil or not valid_subdomain(namespace) or not valid_label(service, 63) then
@@ -199,8 +199,10 @@ local function validate_canary(canary, name, where)
     if not object then
         return nil, where .. (unknown and ("." .. unknown .. " is not a canary field") or " must be an object")
     end
-    if not valid_name(canary.main) or not valid_name(canary.backend) or name ~= canary.main .. "~" .. canary.backend then
-        return nil, where .. ".main and .backend must be the backends the name joins with '~'"
+    if not valid_name(canary.main) or not valid_name(canary.backend)
+        or name:sub(1, #canary.main + #canary.backend + 2) ~= canary.main .. "~" .. canary.backend .. "~"
+    then
+        return nil, where .. ".main and .backend must be the backends the name starts with"
     end
     if not valid_text(canary.header, "^[%w%-]+$", 64) then
         return nil, where .. ".header must be a header name"
@@ -247,7 +249,7 @@ local function validate_backend(backend, where)
             return nil, err
         end
     elseif backend.name:find("~", 1, true) then
-        return nil, where .. ".canary must be set in a backend named main~canary"
+        return nil, where .. ".canary must be set in a backend named main~canary~ingress"
     end
     for j, endpoint in ipairs(backend.endpoints) do
         local ewhere = where .. ".endpoints[" .. (j - 1) .. "]"
