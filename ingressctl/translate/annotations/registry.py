@@ -316,18 +316,16 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         "canary",
         v.boolean,
         _BOOL,
-        "This Ingress is a canary: requests for a host and path of another (main) Ingress of its namespace that "
-        "match its rules below go to its Service; its other annotations, TLS and defaultBackend are not used.",
+        "This Ingress is a canary: requests for the same host and path as a main Ingress (of the host's "
+        "namespace) that match the canary-* rules go to its Service; its other annotations, TLS and "
+        "defaultBackend are not used; a path with no main Ingress is reported and not served.",
         default="false",
-        difference="a canary with no main Ingress for a path is reported (Event, log) and not served; "
-        "one of another namespace than the host's owner is rejected",
     ),
     _a(
         "canary-by-header",
         v.header_name,
         "header name (letters, digits, `-`)",
         "Requests with this header set to `always` go to the canary, `never` to the main Ingress (checked first).",
-        difference="names with `_` are refused (nginx ignores such headers)",
     ),
     _a(
         "canary-by-header-value",
@@ -343,7 +341,6 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         "quantified groups)",
         "With canary-by-header and no canary-by-header-value: a header value matching it sends the request "
         "to the canary.",
-        difference="a safe regex subset",
     ),
     _a(
         "canary-by-cookie",

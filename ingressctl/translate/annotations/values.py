@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import warnings
 from collections.abc import Callable
 
 from ingressctl.translate import validate
@@ -397,8 +398,10 @@ def header_pattern(value: str) -> str:
             "at the end of a branch), backslash only before d D w W s S or punctuation; no braces, quotes, "
             "';', '#', backreferences, lookarounds or inline flags (only '(?:'); no quantifier after a group"
         )
-    try:
-        re.compile(v)
-    except re.error as exc:
-        raise Invalid(f"{value!r} is not a valid regular expression: {exc}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "possible nested set": a construct PCRE may read differently
+        try:
+            re.compile(v)
+        except (re.error, FutureWarning) as exc:
+            raise Invalid(f"{value!r} is not an accepted regular expression: {exc}") from None
     return v
