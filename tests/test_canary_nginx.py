@@ -43,7 +43,9 @@ def main(host: str) -> dict[str, Any]:
 
 def canary(host: str, **annotations: str) -> dict[str, Any]:
     notes = {A + "canary": "true", **{A + k.replace("_", "-"): v for k, v in annotations.items()}}
-    return ingress(host.split(".")[0] + "-canary", rules=[rule(host, ("/", "Prefix", backend("preview")))], annotations=notes)
+    return ingress(
+        host.split(".")[0] + "-canary", rules=[rule(host, ("/", "Prefix", backend("preview")))], annotations=notes
+    )
 
 
 def pods_of(ctl: Controller, host: str, count: int, **kw: Any) -> list[str | None]:
@@ -142,7 +144,9 @@ def test_weight_change_under_load_is_reload_free_and_measured_within_a_second(
             time.sleep(0.5)
             for weight in (30, 100, 0):
                 changed = time.monotonic()
-                write_manifests(manifests, "ingresses.yaml", [main("w.test"), canary("w.test", canary_weight=str(weight))])
+                write_manifests(
+                    manifests, "ingresses.yaml", [main("w.test"), canary("w.test", canary_weight=str(weight))]
+                )
                 settled = _new_split(results, since=changed, weight=weight)
                 lag.within(settled - changed, 1.0, f"weight {weight} reaching the balancer")
         finally:

@@ -1,8 +1,9 @@
 """Canary Ingresses (ingress-nginx's `canary` annotations): merging them into the main Ingresses' routes.
 
-A canary Ingress adds no route and owns no host. Each of its paths finds the route of the same host and
-path that a main Ingress serves; that route's backend becomes a canary backend,
-`<main>~<canary>~<canary Ingress namespace/name>` (one per canary Ingress and pair), with no endpoints of its own and a Canary policy that the balancer (lua/ingressctl/canary.lua) reads per
+A canary Ingress adds no route and owns no host. Each of its paths finds the route of the same host
+and path that a main Ingress serves; that route's backend becomes a canary backend named
+`<main>~<canary>~<canary Ingress namespace/name>` (one per canary Ingress and pair of Services), with
+no endpoints of its own and a Canary policy that the balancer (lua/ingressctl/canary.lua) reads per
 request: header, then cookie, then weight choose the canary or the main backend. Changing the policy
 (weight, header, cookie) changes only that backend's data: a Lua update, never a reload. Adding or
 removing a canary renames the route's backend in nginx.conf (one reload).

@@ -159,7 +159,9 @@ def admit_canaries(
         if catch_all and p.ref.namespace not in policy.catch_all_namespaces:
             for where in catch_all:
                 problems.append(
-                    Problem(p.ref, where, "a canary rule without a host is honoured only in catch-all-namespaces; ignored")
+                    Problem(
+                        p.ref, where, "a canary rule without a host is honoured only in catch-all-namespaces; ignored"
+                    )
                 )
             p = _without_catch_all(p)
         admitted.append(p)

@@ -363,7 +363,9 @@ MAX_PATTERN = 256
 _PATTERN = re.compile(r"(?:[A-Za-z0-9 !%&,/:<=>@_~-]|[.^$|*+?()\[\]]|\\[dDwWsS.^$|*+?()\[\]\\/-])*")
 _PATTERN_BAD = re.compile(r"\)[*+?]|\(\?(?!:)|(?<!\\)\$(?![|)]|\Z)")
 # A header value compared exactly: the characters of a URL's path and query, and spaces inside.
-_HEADER_VALUE = re.compile(r"[A-Za-z0-9._~!&()*+,=:@/?%|-](?:[A-Za-z0-9._~!&()*+,=:@/?%| -]*[A-Za-z0-9._~!&()*+,=:@/?%|-])?")
+_HEADER_VALUE = re.compile(
+    r"[A-Za-z0-9._~!&()*+,=:@/?%|-](?:[A-Za-z0-9._~!&()*+,=:@/?%| -]*[A-Za-z0-9._~!&()*+,=:@/?%|-])?"
+)
 
 
 def header_name(value: str) -> str:
