@@ -32,8 +32,8 @@ STABLE, CANARY = "127.43.0.1", "127.43.0.2"
 
 def services(manifests: Path) -> None:
     docs = []
-    for name, address in (("stable", STABLE), ("preview", CANARY)):
-        docs += [service(name, target=PORT), endpoint_slice(name, [address], port=PORT)]
+    for name, addresses in (("stable", [STABLE]), ("preview", [CANARY]), ("empty", [])):
+        docs += [service(name, target=PORT), endpoint_slice(name, addresses, port=PORT)]
     write_manifests(manifests, "services.yaml", docs)
 
 
@@ -41,11 +41,9 @@ def main(host: str) -> dict[str, Any]:
     return ingress(host.split(".")[0], rules=[rule(host, ("/", "Prefix", backend("stable")))])
 
 
-def canary(host: str, **annotations: str) -> dict[str, Any]:
+def canary(host: str, svc: str = "preview", **annotations: str) -> dict[str, Any]:
     notes = {A + "canary": "true", **{A + k.replace("_", "-"): v for k, v in annotations.items()}}
-    return ingress(
-        host.split(".")[0] + "-canary", rules=[rule(host, ("/", "Prefix", backend("preview")))], annotations=notes
-    )
+    return ingress(host.split(".")[0] + "-canary", rules=[rule(host, ("/", "Prefix", backend(svc)))], annotations=notes)
 
 
 def pods_of(ctl: Controller, host: str, count: int, **kw: Any) -> list[str | None]:
@@ -78,6 +76,8 @@ def test_header_cookie_weight_precedence(controller: Controller, manifests: Path
                 main("bad.test"),
                 canary("bad.test", canary_weight="x"),
                 canary("lonely.test", canary_weight="100"),
+                main("empty.test"),
+                canary("empty.test", "empty", canary_weight="100"),
             ],
         )
         wait_for(lambda: controller.get("all.test").pod == CANARY, what="canary served")
@@ -110,6 +110,9 @@ def test_header_cookie_weight_precedence(controller: Controller, manifests: Path
         # canary-weight-total: 100 of 200, about half.
         half = pods_of(controller, "half.test", 200)
         assert 60 <= half.count(CANARY) <= 140, half.count(CANARY)
+
+        # A canary Service without a ready endpoint leaves the traffic to the main one.
+        assert set(pods_of(controller, "empty.test", 10)) == {STABLE}
 
         # An invalid canary is rejected alone (its main Ingress serves on); a canary without a
         # main Ingress serves nothing; both are reported.
@@ -148,6 +151,7 @@ def test_weight_change_under_load_is_reload_free_and_measured_within_a_second(
                     manifests, "ingresses.yaml", [main("w.test"), canary("w.test", canary_weight=str(weight))]
                 )
                 settled = _new_split(results, since=changed, weight=weight)
+                print(f"weight {weight}: new split from {settled - changed:.3f} s after the change")
                 lag.within(settled - changed, 1.0, f"weight {weight} reaching the balancer")
         finally:
             stop.set()
