@@ -337,10 +337,11 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     _a(
         "canary-by-header-pattern",
         v.header_pattern,
-        "regular expression, at most 256 characters (no backreferences, lookarounds, inline flags, or "
-        "quantified groups)",
-        "With canary-by-header and no canary-by-header-value: a header value matching it sends the request "
-        "to the canary.",
+        "regular expression, at most 256 characters, a safe subset: no backreferences, lookarounds, inline "
+        "flags, braces or quantified groups (others are invalid: ingress-nginx would serve the canary and send "
+        "such requests to the main Ingress)",
+        "With canary-by-header and no canary-by-header-value: a header value matching it (PCRE, case-sensitive) "
+        "sends the request to the canary.",
     ),
     _a(
         "canary-by-cookie",
@@ -352,7 +353,7 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     _a(
         "canary-weight",
         v.integer(0, 1000000),
-        "0 to canary-weight-total",
+        "0 to canary-weight-total (above it is invalid: ingress-nginx would send the canary everything)",
         "This many requests out of canary-weight-total go to the canary (checked last; 0 none, the total all).",
         default="0",
     ),
