@@ -76,6 +76,8 @@ def test_header_cookie_weight_precedence(controller: Controller, manifests: Path
                 main("bad.test"),
                 canary("bad.test", canary_weight="x"),
                 canary("lonely.test", canary_weight="100"),
+                main("slow.test"),
+                canary("slow.test", canary_by_header="X-Canary", canary_by_header_pattern=r"\d*\d*\d*\d*x"),
                 main("empty.test"),
                 canary("empty.test", "empty", canary_weight="100"),
             ],
@@ -102,6 +104,13 @@ def test_header_cookie_weight_precedence(controller: Controller, manifests: Path
         assert to(controller, "pattern.test", {"X-Canary": "v12"}) == CANARY
         assert to(controller, "pattern.test", {"X-Canary": "vx"}) == STABLE
         assert to(controller, "pattern.test") == STABLE
+
+        # A pattern that backtracks polynomially stops at lua_regex_match_limit: the request goes to the
+        # main Service at once (ingress-nginx's rule for a pattern error), not after seconds of matching.
+        started = time.monotonic()
+        assert to(controller, "slow.test", {"X-Canary": "1" * 4000}) == STABLE
+        assert time.monotonic() - started < 1.0
+        wait_for(lambda: "canary header pattern" in controller.log(), what="the pattern error logged")
 
         # Weight 100 is exact: everything goes to the canary, except what the cookie keeps away.
         assert set(pods_of(controller, "all.test", 40)) == {CANARY}
