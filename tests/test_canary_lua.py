@@ -17,7 +17,8 @@ from ingressctl.config import Backend, Canary, Endpoint
 from ingressctl.dataplane.luaapi import BackendsEncoder
 from ingressctl.translate.annotations import values as v
 from ingressctl.translate.validate import Invalid
-from tests.harness import lua_nginx, request
+from tests.harness import lua_nginx
+from tests.test_lua_validation import _lua
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -44,14 +45,6 @@ def lua_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     work = tmp_path_factory.mktemp("canary-lua")
     with lua_nginx(work, requires=["ingressctl.configuration"], location=CHECK) as port:
         yield port
-
-
-def _lua(port: int, kind: str, value: Any) -> dict[str, Any]:
-    body = json.dumps({"kind": kind, "value": value}).encode()
-    resp = request(port, host="localhost", path="/run", method="POST", body=body)
-    assert resp.status == 200, resp.body
-    result: dict[str, Any] = resp.json()
-    return result
 
 
 def _accepted(parse: Any) -> Any:

@@ -104,10 +104,9 @@ def admit(parsed: Iterable[ing.ParsedIngress], policy: TenancyPolicy) -> Admissi
     problems: list[Problem] = []
     owners: dict[str, ObjectRef] = {}
     for p in parsed:
-        refused = _refusal(p, policy, owners)
-        if refused:
-            where, reason = refused
-            problems.append(Problem(p.ref, where, f"{reason}; Ingress rejected"))
+        rejected = _rejected(p, policy, owners)
+        if rejected:
+            problems.append(rejected)
             continue
         catch_all = _catch_all_fields(p)
         if catch_all and p.ref.namespace not in policy.catch_all_namespaces:
@@ -150,10 +149,9 @@ def admit_canaries(
     admitted: list[ing.ParsedIngress] = []
     problems: list[Problem] = []
     for p in canaries:
-        refused = _refusal(p, policy, owners)
-        if refused:
-            where, reason = refused
-            problems.append(Problem(p.ref, where, f"{reason}; Ingress rejected"))
+        rejected = _rejected(p, policy, owners)
+        if rejected:
+            problems.append(rejected)
             continue
         catch_all = [f for f in _catch_all_fields(p) if f != "spec.defaultBackend"]
         if catch_all and p.ref.namespace not in policy.catch_all_namespaces:
@@ -166,6 +164,11 @@ def admit_canaries(
             p = _without_catch_all(p)
         admitted.append(p)
     return Admission(tuple(admitted), tuple(problems), owners)
+
+
+def _rejected(p: ing.ParsedIngress, policy: TenancyPolicy, owners: dict[str, ObjectRef]) -> Problem | None:
+    refused = _refusal(p, policy, owners)
+    return Problem(p.ref, refused[0], f"{refused[1]}; Ingress rejected") if refused else None
 
 
 def _refusal(p: ing.ParsedIngress, policy: TenancyPolicy, owners: dict[str, ObjectRef]) -> tuple[str, str] | None:
