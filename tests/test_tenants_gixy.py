@@ -60,7 +60,10 @@ def multi_tenant() -> list[Obj]:
             "a-canary",
             namespace="team-a",
             rules=[rule("team-a.example.com", ("/", "Prefix", backend("app", 8080)))],
-            annotations={"nginx.ingress.kubernetes.io/canary": "true", "nginx.ingress.kubernetes.io/canary-weight": "20"},
+            annotations={
+                "nginx.ingress.kubernetes.io/canary": "true",
+                "nginx.ingress.kubernetes.io/canary-weight": "20",
+            },
         ),
     ]
     return objects
