@@ -252,3 +252,19 @@ def test_no_canary_value_reaches_nginx_conf() -> None:
     # (no number probe: certificate names are hashes, and may hold any digits)
     for probe in ("X-Canary-Probe", "x_canary_probe", "zz[0-9]", "cookie-probe", "weight"):
         assert probe.lower() not in text.lower()
+
+
+def test_nginx_accepts_a_configuration_with_canaries() -> None:
+    """`nginx -t` with our templates and Lua on canary routes (backend names with '~' and '/')."""
+    from tests.test_annotations_translate import nginx_test
+
+    two_paths = ingress(
+        "main",
+        rules=[rule("a.test", ("/api", "Prefix", backend("app")), ("/", "Exact", backend("app")))],
+        annotations={NGINX + "use-regex": "false", NGINX + "proxy-read-timeout": "30"},
+        created="2026-01-01T00:00:00Z",
+    )
+    config = run(two_paths, canary(path="/api", canary_weight="5"), canary(name="root", path="/", canary_weight="7"))
+    assert len([b for b in config.backends if b.canary is not None]) == 2
+    result = nginx_test(config)
+    assert result.ok, result.output
