@@ -557,7 +557,9 @@ local function worker_view(brief)
     for name in pairs(counts) do
         count = count + 1
         if not brief then
-            view[name] = backends.endpoints(name)
+            local list = backends.endpoints(name)
+            -- Debian's lua-cjson has no empty_array_mt: an empty table would encode as {}
+            view[name] = (list and #list > 0) and list or cjson.empty_array
         end
     end
     return {
