@@ -289,6 +289,54 @@ class ErrorPages:
 
 
 @dataclass(frozen=True, slots=True)
+class ExternalAuth:
+    """auth-url and its auth-* settings: nginx's auth_request to an internal location of the server
+    (ingress-nginx's headers), a 401 optionally answered by a redirect to `signin`. URLs, header names
+    and the cache key are validated (translate/annotations/auth.py); `signin` and `cache_key` may hold
+    only the variables auth.py lists, already renamed to ours."""
+
+    url: str  # http(s) URL whose host is an IP address
+    host: str  # the Host header sent to it (the URL's host[:port])
+    method: str | None = None  # proxy_method
+    signin: str | None = None  # the redirect URL (with its redirect parameter), else 401 goes to the client
+    response_headers: tuple[str, ...] = ()  # copied from the auth response to the upstream request
+    request_redirect: str | None = None  # X-Auth-Request-Redirect (default $request_uri)
+    cache_key: str | None = None  # None: no caching
+    cache_valid: tuple[str, ...] = ()  # proxy_cache_valid arguments ("200 202 401 5m")
+    always_set_cookie: bool = False
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
+
+    @property
+    def location(self) -> str:
+        """The internal location that asks the auth service; equal settings share one per server."""
+        return f"/_ingressctl_auth_{self.digest}"
+
+    @property
+    def signin_location(self) -> str:
+        return f"@ingressctl_signin_{self.digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAuth:
+    """auth-tls-*: client certificates verified against a Secret's ca.crt (server scope)."""
+
+    secret: str  # Secret name in the Ingress's namespace
+    verify: str = "on"  # on, off, optional, optional_no_ca
+    depth: int = 1
+    error_page: str | None = None  # URL or path answering a missing or bad certificate
+    pass_certificate: bool = False  # ssl-client-cert header to the endpoints
+    match_cn: str | None = None  # regex over the subject DN, starting with CN=
+    ca: str | None = None  # Certificate name of ca.crt once resolved; None: the host answers 503
+
+    @property
+    def unusable(self) -> bool:
+        return self.ca is None
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Location-scope annotation settings of one Ingress, printed in each of its locations.
 
@@ -327,6 +375,7 @@ class Policy:
     ssl_verify_depth: int | None = None
     ssl_trusted: str | None = None  # Certificate name of the Secret's ca.crt, once resolved
     ssl_client: str | None = None  # Certificate name of its tls.crt + tls.key, once resolved
+    external_auth: ExternalAuth | None = None  # auth-url
 
     @property
     def ssl_unusable(self) -> bool:
@@ -363,3 +412,4 @@ class ServerPolicy:
     aliases: tuple[str, ...] = ()
     from_to_www: bool = False
     app_root: str | None = None
+    client_auth: ClientAuth | None = None  # auth-tls-secret and its settings

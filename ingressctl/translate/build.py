@@ -404,11 +404,13 @@ def _add_server_policy(b: _Builder, p: ing.ParsedIngress) -> None:
     hosts, mine = b.hosts, p.annotations.server
     if mine is None:
         return
+    owned = {h for h in p.hosts if hosts.origins[h][0] == p.ref}
+    resolved = annotated.client_ca(b, p, mine) if owned and mine.client_auth else mine
     for host in p.hosts:
         owner = hosts.origins[host][0]
-        if owner == p.ref:
-            hosts.server_policy[host] = mine
-        elif hosts.server_policy.get(host) != mine:
+        if host in owned:
+            hosts.server_policy[host] = resolved
+        elif annotated.unresolved(hosts.server_policy.get(host)) != mine:
             b.problem(
                 p.ref,
                 where="metadata.annotations",
