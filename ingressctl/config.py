@@ -295,8 +295,10 @@ class ExternalAuth:
     and the cache key are validated (translate/annotations/auth.py); `signin` and `cache_key` may hold
     only the variables auth.py lists, already renamed to ours."""
 
-    url: str  # http(s) URL whose host is an IP address
-    host: str  # the Host header sent to it (the URL's host[:port])
+    url: str  # http(s) URL whose host is an IP address or "$host" (this nginx itself, the request's host)
+    host: str  # the URL's host[:port]: the Host header sent to it
+    scheme: str = "http"
+    path: str = "/"  # the URL's path and query
     method: str | None = None  # proxy_method
     signin: str | None = None  # the redirect URL (with its redirect parameter), else 401 goes to the client
     response_headers: tuple[str, ...] = ()  # copied from the auth response to the upstream request
@@ -308,6 +310,11 @@ class ExternalAuth:
     @property
     def digest(self) -> str:
         return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
+
+    @property
+    def loop(self) -> bool:
+        """The auth service is served by this nginx (the URL's host is `$host`)."""
+        return self.host == "$host"
 
     @property
     def location(self) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from tests.annotation_backends import echo_pods
 from tests.certs import make_cert, make_chain
-from tests.harness import Controller, Response, free_port, wait_for, write_manifests
+from tests.harness import Controller, Response, backend, free_port, wait_for, write_manifests
 from tests.test_annotations_nginx import backing, call, host_ingress
 
 PORT = free_port()
@@ -97,7 +97,7 @@ GOOD = {"Authorization": "Bearer good"}
 def test_external_auth(controller: Controller, manifests: Path) -> None:
     url = f"http://{AUTH}:{PORT}"
     with auth_service(AUTH, PORT) as auth, echo_pods((ECHO, PORT, {})):
-        write_manifests(manifests, "services.yaml", backing("echo", [ECHO], PORT))
+        write_manifests(manifests, "services.yaml", [*backing("echo", [ECHO], PORT), *backing("oauth", [AUTH], PORT)])
         write_manifests(
             manifests,
             "ingresses.yaml",
@@ -134,6 +134,9 @@ def test_external_auth(controller: Controller, manifests: Path) -> None:
                     {"auth-url": f"{url}/cached", "auth-cache-key": "$http_authorization", "auth-cache-duration": "200 1m"},
                 ),
                 host_ingress("cookie", "cookie.test", {"auth-url": f"{url}/c", "auth-always-set-cookie": "true"}),
+                # oauth2-proxy's setup: the auth service is a path of the same host, asked through nginx.
+                host_ingress("loop", "loop.test", {"auth-url": "http://$host/oauth2/auth"}),
+                host_ingress("oauth", "loop.test", {}, svc="oauth", paths=[("/oauth2", "Prefix", backend("oauth"))]),
                 # Invalid: rejected alone, naming the annotation.
                 host_ingress("dns", "dns.test", {"auth-url": "http://auth.example.svc/check"}),
                 host_ingress("var", "var.test", {"auth-url": f"{url}/$request_uri"}),
@@ -209,6 +212,14 @@ def test_external_auth(controller: Controller, manifests: Path) -> None:
         for _ in range(2):
             call(controller, "auth.test", headers=GOOD)
         assert len(auth.hits("/check?x=1")) == 2, "without auth-cache-key every request is checked"
+
+        # auth-url on $host: asked through this nginx with the request's Host.
+        auth.seen.clear()
+        r = call(controller, "loop.test", "/app", headers=GOOD)
+        assert r.status == 200 and r.pod == ECHO
+        [asked] = auth.hits("/oauth2/auth")
+        assert asked["headers"]["host"] == "loop.test" and asked["headers"]["x-original-uri"] == "/app"
+        assert call(controller, "loop.test", "/app").status == 401
 
         # auth-always-set-cookie: the cookie also on an error answer of the backend.
         r = call(controller, "cookie.test", "/fail", headers=GOOD)

@@ -1,7 +1,10 @@
 """External authentication (auth-url and its auth-* settings) and client certificates (auth-tls-*):
 the value parsers of their annotations and the typed settings built from them. Pure: no I/O.
 
-Variables: auth-url, auth-request-redirect and auth-tls-error-page hold none. auth-signin may use
+Variables: auth-url may name `$host` as its whole host (no port): the auth request then goes to this
+nginx itself (its own listener, with the request's Host and SNI), as `https://$host/oauth2/auth` does
+under ingress-nginx; otherwise its host is an IP address, so nginx never resolves a name.
+auth-request-redirect and auth-tls-error-page hold no variables. auth-signin may use
 `$host`, `$http_host`, `$best_http_host`, `$scheme`, `$pass_access_scheme`, `$request_uri` and
 `$escaped_request_uri` (ingress-nginx's documented ones), auth-cache-key `$remote_user`, `$remote_addr`,
 `$host`, `$uri`, `$request_uri`, `$http_<name>`, `$cookie_<name>` and `$arg_<name>`; any other `$` is
@@ -27,7 +30,10 @@ DEFAULT_CACHE_DURATION = "200 202 401 5m"
 DEFAULT_REDIRECT_PARAM = "rd"
 
 _URL_REST = r"(?P<rest>[/?][A-Za-z0-9._~!&()*+,=:@/?%-]*)?"
-_AUTH_URL = re.compile(r"(?P<scheme>https?)://(?P<host>[0-9.]{7,15}|\[[0-9A-Fa-f:.]{2,45}\])(?::(?P<port>[0-9]{1,5}))?" + _URL_REST)
+_AUTH_URL = re.compile(
+    r"(?P<scheme>https?)://(?P<host>[0-9.]{7,15}|\[[0-9A-Fa-f:.]{2,45}\]|\$host(?![A-Za-z0-9_]))"
+    r"(?::(?P<port>[0-9]{1,5}))?" + _URL_REST
+)
 _NOT_NAME = r"(?![A-Za-z0-9_])"
 # auth-signin: ingress-nginx's variables, mapped to the ones our nginx.conf defines.
 SIGNIN_VARIABLES = {
@@ -52,24 +58,30 @@ _MATCH_CN = re.compile(r"CN=(?:[A-Za-z0-9._~!&()*+,=:@/|?\[\]^$-]|\\\.){1,255}")
 
 
 def auth_url(value: str) -> str:
-    """An http(s) URL whose host is an IP address (nginx never resolves a name at load or per request)."""
+    """An http(s) URL whose host is an IP address (nginx never resolves a name, at load or per request)
+    or `$host` without a port: the request's own host, asked through this nginx itself."""
     text = v._text(value, v.MAX_URL)
     m = _AUTH_URL.fullmatch(text)
     try:
-        ok = m is not None and bool(ipaddress.ip_address(m["host"].strip("[]"))) and v._port_ok(m["port"])
+        ok = m is not None and v._port_ok(m["port"])
+        if ok and m is not None and m["host"] != "$host":
+            ipaddress.ip_address(m["host"].strip("[]"))
+        elif ok and m is not None:
+            ok = m["port"] is None
     except ValueError:
         ok = False
     if not ok:
         raise Invalid(
-            f"{value!r} is not an http(s) URL whose host is an IP address (use the auth Service's cluster IP; "
-            "no variables, whitespace, quotes, braces, ';', '$', '#' or '\\')"
+            f"{value!r} is not an http(s) URL whose host is an IP address (use the auth Service's cluster IP) "
+            "or $host (no other variables, whitespace, quotes, braces, ';', '#' or '\\')"
         )
     return text
 
 
-def url_host(url: str) -> str:
-    """host[:port] of a URL auth_url accepted: the Host header sent to the auth service."""
-    return urllib.parse.urlsplit(url).netloc
+def _target(url: str) -> tuple[str, str, str]:
+    """(scheme, host[:port], path and query) of a URL auth_url accepted."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, parts.netloc, url[len(parts.scheme) + 3 + len(parts.netloc) :] or "/"
 
 
 def method(value: str) -> str:
@@ -150,9 +162,12 @@ def external_auth(values: Mapping[str, Any]) -> ExternalAuth | None:
         return None
     sign = values.get("auth-signin")
     key = values.get("auth-cache-key")
+    scheme, host, path = _target(url)
     return ExternalAuth(
         url=url,
-        host=url_host(url),
+        host=host,
+        scheme=scheme,
+        path=path,
         method=values.get("auth-method"),
         signin=signin_url(sign, values.get("auth-signin-redirect-param", DEFAULT_REDIRECT_PARAM)) if sign else None,
         response_headers=values.get("auth-response-headers", ()),

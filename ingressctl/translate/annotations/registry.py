@@ -320,8 +320,8 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         "Each request is first sent (without its body) to this URL: 2xx lets it through, 401/403 answer the "
         "client, anything else 500. Headers sent: X-Original-URL, X-Original-URI, X-Original-Method, X-Scheme, "
         "X-Auth-Request-Redirect, X-Real-IP, X-Forwarded-For, X-Request-ID, X-Sent-From and the client's.",
-        difference="the host must be an IP address (e.g. the auth Service's cluster IP): DNS names and "
-        "variables such as `$host` are refused",
+        difference="the host must be an IP address (e.g. the auth Service's cluster IP) or `$host` (asked "
+        "through this nginx): DNS names and other variables are refused",
     ),
     _a("auth-method", auth.method, ", ".join(auth.METHODS), "Method of the auth request.", default="the request's"),
     _a(
@@ -381,7 +381,6 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         difference="server scope: the host's owner decides; the Secret must be of type kubernetes.io/tls "
         "(ingress-nginx: any type); one of another namespace rejects the Ingress; a missing or bad one makes "
         "the host answer 503",
-        shared_only=True,
     ),
     _a(
         "auth-tls-verify-client",
