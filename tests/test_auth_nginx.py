@@ -108,7 +108,9 @@ def test_external_auth(controller: Controller, manifests: Path) -> None:
                     "auth.test",
                     {"auth-url": f"{url}/check?x=1", "auth-response-headers": "X-User, X-Email"},
                 ),
-                host_ingress("signin", "signin.test", {"auth-url": f"{url}/s", "auth-signin": "https://login.test/start"}),
+                host_ingress(
+                    "signin", "signin.test", {"auth-url": f"{url}/s", "auth-signin": "https://login.test/start"}
+                ),
                 host_ingress(
                     "signin2",
                     "signin2.test",
@@ -131,7 +133,11 @@ def test_external_auth(controller: Controller, manifests: Path) -> None:
                 host_ingress(
                     "cache",
                     "cache.test",
-                    {"auth-url": f"{url}/cached", "auth-cache-key": "$http_authorization", "auth-cache-duration": "200 1m"},
+                    {
+                        "auth-url": f"{url}/cached",
+                        "auth-cache-key": "$http_authorization",
+                        "auth-cache-duration": "200 1m",
+                    },
                 ),
                 host_ingress("cookie", "cookie.test", {"auth-url": f"{url}/c", "auth-always-set-cookie": "true"}),
                 # oauth2-proxy's setup: the auth service is a path of the same host, asked through nginx.
@@ -174,7 +180,9 @@ def test_external_auth(controller: Controller, manifests: Path) -> None:
         assert call(controller, "auth.test", headers={"Authorization": "Bearer forbidden"}).status == 403
         assert call(controller, "auth.test", headers={"Authorization": "Bearer broken"}).status == 500
         # The auth location is internal: not reachable from outside.
-        location = re.search(r'location = "(/_ingressctl_auth_[0-9a-f]+)"', (controller.work_dir / "nginx.conf").read_text())
+        location = re.search(
+            r'location = "(/_ingressctl_auth_[0-9a-f]+)"', (controller.work_dir / "nginx.conf").read_text()
+        )
         assert location and call(controller, "auth.test", location[1], headers=GOOD).status == 404
 
         # auth-signin: a 401 becomes a redirect carrying the original URL; a 2xx still passes.
@@ -320,13 +328,17 @@ def test_client_certificates(controller: Controller, manifests: Path, tmp_path: 
             manifests,
             "ingresses.yaml",
             [
-                host_ingress("mtls", "mtls.test", {**ca_secret, "auth-tls-pass-certificate-to-upstream": "true"}, **tls),
+                host_ingress(
+                    "mtls", "mtls.test", {**ca_secret, "auth-tls-pass-certificate-to-upstream": "true"}, **tls
+                ),
                 host_ingress("cn", "cn.test", {**ca_secret, "auth-tls-match-cn": "CN=(alice|carol)"}, **tls),
                 host_ingress("optional", "optional.test", {**ca_secret, "auth-tls-verify-client": "optional"}, **tls),
                 host_ingress(
                     "errpage", "errpage.test", {**ca_secret, "auth-tls-error-page": "https://errors.test/cert"}, **tls
                 ),
-                host_ingress("depth", "depth.test", {"auth-tls-secret": "deep-ca", "auth-tls-verify-depth": "2"}, **tls),
+                host_ingress(
+                    "depth", "depth.test", {"auth-tls-secret": "deep-ca", "auth-tls-verify-depth": "2"}, **tls
+                ),
                 host_ingress("depth1", "depth1.test", {"auth-tls-secret": "deep-ca"}, **tls),
                 host_ingress("missing", "missing.test", {"auth-tls-secret": "nope"}, **tls),
                 host_ingress("open", "open.test", {}, **tls),

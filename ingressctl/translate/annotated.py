@@ -126,8 +126,9 @@ MAX_CA_BYTES = 262144  # a client-certificate CA bundle, decoded
 
 
 def client_ca(b: Builder, p: ing.ParsedIngress, policy: ServerPolicy) -> ServerPolicy:
-    """auth-tls-secret: the Secret's ca.crt (kubernetes.io/tls Secrets: the cache keeps no others) re-encoded from the parsed certificates
-    as a certificate file. A missing or bad Secret is reported; the host then answers 503."""
+    """auth-tls-secret: the Secret's ca.crt (kubernetes.io/tls Secrets: the cache keeps no others),
+    re-encoded from the parsed certificates as a certificate file. A missing or bad Secret is
+    reported; the host then answers 503."""
     auth = policy.client_auth
     if auth is None:
         return policy

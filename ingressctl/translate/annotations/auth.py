@@ -121,7 +121,11 @@ def cache_key(value: str) -> str:
 def cache_duration(value: str) -> tuple[str, ...]:
     """Comma-separated proxy_cache_valid arguments: optional statuses (or `any`) and a time."""
     items = [" ".join(i.split()) for i in v._items(value, 256)]
-    bad = [i for i in items if not _CACHE_ENTRY.fullmatch(i) or any(c.isdigit() and not 200 <= int(c) <= 599 for c in i.split()[:-1])]
+    bad = [
+        i
+        for i in items
+        if not _CACHE_ENTRY.fullmatch(i) or any(c.isdigit() and not 200 <= int(c) <= 599 for c in i.split()[:-1])
+    ]
     if bad or not items:
         raise Invalid(f"{(bad or [value])[0]!r} is not statuses (200-599 or any) followed by a time such as 5m")
     return tuple(items)
