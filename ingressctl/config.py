@@ -304,7 +304,7 @@ class ExternalAuth:
     response_headers: tuple[str, ...] = ()  # copied from the auth response to the upstream request
     request_redirect: str | None = None  # X-Auth-Request-Redirect (default $request_uri)
     cache_key: str | None = None  # None: no caching
-    cache_valid: tuple[str, ...] = ()  # proxy_cache_valid arguments ("200 202 401 5m")
+    cache_valid: tuple[tuple[str, ...], ...] = ()  # proxy_cache_valid arguments (("200", "202", "401", "5m"),)
     always_set_cookie: bool = False
 
     @property

@@ -296,10 +296,14 @@ def test_client_certificates(controller: Controller, manifests: Path, tmp_path: 
         (tmp_path / f"{cn}.crt").write_bytes(leaf)
         (tmp_path / f"{cn}.key").write_bytes(key)
         clients[cn] = (tmp_path / f"{cn}.crt", tmp_path / f"{cn}.key")
-    mallory_chain, mallory_key = make_chain("mallory", intermediates=1)  # another CA
+    mallory_chain, mallory_key = make_chain("mallory", intermediates=1)  # another CA (of the same name)
     (tmp_path / "mallory.crt").write_bytes(_split(mallory_chain)[0])
     (tmp_path / "mallory.key").write_bytes(mallory_key)
     clients["mallory"] = (tmp_path / "mallory.crt", tmp_path / "mallory.key")
+    stranger_cert, stranger_key = make_cert("stranger")  # self-signed
+    (tmp_path / "stranger.crt").write_bytes(stranger_cert)
+    (tmp_path / "stranger.key").write_bytes(stranger_key)
+    clients["stranger"] = (tmp_path / "stranger.crt", tmp_path / "stranger.key")
     # A client three CAs below its root (OpenSSL allows depth + 2 certificates): verify-depth 1
     # refuses it, 2 accepts it.
     deep_chain, deep_key = make_chain("deep", intermediates=3)
@@ -310,7 +314,7 @@ def test_client_certificates(controller: Controller, manifests: Path, tmp_path: 
 
     server_cert, server_key = make_cert("mtls.test", "cn.test", "optional.test", "errpage.test", "depth.test")
     hosts = ("mtls.test", "cn.test", "optional.test", "errpage.test", "depth.test", "depth1.test", "missing.test")
-    hosts += ("open.test", "other-ns.test")
+    hosts += ("open.test", "other-ns.test", "noca.test", "plainhttp.test")
     tls = {"tls": [{"hosts": list(hosts), "secretName": "server"}]}
     ca_secret = {"auth-tls-secret": "default/client-ca"}
     with echo_pods((ECHO, PORT, {})):
@@ -342,6 +346,9 @@ def test_client_certificates(controller: Controller, manifests: Path, tmp_path: 
                 host_ingress("depth1", "depth1.test", {"auth-tls-secret": "deep-ca"}, **tls),
                 host_ingress("missing", "missing.test", {"auth-tls-secret": "nope"}, **tls),
                 host_ingress("open", "open.test", {}, **tls),
+                host_ingress("noca", "noca.test", {**ca_secret, "auth-tls-verify-client": "optional_no_ca"}, **tls),
+                host_ingress("plainhttp", "plainhttp.test", {**ca_secret, "ssl-redirect": "false"}, **tls),
+                host_ingress("notls", "notls.test", ca_secret),
                 host_ingress("other", "other-ns.test", {"auth-tls-secret": "other/client-ca"}, **tls),
             ],
         )
@@ -368,6 +375,18 @@ def test_client_certificates(controller: Controller, manifests: Path, tmp_path: 
             "SUCCESS"
         )
         assert tls_call(controller, "optional.test", cert=clients["mallory"]).status == 400
+        # optional_no_ca: a certificate of an unknown CA is served, the headers say it did not verify.
+        seen = tls_call(controller, "noca.test", cert=clients["stranger"]).json()["headers"]
+        assert seen["ssl-client-verify"].startswith("FAILED:") and seen["ssl-client-subject-dn"] == "CN=stranger"
+        assert tls_call(controller, "mtls.test", cert=clients["stranger"]).status == 400
+        # `on` never serves what nginx did not verify: plain HTTP without the HTTPS redirect gets 403.
+        assert call(controller, "plainhttp.test").status == 403
+        assert tls_call(controller, "plainhttp.test", cert=clients["alice"]).status == 200
+        # A host without a TLS section (the default certificate's handshake asks for no client
+        # certificate): reported, and nginx refuses its HTTPS requests rather than serve them unverified.
+        assert tls_call(controller, "notls.test", cert=clients["alice"]).status == 400
+        assert call(controller, "notls.test").status == 403
+        assert re.search(r"default/notls.*auth-tls-secret: host notls.test has no TLS section", controller.log())
         # error-page: a missing or bad certificate is redirected there.
         for cert in (None, clients["mallory"]):
             r = tls_call(controller, "errpage.test", cert=cert)

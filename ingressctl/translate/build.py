@@ -435,6 +435,15 @@ def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_de
     def certificate(host: str) -> str | None:
         return hosts.tls.get(host) or (default_cert if host in hosts.tls else None)
 
+    for host, policy in policies.items():
+        if policy.client_auth is not None and host not in hosts.tls:
+            b.problem(
+                hosts.origins[host][0],
+                where="metadata.annotations",
+                reason=f"auth-tls-secret: host {host} has no TLS section (spec.tls), so nginx cannot ask for "
+                "client certificates: its HTTPS requests get 400",
+            )
+
     servers = tuple(
         _memo_server(
             memo,

@@ -54,7 +54,7 @@ _CACHE_VAR = r"\$(?:remote_user|remote_addr|host|uri|request_uri|(?:http|cookie|
 _CACHE_KEY = re.compile(r"(?:[A-Za-z0-9._:/@-]|" + _CACHE_VAR + r"){1,256}")
 _CACHE_ENTRY = re.compile(r"(?:(?:[2-5][0-9]{2}|any) +){0,16}[0-9]{1,6}(?:ms|s|m|h|d)?")
 _PARAM = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_MATCH_CN = re.compile(r"CN=(?:[A-Za-z0-9._~!&()*+,=:@/|?\[\]^$-]|\\\.){1,255}")
+_MATCH_CN = re.compile(r"CN=(?:[A-Za-z0-9._~!&()*+,=:@/|?\[\]^-]|\\\.){1,255}\$?")  # '$' only as the end
 
 
 def auth_url(value: str) -> str:
@@ -118,17 +118,18 @@ def cache_key(value: str) -> str:
     return re.sub(_CACHE_VAR, lambda m: m[0].lower(), text)
 
 
-def cache_duration(value: str) -> tuple[str, ...]:
-    """Comma-separated proxy_cache_valid arguments: optional statuses (or `any`) and a time."""
+def cache_duration(value: str) -> tuple[tuple[str, ...], ...]:
+    """Comma-separated proxy_cache_valid arguments: optional statuses (or `any`) and a time; each
+    entry as its words."""
     items = [" ".join(i.split()) for i in v._items(value, 256)]
-    bad = [
-        i
-        for i in items
-        if not _CACHE_ENTRY.fullmatch(i) or any(c.isdigit() and not 200 <= int(c) <= 599 for c in i.split()[:-1])
-    ]
+    bad = [i for i in items if not _CACHE_ENTRY.fullmatch(i) or any(not 200 <= int(c) <= 599 for c in _codes(i))]
     if bad or not items:
         raise Invalid(f"{(bad or [value])[0]!r} is not statuses (200-599 or any) followed by a time such as 5m")
-    return tuple(items)
+    return tuple(tuple(i.split()) for i in items)
+
+
+def _codes(entry: str) -> list[str]:
+    return [c for c in entry.split()[:-1] if c != "any"]
 
 
 def verify_client(value: str) -> str:
@@ -142,8 +143,8 @@ def match_cn(value: str) -> str:
     text = v._text(value, 260)
     if not _MATCH_CN.fullmatch(text):
         raise Invalid(
-            f"{value!r} is not CN= followed by a regex of letters, digits, path characters, ( ) | ? * + [ ] ^ $ "
-            "and '\\.' (no whitespace, braces, quotes, ';', '#' or other backslashes)"
+            f"{value!r} is not CN= followed by a regex of letters, digits, path characters, ( ) | ? * + [ ] ^, "
+            "'\\.' and a final '$' (no whitespace, braces, quotes, ';', '#' or other backslashes)"
         )
     try:
         re.compile(text)
@@ -177,7 +178,7 @@ def external_auth(values: Mapping[str, Any]) -> ExternalAuth | None:
         response_headers=values.get("auth-response-headers", ()),
         request_redirect=values.get("auth-request-redirect"),
         cache_key=key,
-        cache_valid=values.get("auth-cache-duration", (DEFAULT_CACHE_DURATION,)) if key else (),
+        cache_valid=values.get("auth-cache-duration", (tuple(DEFAULT_CACHE_DURATION.split()),)) if key else (),
         always_set_cookie=bool(values.get("auth-always-set-cookie", False)),
     )
 

@@ -316,7 +316,7 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     _a(
         "auth-url",
         auth.auth_url,
-        "http(s) URL whose host is an IP address (no variables)",
+        "http(s) URL whose host is an IP address or `$host` (no other variables)",
         "Each request is first sent (without its body) to this URL: 2xx lets it through, 401/403 answer the "
         "client, anything else 500. Headers sent: X-Original-URL, X-Original-URI, X-Original-Method, X-Scheme, "
         "X-Auth-Request-Redirect, X-Real-IP, X-Forwarded-For, X-Request-ID, X-Sent-From and the client's.",
