@@ -80,7 +80,10 @@ EXAMPLES: dict[str, tuple[str, object]] = {
         "https://$host/oauth2/start?rd=$ingressctl_escaped_request_uri",
     ),
     "auth-signin-redirect-param": ("next", "next"),
-    "auth-response-headers": ("X-Auth-Request-User, X-Auth-Request-Email", ("X-Auth-Request-User", "X-Auth-Request-Email")),
+    "auth-response-headers": (
+        "X-Auth-Request-User, X-Auth-Request-Email",
+        ("X-Auth-Request-User", "X-Auth-Request-Email"),
+    ),
     "auth-request-redirect": ("https://app.example.com/", "https://app.example.com/"),
     "auth-cache-key": ("$http_Authorization$remote_user", "$http_authorization$remote_user"),
     "auth-cache-duration": ("200 202 10m, 401  30s", (("200", "202", "10m"), ("401", "30s"))),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import urllib.parse
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -147,7 +148,9 @@ def match_cn(value: str) -> str:
             "'\\.' and a final '$' (no whitespace, braces, quotes, ';', '#' or other backslashes)"
         )
     try:
-        re.compile(text)
+        with warnings.catch_warnings():  # Python's "possible nested set" about '[[': PCRE's syntax
+            warnings.simplefilter("ignore", FutureWarning)
+            re.compile(text)
     except re.error as exc:
         raise Invalid(f"{value!r} is not a valid regular expression: {exc}") from None
     return text
