@@ -18,7 +18,7 @@ import ipaddress
 import re
 import urllib.parse
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ingressctl.config import ClientAuth, ExternalAuth
@@ -85,10 +85,17 @@ def _target(url: str) -> tuple[str, str, str]:
     return parts.scheme, parts.netloc, url[len(parts.scheme) + 3 + len(parts.netloc) :] or "/"
 
 
-def method(value: str) -> str:
-    if value not in METHODS:
-        raise Invalid(f"{value!r} is not one of {', '.join(METHODS)}")
-    return value
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in choices:
+            raise Invalid(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+method = _one_of(METHODS)
+verify_client = _one_of(VERIFY_CLIENT)
 
 
 def signin(value: str) -> str:
@@ -131,12 +138,6 @@ def cache_duration(value: str) -> tuple[tuple[str, ...], ...]:
 
 def _codes(entry: str) -> list[str]:
     return [c for c in entry.split()[:-1] if c != "any"]
-
-
-def verify_client(value: str) -> str:
-    if value not in VERIFY_CLIENT:
-        raise Invalid(f"{value!r} is not one of {', '.join(VERIFY_CLIENT)}")
-    return value
 
 
 def match_cn(value: str) -> str:
