@@ -295,10 +295,12 @@ class ExternalAuth:
     and the cache key are validated (translate/annotations/auth.py); `signin` and `cache_key` may hold
     only the variables auth.py lists, already renamed to ours."""
 
-    url: str  # http(s) URL whose host is an IP address or "$host" (this nginx itself, the request's host)
+    url: str  # http(s) URL whose host is an IP address, a Service's cluster DNS name or "$host"
     host: str  # the URL's host[:port]: the Host header sent to it
     scheme: str = "http"
     path: str = "/"  # the URL's path and query
+    service: str | None = None  # "namespace/name" when the host is a Service's cluster DNS name
+    address: str | None = None  # that Service's cluster IP, once resolved
     method: str | None = None  # proxy_method
     signin: str | None = None  # the redirect URL (with its redirect parameter), else 401 goes to the client
     response_headers: tuple[str, ...] = ()  # copied from the auth response to the upstream request
@@ -315,6 +317,25 @@ class ExternalAuth:
     def loop(self) -> bool:
         """The auth service is served by this nginx (the URL's host is `$host`)."""
         return self.host == "$host"
+
+    @property
+    def unusable(self) -> bool:
+        """A Service's name that did not resolve to a cluster IP: the paths answer 503."""
+        return self.service is not None and self.address is None
+
+    @property
+    def name(self) -> str:
+        """The URL's host name (no port): the TLS server name sent to an HTTPS Service."""
+        return self.host.rsplit(":", 1)[0] if not self.host.endswith("]") else self.host
+
+    @property
+    def upstream(self) -> str:
+        """What proxy_pass is given (not for `loop`): the URL, with a Service's name replaced by its cluster IP."""
+        if self.service is None or self.address is None:
+            return self.url
+        port = self.host.rsplit(":", 1)[1] if ":" in self.host else ("443" if self.scheme == "https" else "80")
+        address = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{self.scheme}://{address}:{port}{self.path}"
 
     @property
     def location(self) -> str:
@@ -391,6 +412,11 @@ class Policy:
         return bool(self.ssl_verify and not self.ssl_trusted) or bool(
             self.ssl_secret and not self.ssl_client and not self.ssl_trusted
         )
+
+    @property
+    def auth_unusable(self) -> bool:
+        """auth-url names a Service that did not resolve: the location answers 503, never unchecked."""
+        return self.external_auth is not None and self.external_auth.unusable
 
     @property
     def scheme(self) -> str:

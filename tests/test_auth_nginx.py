@@ -18,7 +18,7 @@ from typing import Any
 
 from tests.annotation_backends import echo_pods
 from tests.certs import make_cert, make_chain
-from tests.harness import Controller, Response, backend, free_port, wait_for, write_manifests
+from tests.harness import Controller, Response, backend, free_port, service, wait_for, write_manifests
 from tests.test_annotations_nginx import backing, call, host_ingress
 
 PORT = free_port()
@@ -97,7 +97,13 @@ GOOD = {"Authorization": "Bearer good"}
 def test_external_auth(controller: Controller, manifests: Path) -> None:
     url = f"http://{AUTH}:{PORT}"
     with auth_service(AUTH, PORT) as auth, echo_pods((ECHO, PORT, {})):
-        write_manifests(manifests, "services.yaml", [*backing("echo", [ECHO], PORT), *backing("oauth", [AUTH], PORT)])
+        cluster_ip = service("authsvc", port=PORT, target=PORT)
+        cluster_ip["spec"]["clusterIP"] = AUTH  # the "cluster IP" is the auth service's own address here
+        write_manifests(
+            manifests,
+            "services.yaml",
+            [*backing("echo", [ECHO], PORT), *backing("oauth", [AUTH], PORT), cluster_ip],
+        )
         write_manifests(
             manifests,
             "ingresses.yaml",
@@ -143,8 +149,11 @@ def test_external_auth(controller: Controller, manifests: Path) -> None:
                 # oauth2-proxy's setup: the auth service is a path of the same host, asked through nginx.
                 host_ingress("loop", "loop.test", {"auth-url": "http://$host/oauth2/auth"}),
                 host_ingress("oauth", "loop.test", {}, svc="oauth", paths=[("/oauth2", "Prefix", backend("oauth"))]),
+                # A Service's cluster DNS name: its cluster IP from the cache; a missing Service fails closed.
+                host_ingress("svc", "svc.test", {"auth-url": f"http://authsvc.default.svc.cluster.local:{PORT}/svc"}),
+                host_ingress("nosvc", "nosvc.test", {"auth-url": "http://nope.default.svc/x"}),
                 # Invalid: rejected alone, naming the annotation.
-                host_ingress("dns", "dns.test", {"auth-url": "http://auth.example.svc/check"}),
+                host_ingress("dns", "dns.test", {"auth-url": "http://auth.example.com/check"}),
                 host_ingress("var", "var.test", {"auth-url": f"{url}/$request_uri"}),
                 host_ingress("badsign", "badsign.test", {"auth-url": f"{url}/s", "auth-signin": "https://x.test/$uri"}),
             ],
@@ -229,6 +238,14 @@ def test_external_auth(controller: Controller, manifests: Path) -> None:
         assert asked["headers"]["host"] == "loop.test" and asked["headers"]["x-original-uri"] == "/app"
         assert call(controller, "loop.test", "/app").status == 401
 
+        # auth-url on a Service's name: asked at its cluster IP, with the name as Host.
+        auth.seen.clear()
+        assert call(controller, "svc.test", headers=GOOD).status == 200
+        [asked] = auth.hits("/svc")
+        assert asked["headers"]["host"] == f"authsvc.default.svc.cluster.local:{PORT}"
+        assert call(controller, "svc.test").status == 401
+        assert call(controller, "nosvc.test", headers=GOOD).status == 503
+
         # auth-always-set-cookie: the cookie also on an error answer of the backend.
         r = call(controller, "cookie.test", "/fail", headers=GOOD)
         assert r.status == 502 and r.headers.get("set-cookie") == "session=s1; Path=/"
@@ -244,6 +261,7 @@ def test_external_auth(controller: Controller, manifests: Path) -> None:
             assert call(controller, host, headers=GOOD).status == 404
         log = controller.log()
         assert re.search(r"default/dns.*auth-url.*IP address", log)
+        assert re.search(r"default/nosvc.*auth-url.*Service default/nope not found", log)
         assert re.search(r"default/var.*auth-url", log)
         assert re.search(r"default/badsign.*auth-signin.*variables", log)
 

@@ -18,15 +18,24 @@ from ingressctl.translate.annotations import auth
 from ingressctl.translate.annotations.registry import NGINX, OURS
 from ingressctl.translate.validate import Invalid
 from tests.certs import make_cert
-from tests.harness import backend
+from tests.harness import backend, service
 from tests.test_annotations_translate import ing, render, run, server
 from tests.test_auth_nginx import _secret
 
 URL = "http://10.96.0.20:4180/oauth2/auth"
 
 
+def _cluster_ip(name: str, address: str) -> dict[str, Any]:
+    obj = service(name)
+    obj["spec"]["clusterIP"] = address
+    return obj
+
+
+SERVICES = [_cluster_ip("auth", "10.96.0.7"), _cluster_ip("headless", "None")]
+
+
 def policy_of(annotations: dict[str, str]) -> Any:
-    config = run(ing("a", "a.example.com", {NGINX + k: v for k, v in annotations.items()}))
+    config = run(*SERVICES, ing("a", "a.example.com", {NGINX + k: v for k, v in annotations.items()}))
     [loc] = [loc for loc in server(config, "a.example.com").locations if loc.path == "/"]
     return loc.policy, config
 
@@ -40,6 +49,17 @@ EXTERNAL: dict[str, tuple[dict[str, str], ExternalAuth]] = {
     "$host": (
         {"auth-url": "https://$host/oauth2/auth"},
         ExternalAuth("https://$host/oauth2/auth", "$host", "https", "/oauth2/auth"),
+    ),
+    "a Service's name": (
+        {"auth-url": "https://auth.default.svc.cluster.local/x"},
+        ExternalAuth(
+            "https://auth.default.svc.cluster.local/x",
+            "auth.default.svc.cluster.local",
+            "https",
+            "/x",
+            service="default/auth",
+            address="10.96.0.7",
+        ),
     ),
     "ipv6": (
         {"auth-url": "http://[fd00::1]:80/a"},
@@ -108,7 +128,9 @@ def test_external_auth_settings(case: str) -> None:
 
 INVALID = {
     "auth-url": [
-        "http://auth.example.svc/x",
+        "http://auth.example.com/x",
+        "http://a.b.c.svc/x",
+        "http://Auth.b.svc/x",
         "http://$host:8080/x",
         "http://10.0.0.1/$uri",
         "ftp://10.0.0.1/",
@@ -137,6 +159,22 @@ def test_invalid_values_reject_the_ingress_alone(name: str, value: str) -> None:
     assert any(s.host == "good.example.com" for s in config.static.servers)
     [problem] = [p for p in config.problems if p.ref.name == "bad"]
     assert problem.field == f'metadata.annotations["{NGINX}{name}"]' and problem.reason.endswith("Ingress rejected")
+
+
+def test_a_service_name_resolves_to_its_cluster_ip_or_fails_closed() -> None:
+    policy, config = policy_of({"auth-url": "https://auth.default.svc.cluster.local/x"})
+    assert policy.external_auth.upstream == "https://10.96.0.7:443/x" and not policy.auth_unusable
+    block = render(config).split('server_name "a.example.com"')[1]
+    assert 'proxy_ssl_name "auth.default.svc.cluster.local";' in block
+    assert 'proxy_pass "https://10.96.0.7:443/x";' in block
+    assert 'proxy_set_header Host "auth.default.svc.cluster.local";' in block
+    for url in ("http://missing.default.svc:8080/x", "http://headless.default.svc/x"):
+        policy, config = policy_of({"auth-url": url})
+        assert policy.auth_unusable
+        [problem] = [p for p in config.problems if p.ref.name == "a"]
+        assert problem.reason.endswith("not found or without a cluster IP; its paths answer 503")
+        block = render(config).split('server_name "a.example.com"')[1]
+        assert "return 503;" in block and "auth_request" not in block and "_ingressctl_auth_" not in block
 
 
 def test_settings_without_auth_url_or_secret_warn() -> None:

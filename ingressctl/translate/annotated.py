@@ -70,6 +70,8 @@ def location_policy(b: Builder, p: ing.ParsedIngress, *, global_default: tuple[s
     policy = p.annotations.policy
     if policy is not None and policy.ssl_secret:
         policy = _ssl_secret(b, p, policy)
+    if policy is not None and policy.external_auth is not None and policy.external_auth.service:
+        policy = _auth_service(b, p, policy)
     codes = p.annotations.values.get("custom-http-errors")
     if not isinstance(codes, tuple):
         return policy
@@ -120,6 +122,24 @@ def _ssl_secret(b: Builder, p: ing.ParsedIngress, policy: Policy) -> Policy:
         )
     b.policy_certificates.update(n for n in (trusted, client) if n)
     return dataclasses.replace(policy, ssl_trusted=trusted, ssl_client=client)
+
+
+def _auth_service(b: Builder, p: ing.ParsedIngress, policy: Policy) -> Policy:
+    """auth-url on a Service's cluster DNS name: the Service's cluster IP from the cache (nginx never
+    resolves names). A Service that is missing or has none is reported; the paths then answer 503."""
+    auth = policy.external_auth
+    assert auth is not None and auth.service is not None
+    namespace, name = auth.service.split("/")
+    spec = (b.snapshot.of(SERVICE).get((namespace, name)) or {}).get("spec")
+    try:
+        address = ip_address(spec.get("clusterIP") if isinstance(spec, dict) else None)
+    except Invalid:
+        where = field_of(p.annotations.keys["auth-url"])
+        b.problem(
+            p.ref, where=where, reason=f"Service {auth.service} not found or without a cluster IP; its paths answer 503"
+        )
+        return policy
+    return dataclasses.replace(policy, external_auth=dataclasses.replace(auth, address=address))
 
 
 MAX_CA_BYTES = 262144  # a client-certificate CA bundle, decoded

@@ -3,7 +3,8 @@ the value parsers of their annotations and the typed settings built from them. P
 
 Variables: auth-url may name `$host` as its whole host (no port): the auth request then goes to this
 nginx itself (its own listener, with the request's Host and SNI), as `https://$host/oauth2/auth` does
-under ingress-nginx; otherwise its host is an IP address, so nginx never resolves a name.
+under ingress-nginx; or a Service's `<name>.<namespace>.svc[.cluster.local]`, which translate
+replaces with its cluster IP from the cache; otherwise an IP address. nginx never resolves a name.
 auth-request-redirect and auth-tls-error-page hold no variables. auth-signin may use
 `$host`, `$http_host`, `$best_http_host`, `$scheme`, `$pass_access_scheme`, `$request_uri` and
 `$escaped_request_uri` (ingress-nginx's documented ones), auth-cache-key `$remote_user`, `$remote_addr`,
@@ -31,8 +32,12 @@ DEFAULT_CACHE_DURATION = "200 202 401 5m"
 DEFAULT_REDIRECT_PARAM = "rd"
 
 _URL_REST = r"(?P<rest>[/?][A-Za-z0-9._~!&()*+,=:@/?%-]*)?"
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_SERVICE_HOST = rf"{_LABEL}\.{_LABEL}\.svc(?:\.cluster\.local)?"
+# A Service's cluster DNS name: <service>.<namespace>.svc[.cluster.local].
+SERVICE_NAME = re.compile(rf"(?P<service>{_LABEL})\.(?P<namespace>{_LABEL})\.svc(?:\.cluster\.local)?")
 _AUTH_URL = re.compile(
-    r"(?P<scheme>https?)://(?P<host>[0-9.]{7,15}|\[[0-9A-Fa-f:.]{2,45}\]|\$host(?![A-Za-z0-9_]))"
+    rf"(?P<scheme>https?)://(?P<host>[0-9.]{{7,15}}|\[[0-9A-Fa-f:.]{{2,45}}\]|\$host(?![A-Za-z0-9_])|{_SERVICE_HOST})"
     r"(?::(?P<port>[0-9]{1,5}))?" + _URL_REST
 )
 _NOT_NAME = r"(?![A-Za-z0-9_])"
@@ -60,21 +65,23 @@ _MATCH_CN = re.compile(r"CN=(?:[A-Za-z0-9._~!&()*+,=:@/|?\[\]^-]|\\\.){1,255}\$?
 
 def auth_url(value: str) -> str:
     """An http(s) URL whose host is an IP address (nginx never resolves a name, at load or per request)
-    or `$host` without a port: the request's own host, asked through this nginx itself."""
+        or `$host` without a port: the request's own host, asked through this nginx itself; or a Service's cluster DNS name, which
+    translate replaces with the Service's cluster IP."""
     text = v._text(value, v.MAX_URL)
     m = _AUTH_URL.fullmatch(text)
     try:
         ok = m is not None and v._port_ok(m["port"])
-        if ok and m is not None and m["host"] != "$host":
-            ipaddress.ip_address(m["host"].strip("[]"))
-        elif ok and m is not None:
+        if ok and m is not None and m["host"] == "$host":
             ok = m["port"] is None
+        elif ok and m is not None and not SERVICE_NAME.fullmatch(m["host"]):
+            ipaddress.ip_address(m["host"].strip("[]"))
     except ValueError:
         ok = False
     if not ok:
         raise Invalid(
-            f"{value!r} is not an http(s) URL whose host is an IP address (use the auth Service's cluster IP) "
-            "or $host (no other variables, whitespace, quotes, braces, ';', '#' or '\\')"
+            f"{value!r} is not an http(s) URL whose host is an IP address, a Service's "
+            "<name>.<namespace>.svc[.cluster.local] or $host (no other names or variables, whitespace, quotes, "
+            "braces, ';', '#' or '\\')"
         )
     return text
 
@@ -172,11 +179,13 @@ def external_auth(values: Mapping[str, Any]) -> ExternalAuth | None:
     sign = values.get("auth-signin")
     key = values.get("auth-cache-key")
     scheme, host, path = _target(url)
+    service = SERVICE_NAME.fullmatch(host.rsplit(":", 1)[0])
     return ExternalAuth(
         url=url,
         host=host,
         scheme=scheme,
         path=path,
+        service=f"{service['namespace']}/{service['service']}" if service else None,
         method=values.get("auth-method"),
         signin=signin_url(sign, values.get("auth-signin-redirect-param", DEFAULT_REDIRECT_PARAM)) if sign else None,
         response_headers=values.get("auth-response-headers", ()),

@@ -316,12 +316,13 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     _a(
         "auth-url",
         auth.auth_url,
-        "http(s) URL whose host is an IP address or `$host` (no other variables)",
+        "http(s) URL whose host is an IP address, a Service's `<name>.<namespace>.svc[.cluster.local]` or "
+        "`$host` (no other names or variables)",
         "Each request is first sent (without its body) to this URL: 2xx lets it through, 401/403 answer the "
         "client, anything else 500. Headers sent: X-Original-URL, X-Original-URI, X-Original-Method, X-Scheme, "
         "X-Auth-Request-Redirect, X-Real-IP, X-Forwarded-For, X-Request-ID, X-Sent-From and the client's.",
-        difference="the host must be an IP address (e.g. the auth Service's cluster IP) or `$host` (asked "
-        "through this nginx): DNS names and other variables are refused",
+        difference="a Service's cluster DNS name is replaced by its cluster IP, `$host` is asked through this "
+        "nginx; other DNS names and variables are refused (nginx resolves no name)",
     ),
     _a("auth-method", auth.method, ", ".join(auth.METHODS), "Method of the auth request.", default="the request's"),
     _a(
