@@ -64,9 +64,9 @@ _MATCH_CN = re.compile(r"CN=(?:[A-Za-z0-9._~!&()*+,=:@/|?\[\]^-]|\\\.){1,255}\$?
 
 
 def auth_url(value: str) -> str:
-    """An http(s) URL whose host is an IP address (nginx never resolves a name, at load or per request)
-        or `$host` without a port: the request's own host, asked through this nginx itself; or a Service's cluster DNS name, which
-    translate replaces with the Service's cluster IP."""
+    """An http(s) URL whose host is an IP address, a Service's cluster DNS name (translate replaces it
+    with the Service's cluster IP) or `$host` without a port (the request's own host, asked through
+    this nginx itself): nginx never resolves a name, at load or per request."""
     text = v._text(value, v.MAX_URL)
     m = _AUTH_URL.fullmatch(text)
     try:
