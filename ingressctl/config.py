@@ -339,8 +339,9 @@ class ExternalAuth:
 
     @property
     def location(self) -> str:
-        """The internal location that asks the auth service; equal settings share one per server."""
-        return f"/_ingressctl_auth_{self.digest}"
+        """The internal location that asks the auth service; equal settings share one per server. The
+        '|' is no Ingress path's character, so no path of any Ingress can be this location."""
+        return f"/_ingressctl_auth|{self.digest}"
 
     @property
     def signin_location(self) -> str:

@@ -190,7 +190,7 @@ def test_external_auth(controller: Controller, manifests: Path) -> None:
         assert call(controller, "auth.test", headers={"Authorization": "Bearer broken"}).status == 500
         # The auth location is internal: not reachable from outside.
         location = re.search(
-            r'location = "(/_ingressctl_auth_[0-9a-f]+)"', (controller.work_dir / "nginx.conf").read_text()
+            r'location = "(/_ingressctl_auth[|][0-9a-f]+)"', (controller.work_dir / "nginx.conf").read_text()
         )
         assert location and call(controller, "auth.test", location[1], headers=GOOD).status == 404
 

@@ -174,7 +174,7 @@ def test_a_service_name_resolves_to_its_cluster_ip_or_fails_closed() -> None:
         [problem] = [p for p in config.problems if p.ref.name == "a"]
         assert problem.reason.endswith("not found or without a cluster IP; its paths answer 503")
         block = render(config).split('server_name "a.example.com"')[1]
-        assert "return 503;" in block and "auth_request" not in block and "_ingressctl_auth_" not in block
+        assert "return 503;" in block and "auth_request" not in block and "_ingressctl_auth" not in block
 
 
 def test_settings_without_auth_url_or_secret_warn() -> None:
@@ -278,9 +278,17 @@ def test_equal_auth_settings_share_one_internal_location() -> None:
         ing("c", "a.example.com", {NGINX + "auth-url": URL + "2"}, paths=[("/c", "Prefix", backend("app"))]),
     )
     text = render(config)
-    assert len(set(re.findall(r'location = "(/_ingressctl_auth_[0-9a-f]{16})"', text))) == 2
+    assert len(set(re.findall(r'location = "(/_ingressctl_auth[|][0-9a-f]{16})"', text))) == 2
     with_policy = [loc for loc in server(config, "a.example.com").locations if loc.policy]
     assert len(with_policy) >= 3 and text.count("auth_request ") == len(with_policy)
+
+
+def test_no_ingress_path_can_be_an_auth_location() -> None:
+    from ingressctl.translate import validate
+
+    policy, _ = policy_of({"auth-url": URL})
+    with pytest.raises(Invalid):
+        validate.path(policy.external_auth.location)
 
 
 # --- generated input ----------------------------------------------------------------------------
@@ -290,7 +298,7 @@ _PIECES = st.sampled_from(
         *"aZ09.-/:?&=%_ ;{}#\"'\\\n()|[]^$*+",
         *("$host", "$hostname", "$escaped_request_uri", "$request_uri", "$uri", "$http_x_user", "$cookie_s"),
         *("$arg_a", "$remote_user", "$remote_addr", "$request_body", "${host}"),
-        *("https://", "http://", "10.0.0.1", "[::1]", "CN="),
+        *("https://", "http://", "10.0.0.1", "[::1]", "CN=", "a.b.svc", ".cluster.local", ":80"),
     ]
 )
 _TEXT = st.lists(_PIECES, max_size=30).map("".join)
