@@ -44,6 +44,8 @@ def multi_tenant() -> list[Obj]:
     for ns in ("team-a", "team-b"):
         objects += [service("app", namespace=ns), endpoint_slice("app", ["10.0.0.1"], namespace=ns)]
         objects.append(tls_secret("tls", *make_cert(f"{ns}.example.com", f"*.{ns}.example.com"), namespace=ns))
+    client_ca = tls_secret("client-ca", *make_cert("client-ca"), namespace="team-b")
+    client_ca["data"]["ca.crt"] = client_ca["data"]["tls.crt"]
     objects += [
         ingress(
             "a",
@@ -61,6 +63,16 @@ def multi_tenant() -> list[Obj]:
             tls=[{"hosts": ["*.team-b.example.com"], "secretName": "tls"}],
         ),
         ingress("catch-all", namespace="team-a", default_backend=backend("app")),
+        # A canary (issue 13): its route's backend is a "<main>~<canary>~<ingress>" name in nginx.conf.
+        ingress(
+            "a-canary",
+            namespace="team-a",
+            rules=[rule("team-a.example.com", ("/", "Prefix", backend("app", 8080)))],
+            annotations={
+                "nginx.ingress.kubernetes.io/canary": "true",
+                "nginx.ingress.kubernetes.io/canary-weight": "20",
+            },
+        ),
         # External auth (auth_request, the signin redirect, the auth cache) and client certificates.
         ingress(
             "auth",
@@ -80,9 +92,8 @@ def multi_tenant() -> list[Obj]:
                 }.items()
             },
         ),
-        {**tls_secret("client-ca", *make_cert("client-ca"), namespace="team-b")},
+        client_ca,
     ]
-    objects[-1]["data"]["ca.crt"] = objects[-1]["data"]["tls.crt"]
     return objects
 
 
