@@ -152,6 +152,7 @@ def test_external_auth(controller: Controller, manifests: Path) -> None:
                 # A Service's cluster DNS name: its cluster IP from the cache; a missing Service fails closed.
                 host_ingress("svc", "svc.test", {"auth-url": f"http://authsvc.default.svc.cluster.local:{PORT}/svc"}),
                 host_ingress("nosvc", "nosvc.test", {"auth-url": "http://nope.default.svc/x"}),
+                host_ingress("down", "down.test", {"auth-url": f"http://127.46.0.2:{PORT}/x"}),  # nothing listens
                 # Invalid: rejected alone, naming the annotation.
                 host_ingress("dns", "dns.test", {"auth-url": "http://auth.example.com/check"}),
                 host_ingress("var", "var.test", {"auth-url": f"{url}/$request_uri"}),
@@ -245,6 +246,7 @@ def test_external_auth(controller: Controller, manifests: Path) -> None:
         assert asked["headers"]["host"] == f"authsvc.default.svc.cluster.local:{PORT}"
         assert call(controller, "svc.test").status == 401
         assert call(controller, "nosvc.test", headers=GOOD).status == 503
+        assert call(controller, "down.test", headers=GOOD).status == 500, "an unreachable auth service fails closed"
 
         # auth-always-set-cookie: the cookie also on an error answer of the backend.
         r = call(controller, "cookie.test", "/fail", headers=GOOD)
