@@ -9,6 +9,7 @@ import json
 import re
 import socket
 import ssl
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -187,8 +188,10 @@ def test_sni_exact_then_wildcard_then_default(tmp_path: Path, manifests: Path, p
         conf = (ctl.work_dir / "nginx.conf").read_text()
         assert conf.count("ssl_certificate_key ") == 2
         assert conf.count("ssl_client_hello_by_lua_block") == 1
+        # The API's socket (nginx makes it 0666) sits in a directory only the controller's user enters.
+        assert stat.S_IMODE((ctl.work_dir / "api").stat().st_mode) == 0o700
         # The store's view names certificates, never a key; no tenant's key is on disk.
-        view = unix_request(ctl.work_dir / "lua-api.sock", "GET", "/configuration/certificates")
+        view = unix_request(ctl.work_dir / "api" / "lua-api.sock", "GET", "/configuration/certificates")
         assert view.status == 200 and b"PRIVATE KEY" not in view.body and b"BEGIN" not in view.body
         doc = view.json()
         assert set(doc["hosts"]) == set(secrets) and len(doc["certificates"]) == 4
@@ -216,14 +219,14 @@ def test_rotating_100_certificates_under_load_reloads_nothing(
         reloads = ctl.reloads()
         with Load(port, hosts, old={der(c) for c, _ in old.values()}) as load:
             wait_for(lambda: load.requests >= 2 * ROTATED, timeout=20, what="load running")
-            written = time.monotonic()
+            at_write, written = load.requests, time.monotonic()
             write_manifests(manifests, "secrets.yaml", [tls_secret(secrets[h], *new[h]) for h in hosts])
             for h in hosts:
                 wait_for(lambda h=h: https(port, h)[1] == der(new[h][0]), timeout=10, what=f"{h} rotated")
             # Keep the load on a while: no old certificate may come back.
             time.sleep(1.5)
         assert load.failures == [], load.failures[:5]
-        assert load.requests > 4 * ROTATED
+        lag.at_least(load.requests - at_write, ROTATED, "handshakes during the rotation")
         assert ctl.reloads() == reloads
         assert set(load.last_old) <= set(hosts)
         latest = max(load.last_old.values(), default=written)
@@ -288,7 +291,7 @@ def test_the_store_refuses_what_it_cannot_serve_and_keeps_what_it_serves(
         ],
     )
     with running_controller(tmp_path, manifests) as ctl:
-        sock = ctl.work_dir / "lua-api.sock"
+        sock = ctl.work_dir / "api" / "lua-api.sock"
         wait_for(lambda: https(ctl.https_port, "api.certs.example")[1] == der(cert[0]), what="served")
         before = unix_request(sock, "GET", "/configuration/certificates").json()
         name = before["hosts"]["api.certs.example"]

@@ -164,7 +164,9 @@ ROWS: dict[str, Row] = {
     "tls-host-switches-to-another-secret": Row(
         lambda: [
             added(tls_secret("b-tls-2", "b.example.com")),
-            modified({**ING_B, "spec": {**ING_B["spec"], "tls": [{"hosts": ["b.example.com"], "secretName": "b-tls-2"}]}}),
+            modified(
+                {**ING_B, "spec": {**ING_B["spec"], "tls": [{"hosts": ["b.example.com"], "secretName": "b-tls-2"}]}}
+            ),
         ],
         Action.LUA,
         certificates_changed=True,
