@@ -4,9 +4,10 @@
 certificates the Lua store serves by SNI), or a reload, and for a reload the changes that need it,
 each with its reason and the objects it came from (the Ingresses of a host, the controller's
 ConfigMap). The controller executes plans; it does not decide them. A new kind of change that the
-data plane can take without a reload (certificates, canary weights) is one more flag of a LUA plan
-and one more comparison here. A certificate change reloads only when nginx.conf changes with it: a
-host gaining or losing its TLS section (its 443 server and redirect), not another certificate.
+data plane can take without a reload is one more flag of a LUA plan and one more comparison here.
+Canary policies (weight, header, cookie) travel inside the backends (Backend.canary): they are
+Action.LUA already. A certificate change reloads only when nginx.conf changes with it: a host
+gaining or losing its TLS section (its redirect and HSTS), not another certificate.
 
 Reasons are a small fixed set (they label the reload counter): the first one a plan lists is the
 reload's main reason.

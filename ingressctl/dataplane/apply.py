@@ -196,9 +196,7 @@ class Applier:
             await self._send(config.backends)
             await self._send_certificates(config)
             old_workers = self.nginx.worker_pids()
-            self.nginx.reload()  # counted when signalled; a refused one counts in reload_errors too
-            self.reloads += 1
-            self.metrics.reloads.labels(reason=(plan.reason or Reason.OTHER).value).inc()
+            self.nginx.reload()  # counted once live (below): a refused one counts in reload_errors only
         self.last_reload = started
         try:
             await self._wait_live(digest)
@@ -211,6 +209,9 @@ class Applier:
         if starting:
             await self._send(config.backends)
             await self._send_certificates(config)
+        else:
+            self.reloads += 1
+            self.metrics.reloads.labels(reason=(plan.reason or Reason.OTHER).value).inc()
         self.running = config
         self._remove_unused_certificates(config.static)
         what = "start" if starting else f"reload {self.reloads}"
