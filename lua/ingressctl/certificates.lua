@@ -124,8 +124,9 @@ local function valid_cert_name(name)
     return type(name) == "string" and #name == NAME_LENGTH and name:match("^[0-9a-f]+$") ~= nil
 end
 
+-- What translate's host check accepts (lower-case: the controller sends hosts lower-cased).
 local function valid_host(host)
-    if type(host) ~= "string" then
+    if type(host) ~= "string" or #host > 253 then
         return false
     end
     if host:sub(1, 2) == "*." then
@@ -135,6 +136,8 @@ local function valid_host(host)
 end
 
 local DOCUMENT_KEYS = { default = true, hosts = true, certificates = true, ciphers = true }
+
+M.valid_host = valid_host
 
 -- The document's shape. Returns true, or nil and a message naming the bad field.
 function M.validate(doc)
