@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import ssl
 import stat
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -17,16 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ingressctl.config import GlobalOptions
+from ingressctl.config import Certificate, GlobalOptions
+from ingressctl.dataplane.paths import Paths, lua_dir, templates_dir
+from ingressctl.dataplane.render import quote
 from tests.certs import make_cert, make_chain, tls_secret
 from tests.harness import (
     backend,
     endpoint_slice,
+    free_port,
     ingress,
     pods,
     rule,
@@ -354,3 +360,93 @@ def test_a_host_gaining_tls_reloads_and_another_secret_for_it_does_not(
         write_manifests(manifests, "g.yaml", [*base, *host_objects(["g.certs.example"], {"g.certs.example": "two"})])
         wait_for(lambda: https(ctl.https_port, "g.certs.example")[1] == der(two[0]), what="the other Secret")
         assert ctl.reloads() == reloads + 1
+
+
+def test_a_server_with_an_ssl_context_of_its_own_serves_from_the_store_too(tmp_path: Path) -> None:
+    """A server whose TLS settings need their own SSL context (client-certificate verification)
+    uses templates/tls.j2 with own_context: nginx switches to that context after the ClientHello,
+    and ssl_certificate_by_lua sets the store's certificate again. A bare nginx with the real
+    macro, module and API; the store filled as the controller does."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir()), trim_blocks=True, lstrip_blocks=True)
+    env.filters["q"] = quote
+    macro = env.from_string('{% from "tls.j2" import tls_context %}{{ tls_context(paths, name, own_context=own) }}')
+    paths = Paths(work=str(tmp_path), lua=str(lua_dir()))
+    Path(paths.certs).mkdir(mode=0o700)
+    placeholder, default, own, shared = (
+        Certificate.from_pem(*make_cert(h))
+        for h in ("placeholder.invalid", "d.example", "own.example", "shared.example")
+    )
+    Path(paths.cert(placeholder.name)).write_bytes(placeholder.pem)
+    port = free_port()
+    modules = "/usr/lib/nginx/modules"
+    (tmp_path / "nginx.conf").write_text(f"""
+load_module {modules}/ndk_http_module.so;
+load_module {modules}/ngx_http_lua_module.so;
+daemon off;
+worker_processes 1;
+pid {tmp_path}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    lua_package_path "{paths.lua}/?.lua;;";
+    lua_shared_dict ingressctl 1m;
+    lua_shared_dict ingressctl_certificates 1m;
+    init_by_lua_block {{
+        require("ingressctl.configuration")
+        require("ingressctl.certificates")
+    }}
+    server {{
+        listen "unix:{tmp_path}/api.sock";
+        location = /configuration/certificates {{
+            content_by_lua_block {{ require("ingressctl.certificates").call() }}
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{port} ssl default_server;
+        server_name _;
+{macro.render(paths=paths, name=placeholder.name, own=False)}
+        return 200;
+    }}
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        server_name own.example;
+{macro.render(paths=paths, name=placeholder.name, own=True)}
+        ssl_verify_client optional_no_ca;
+        return 200;
+    }}
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        server_name shared.example;
+        return 200;
+    }}
+}}
+""")
+    nginx = subprocess.Popen(
+        ["nginx", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "error.log").open("wb"),
+    )
+    try:
+        wait_for(lambda: (tmp_path / "api.sock").exists(), what="the API socket")
+        document = {
+            "default": default.name,
+            "hosts": {"own.example": own.name, "shared.example": shared.name},
+            "certificates": {c.name: c.pem.decode() for c in (default, own, shared)},
+            "ciphers": GlobalOptions().ssl_ciphers,
+        }
+        answer = unix_request(
+            tmp_path / "api.sock", "POST", "/configuration/certificates", json.dumps(document).encode()
+        )
+        assert answer.status == 201, answer.body
+        assert https(port, "own.example")[1] == der(own.pem)
+        assert https(port, "shared.example")[1] == der(shared.pem)
+        assert https(port, "other.example")[1] == der(default.pem)
+    finally:
+        nginx.send_signal(signal.SIGQUIT)
+        try:
+            nginx.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            nginx.kill()
+            nginx.wait()
+    assert "[error]" not in (tmp_path / "error.log").read_text()

@@ -4,8 +4,8 @@
 --                  content hash of it, so the PEM under a name never changes
 --   "host:<name>"  which certificate a server name gets: an exact host, or "*.<domain>" (one label)
 --   "default"      the certificate for every other name, and for clients that send no SNI
--- serve() runs in ssl_client_hello_by_lua, in the default server's SSL context (the only one the
--- servers share): the client's SNI name exactly, then the wildcard of its first label, then the
+-- serve() runs in ssl_client_hello_by_lua, in the default server's SSL context (the one the
+-- servers share; a server with its own context runs it in ssl_certificate_by_lua): the client's SNI name exactly, then the wildcard of its first label, then the
 -- default. Not ssl_certificate_by_lua: that runs in the server nginx picked by SNI, and the Lua
 -- module then wants an SSL context in every server block (one per server: the scale problem of
 -- Debian 12's nginx); the ClientHello comes before that pick, and a server without an SSL context
@@ -359,10 +359,21 @@ local function parsed(name)
     return pair
 end
 
--- ssl_client_hello_by_lua: the connection's certificate. Nothing stored yet (the moment between
--- nginx's start and the controller's first POST): the context's own certificate stays.
+-- The client's SNI name: from the ClientHello, or (ssl_certificate_by_lua) as OpenSSL parsed it.
+local function sni_name()
+    if ngx.get_phase() == "ssl_client_hello" then
+        return clienthello.get_client_hello_server_name()
+    end
+    return ssl.server_name()
+end
+
+-- The connection's certificate: in ssl_client_hello_by_lua (the default server's shared context),
+-- or in ssl_certificate_by_lua of a server with an SSL context of its own (one whose TLS settings
+-- need it, e.g. client-certificate verification: nginx switches to that context after the
+-- ClientHello, dropping what was set there). Nothing stored yet (the moment between nginx's start
+-- and the controller's first POST): the context's own certificate stays.
 function M.serve()
-    local sni = clienthello.get_client_hello_server_name()
+    local sni = sni_name()
     local name = M.choose(sni)
     if not name then
         return
