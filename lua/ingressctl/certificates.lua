@@ -34,7 +34,7 @@ local C = ffi.C
 local dict = ngx.shared.ingressctl_certificates
 local M = {}
 
-M.CACHE_SIZE = 4096 -- parsed certificates each worker keeps
+M.CACHE_SIZE = 10000 -- parsed certificates each worker keeps (a few KB each)
 local MAX_PEM = 1048576
 local MAX_HOSTS = 200000
 local NAME_LENGTH = 32
