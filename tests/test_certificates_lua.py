@@ -5,6 +5,7 @@ rotate; the store's API refuses what it cannot serve and never hands out a key; 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import signal
@@ -450,3 +451,33 @@ http {{
             nginx.kill()
             nginx.wait()
     assert "[error]" not in (tmp_path / "error.log").read_text()
+
+
+def test_a_host_verifying_client_certificates_serves_and_rotates_its_certificate(
+    tmp_path: Path, manifests: Path, pod: None
+) -> None:
+    """auth-tls-secret gives the host an SSL context of its own (templates/tls.j2 own_context): it
+    still serves its Secret's certificate from the store, and a renewal still reloads nothing."""
+    first, second = make_cert("m.certs.example"), make_cert("m.certs.example")
+    ca_cert, _ = make_cert("client-ca.certs.example")
+    ca_secret = tls_secret("client-ca", ca_cert, make_cert("unused.example")[1])
+    ca_secret["data"] = {"ca.crt": base64.b64encode(ca_cert).decode()}
+    mtls = ingress(
+        "m",
+        rules=[rule("m.certs.example", ("/", "Prefix", backend("web")))],
+        tls=[{"hosts": ["m.certs.example"], "secretName": "m"}],
+        annotations={
+            "nginx.ingress.kubernetes.io/auth-tls-secret": "default/client-ca",
+            "nginx.ingress.kubernetes.io/auth-tls-verify-client": "optional",
+        },
+    )
+    base = [service("web", target=PORT), endpoint_slice("web", [POD], port=PORT), ca_secret, mtls]
+    write_manifests(manifests, "m.yaml", [*base, tls_secret("m", *first)])
+    with running_controller(tmp_path, manifests) as ctl:
+        port = ctl.https_port
+        wait_for(lambda: https(port, "m.certs.example") == (200, der(first[0])), what="the mTLS host's certificate")
+        assert "ssl_verify_client" in (ctl.work_dir / "nginx.conf").read_text()
+        reloads = ctl.reloads()
+        write_manifests(manifests, "m.yaml", [*base, tls_secret("m", *second)])
+        wait_for(lambda: https(port, "m.certs.example") == (200, der(second[0])), what="its renewed certificate")
+        assert ctl.reloads() == reloads
