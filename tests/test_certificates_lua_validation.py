@@ -1,22 +1,28 @@
-"""The certificate store's field checks (lua/ingressctl/certificates.lua) against translate's, on
-generated input: a host name is accepted by the store exactly when translate's host check accepts
+"""The certificate store's checks (lua/ingressctl/certificates.lua) against translate's: on
+generated input, a host name is accepted by the store exactly when translate's host check accepts
 it in the lower-case form the controller sends, and a certificate name exactly when it is a content
-hash's 32 hex digits. Each case runs in a real nginx worker."""
+hash's 32 hex digits; and OpenSSL in nginx refuses exactly the certificates translate's checker
+refuses (RSA 1024, P-192, a 1024-bit CA, a SHA-1 signature) at the default ciphers' security level,
+and takes the strong ones. Each case runs in a real nginx worker."""
 
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from ingressctl.config import Certificate, GlobalOptions
 from ingressctl.translate import validate
+from ingressctl.translate.tls import BadCertificate, certificate_from_pem
 from ingressctl.translate.validate import Invalid
 from tests.harness import lua_nginx, request
+from tests.test_certificates import ACCEPTED, REFUSED
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 NAME = "0123456789abcdef0123456789abcdef"
@@ -25,7 +31,13 @@ CHECK = """
 local cjson = require("cjson.safe")
 local certificates = require("ingressctl.certificates")
 ngx.req.read_body()
-local ok, err = certificates.validate(cjson.decode(ngx.req.get_body_data()))
+local case = cjson.decode(ngx.req.get_body_data())
+local ok, err
+if case.check then
+    ok, err = certificates.check(case.check, case.ciphers)
+else
+    ok, err = certificates.validate(case)
+end
 ngx.say(cjson.encode({ ok = ok and true or false, err = err or "" }))
 """
 
@@ -87,3 +99,18 @@ def test_a_certificate_name_is_a_content_hash(lua_port: int, name: str) -> None:
     assert _lua(lua_port, {"default": name, "hosts": {}})["ok"] == is_hash
     result = _lua(lua_port, {"default": NAME, "hosts": {"a.example.com": name}})
     assert result["ok"] == is_hash and (is_hash or "hosts.a.example.com" in result["err"])
+
+
+@pytest.mark.parametrize("name", [*REFUSED, *ACCEPTED])
+def test_the_store_refuses_exactly_what_the_checker_refuses(lua_port: int, name: str, tmp_path: Path) -> None:
+    cert, key = REFUSED[name][0](tmp_path) if name in REFUSED else ACCEPTED[name](tmp_path)
+    try:
+        checked = certificate_from_pem(cert, key)
+    except BadCertificate:
+        checked = None
+    # What the controller would send: the re-serialised PEM, or (refused by the checker) the Secret's own.
+    pem = checked.certificate.pem if checked else Certificate.from_pem(cert, key).pem
+    result = _lua(lua_port, {"check": pem.decode(), "ciphers": GlobalOptions().ssl_ciphers})
+    assert result["ok"] == (checked is not None), (name, result)
+    if checked is None:
+        assert "failed (SSL: " in result["err"] and ("too small" in result["err"] or "too weak" in result["err"])
