@@ -507,6 +507,11 @@ end
 -- The field checks on their own, for the tests that compare them with translate's (Python) ones.
 M.valid_address = valid_address
 M.valid_name = valid_name
+-- Shared with the API's other writer (ingressctl.certificates): one lock, the same checks.
+M.lock = lock
+M.unlock = unlock
+M.valid_subdomain = valid_subdomain
+M.is_object = is_object
 
 function M.epoch()
     return epoch()
@@ -601,5 +606,8 @@ function M.call()
     end
     return respond(201, { version = version, epoch = epoch(), changed = status })
 end
+
+M.respond = respond
+M.read_body = read_body
 
 return M
