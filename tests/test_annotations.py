@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingressctl.config import Cors, Policy, ServerPolicy
-from ingressctl.dataplane.render import quote
+from ingressctl.dataplane.render import quote, quote_text
 from ingressctl.translate.annotations import AnnotationError, read
 from ingressctl.translate.annotations import doc as annotation_doc
 from ingressctl.translate.annotations.registry import ANNOTATIONS, BY_NAME, NGINX, OURS
@@ -73,6 +73,18 @@ EXAMPLES: dict[str, tuple[str, object]] = {
     "cors-expose-headers": ("*, X-CustomResponseHeader", ("*", "X-CustomResponseHeader")),
     "cors-allow-credentials": ("false", False),
     "cors-max-age": ("600", 600),
+    "limit-rps": ("5", 5),
+    "limit-rpm": ("300", 300),
+    "limit-connections": ("10", 10),
+    "limit-burst-multiplier": ("3", 3),
+    "limit-rate": ("100", 100),
+    "limit-rate-after": ("1024", 1024),
+    "limit-whitelist": ("10.0.0.0/8, 2001:db8::1", ("10.0.0.0/8", "2001:db8::1/128")),
+    "limit-allowlist": ("192.168.0.0/16", ("192.168.0.0/16",)),
+    "auth-type": ("basic", "basic"),
+    "auth-secret": ("default/basic-auth", "default/basic-auth"),
+    "auth-secret-type": ("auth-map", "auth-map"),
+    "auth-realm": ("Authentication Required - foo", "Authentication Required - foo"),
 }
 
 HOSTILE_SUFFIXES = ["\n", "\r\nX: y", '"', "'", ";", "{", "}", "$host", "#", "\\", "\t", "\x00", "é", "\u2028"]
@@ -129,7 +141,7 @@ def test_whatever_passes_is_safe_to_quote(name: str, text: str) -> None:
         except Invalid:
             continue
         for piece in _strings(value):
-            quote(piece)
+            (quote_text if name == "auth-realm" else quote)(piece)  # a realm is text: spaces between words
 
 
 @settings(max_examples=300, deadline=None)

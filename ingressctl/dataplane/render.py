@@ -65,6 +65,18 @@ def quote_rewrite(value: object) -> str:
     return f'"{text}"'
 
 
+# Text shown to people (auth-realm): quotable characters and single spaces between words.
+_TEXT = re.compile(r'(?:[^"\\\s;{}#$\x00-\x1f\x7f]| (?! ))*')
+
+
+def quote_text(value: object) -> str:
+    """Checks and double-quotes text with spaces (a realm): no other whitespace, no variables."""
+    text = str(value)
+    if not _TEXT.fullmatch(text):
+        raise UnsafeValue(f"refusing to emit text {text!r} into nginx.conf")
+    return f'"{text}"'
+
+
 _SEPARATOR = "\n#@ingressctl-server-end@\n"  # cannot occur in a block: `q` refuses '#'
 _DIGEST_PLACEHOLDER = "0000digest0000"
 
@@ -110,6 +122,7 @@ class Renderer:
         env.globals["open_files_limit"] = max_open_files
         env.filters["qre"] = quote_regex
         env.filters["qrw"] = quote_rewrite
+        env.filters["qtext"] = quote_text
         self._template = env.get_template("nginx.conf.j2")
         self._server_template = env.get_template("server.conf.j2")
         # Server blocks of the last render, reused while the Server is unchanged (and the options
