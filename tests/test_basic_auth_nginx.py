@@ -217,3 +217,34 @@ def test_basic_auth(controller: Controller, manifests: Path) -> None:
 def _user_files(ctl: Controller) -> list[str]:
     conf = (ctl.work_dir / "nginx.conf").read_text()
     return [line.split('"')[1] for line in conf.splitlines() if "auth_basic_user_file" in line]
+
+
+def test_basic_auth_through_the_api(tmp_path: Path) -> None:
+    """From the Kubernetes API (the fake server, the real client): an Opaque auth Secret created after
+    its Ingress is fetched (the Ingress is rejected until then), rotation and deletion follow the watch."""
+    from tests.fakeapi.threaded import threaded_fake_api
+    from tests.harness import ingress_class, running_controller
+
+    with threaded_fake_api(bookmark_interval=1.0) as api, echo_pods(("127.45.3.2", PORT, {})):
+        api.create(ingress_class())
+        api.create(service("echo", target=PORT))
+        api.create(endpoint_slice("echo", ["127.45.3.2"], port=PORT))
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        (tmp_path / "c").mkdir()
+        flags = ["--kubeconfig", str(kubeconfig)]
+        with running_controller(tmp_path / "c", None, extra_args=flags, env={"POD_NAMESPACE": "default"}) as ctl:
+            api.create(host_ingress("private", "private.test", {"auth-type": "basic", "auth-secret": "users"}))
+            api.create(host_ingress("marker", "marker.test", {}))
+            wait_for(lambda: get(ctl, "marker.test").status == 200, what="marker served")
+            assert get(ctl, "private.test").status == 404  # no Secret yet: rejected, not served open
+
+            api.create(auth_secret("users", {"auth": htpasswd({"ann": openssl("-apr1", "first")})}))
+            wait_for(lambda: get(ctl, "private.test").status == 401, what="Secret fetched")
+            assert get(ctl, "private.test", "ann", "first").status == 200
+
+            api.update(auth_secret("users", {"auth": htpasswd({"ann": openssl("-6", "second")})}))
+            wait_for(lambda: get(ctl, "private.test", "ann", "second").status == 200, what="rotation applied")
+            assert get(ctl, "private.test", "ann", "first").status == 401
+
+            api.delete("Secret", "default", "users")
+            wait_for(lambda: get(ctl, "private.test").status == 404, what="deleted Secret rejects the Ingress")
