@@ -9,8 +9,9 @@ What is watched: one informer (ingressctl.kubeapi.informer) per kind and namespa
 IngressClass, Service, EndpointSlice (discovery.k8s.io/v1), Secret (two informers: field selector
 type=kubernetes.io/tls, and type=Opaque for basic auth) and, with --configmap, that one ConfigMap (field
 selector metadata.name). Only the Secrets that an Ingress (spec.tls[].secretName, proxy-ssl-secret,
-auth-secret) or --default-ssl-certificate names are passed on (ingressctl.sources.secrets). Endpoints are not watched (EndpointSlices are); the source
-reports them, and the ConfigMap without --configmap, as empty. With several --watch-namespace values
+auth-secret) or --default-ssl-certificate names are passed on (ingressctl.sources.secrets). Endpoints
+are not watched (EndpointSlices are); the source reports them, and the ConfigMap without --configmap,
+as empty. With several --watch-namespace values
 a relist of one namespace is merged with the others' current objects, so REPLACED always carries the
 whole kind.
 """
