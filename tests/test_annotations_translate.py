@@ -6,7 +6,6 @@ accepts, render prints without complaint."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,18 +23,12 @@ from ingressctl.model import Event, EventType
 from ingressctl.translate import Settings, translate
 from ingressctl.translate.annotations.registry import BY_NAME, NGINX, OURS
 from tests.certs import make_cert
-from tests.harness import backend, endpoint_slice, ingress, ingress_class, rule, service
+from tests.harness import backend, endpoint_slice, ingress, ingress_class, opaque_secret, rule, service
 from tests.test_annotations import EXAMPLES
 
 SETTINGS = Settings(fallback_certificate=Certificate.from_pem(*make_cert("fallback")))
 # The users of EXAMPLES' auth-secret (alice's password: "alice", an $apr1$ hash).
-BASIC_AUTH = {
-    "apiVersion": "v1",
-    "kind": "Secret",
-    "type": "Opaque",
-    "metadata": {"name": "basic-auth", "namespace": "default"},
-    "data": {"alice": base64.b64encode(b"$apr1$9r4Hk8Zr$jXDdJMuzQYs8.v8IycIyj1").decode()},
-}
+BASIC_AUTH = opaque_secret("basic-auth", {"alice": "$apr1$9r4Hk8Zr$jXDdJMuzQYs8.v8IycIyj1"})
 BASE = [ingress_class(), service("app"), endpoint_slice("app", ["10.0.0.1"]), service("other"), BASIC_AUTH]
 APP = "default/app:80"
 OTHER = "default/other:80"

@@ -24,6 +24,7 @@ from tests.harness import (
     endpoint_slice,
     free_port,
     ingress,
+    opaque_secret,
     request,
     rule,
     service,
@@ -80,16 +81,6 @@ REFUSED = {
 }
 
 
-def auth_secret(name: str, data: dict[str, str], *, namespace: str = "default") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
-
-
 def htpasswd(users: dict[str, str]) -> str:
     return "".join(f"{user}:{hashed}\n" for user, hashed in users.items())
 
@@ -128,9 +119,9 @@ def test_basic_auth(controller: Controller, manifests: Path) -> None:
         manifests,
         "secrets.yaml",
         [
-            auth_secret("file", {"auth": htpasswd(users) + htpasswd(refused) + "no colon here\n"}),
-            auth_secret("map", {"alice": openssl("-apr1", "alice's")}),
-            auth_secret("elsewhere", {"auth": htpasswd(users)}, namespace="other"),
+            opaque_secret("file", {"auth": htpasswd(users) + htpasswd(refused) + "no colon here\n"}),
+            opaque_secret("map", {"alice": openssl("-apr1", "alice's")}),
+            opaque_secret("elsewhere", {"auth": htpasswd(users)}, namespace="other"),
         ],
     )
     basic = {"auth-type": "basic"}
@@ -191,9 +182,9 @@ def test_basic_auth(controller: Controller, manifests: Path) -> None:
             manifests,
             "secrets.yaml",
             [
-                auth_secret("file", {"auth": htpasswd(users)}),
-                auth_secret("map", {"alice": openssl("-6", "rotated")}),
-                auth_secret("elsewhere", {"auth": htpasswd(users)}, namespace="other"),
+                opaque_secret("file", {"auth": htpasswd(users)}),
+                opaque_secret("map", {"alice": openssl("-6", "rotated")}),
+                opaque_secret("elsewhere", {"auth": htpasswd(users)}, namespace="other"),
             ],
         )
         wait_for(lambda: get(controller, "map.test", "alice", "rotated").status == 200, what="new password applies")
@@ -208,7 +199,7 @@ def test_basic_auth(controller: Controller, manifests: Path) -> None:
         write_manifests(
             manifests,
             "secrets.yaml",
-            [auth_secret("file", {"auth": htpasswd(users)})],
+            [opaque_secret("file", {"auth": htpasswd(users)})],
         )
         wait_for(lambda: get(controller, "map.test").status == 404, what="map.test rejected")
         assert get(controller, "map.test", "alice", "rotated").status == 404
@@ -238,11 +229,11 @@ def test_basic_auth_through_the_api(tmp_path: Path) -> None:
             wait_for(lambda: get(ctl, "marker.test").status == 200, what="marker served")
             assert get(ctl, "private.test").status == 404  # no Secret yet: rejected, not served open
 
-            api.create(auth_secret("users", {"auth": htpasswd({"ann": openssl("-apr1", "first")})}))
+            api.create(opaque_secret("users", {"auth": htpasswd({"ann": openssl("-apr1", "first")})}))
             wait_for(lambda: get(ctl, "private.test").status == 401, what="Secret fetched")
             assert get(ctl, "private.test", "ann", "first").status == 200
 
-            api.update(auth_secret("users", {"auth": htpasswd({"ann": openssl("-6", "second")})}))
+            api.update(opaque_secret("users", {"auth": htpasswd({"ann": openssl("-6", "second")})}))
             wait_for(lambda: get(ctl, "private.test", "ann", "second").status == 200, what="rotation applied")
             assert get(ctl, "private.test", "ann", "first").status == 401
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from ingressctl.config import BasicAuth, Configuration, Limits
 from ingressctl.translate import basicauth
 from ingressctl.translate.annotations.registry import NGINX
+from tests.harness import opaque_secret
 from tests.test_annotations_translate import BASIC_AUTH, ing, render, run, server
 
 APR1 = base64.b64decode(BASIC_AUTH["data"]["alice"]).decode()
@@ -25,16 +26,6 @@ APR1 = base64.b64decode(BASIC_AUTH["data"]["alice"]).decode()
 
 def limited(name: str, host: str, annotations: dict[str, str], *, namespace: str = "default") -> dict[str, Any]:
     return ing(name, host, {NGINX + k: v for k, v in annotations.items()}, namespace=namespace)
-
-
-def opaque(name: str, data: dict[str, str], namespace: str = "default") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
 
 
 def reasons(config: Configuration, name: str) -> list[str]:
@@ -97,7 +88,7 @@ def test_limit_status_codes_and_global_rate_from_the_configmap() -> None:
 def test_basic_auth_file_holds_only_valid_lines() -> None:
     lines = f"alice:{APR1}\n# a comment\n\nbob:{{PLAIN}}secret\ncarol\nbad user:{APR1}\nalice:{APR1}\n"
     config = run(
-        opaque("users", {"auth": lines}),
+        opaque_secret("users", {"auth": lines}),
         limited("a", "a.example.com", {"auth-type": "basic", "auth-secret": "users", "auth-realm": "Team A"}),
     )
     (file,) = config.static.htpasswd
@@ -125,9 +116,9 @@ def test_basic_auth_file_holds_only_valid_lines() -> None:
 def test_basic_auth_rejects_the_ingress_when_no_user_is_served() -> None:
     basic = {"auth-type": "basic"}
     config = run(
-        opaque("empty", {"auth": "# nobody\n"}),
-        opaque("wrong-key", {"users": f"alice:{APR1}\n"}),
-        opaque("des", {"bob": "abJnggxhB/yWI"}),
+        opaque_secret("empty", {"auth": "# nobody\n"}),
+        opaque_secret("wrong-key", {"users": f"alice:{APR1}\n"}),
+        opaque_secret("des", {"bob": "abJnggxhB/yWI"}),
         limited("missing", "missing.example.com", {**basic, "auth-secret": "nothing"}),
         limited("empty", "empty.example.com", {**basic, "auth-secret": "empty"}),
         limited("wrong-key", "wrongkey.example.com", {**basic, "auth-secret": "wrong-key"}),

@@ -24,7 +24,7 @@ from ingressctl.model import Event, EventType, Obj
 from ingressctl.sources.manifests import parse_file
 from ingressctl.translate import Settings, translate
 from tests.certs import make_cert, tls_secret
-from tests.harness import backend, endpoint_slice, ingress, ingress_class, rule, service
+from tests.harness import backend, endpoint_slice, ingress, ingress_class, opaque_secret, rule, service
 from tests.test_validate import tenant_objects
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,13 +65,13 @@ def demo() -> list[Obj]:
 
 def limits_and_basic_auth() -> list[Obj]:
     """Two tenants with rate/connection limits (one with an allowlist) and basic auth."""
-    from tests.test_limits_auth_translate import APR1, opaque
+    from tests.test_limits_auth_translate import APR1
 
     a = "nginx.ingress.kubernetes.io/"
     objects: list[Obj] = [ingress_class()]
     for ns in ("team-a", "team-b"):
         objects += [service("app", namespace=ns), endpoint_slice("app", ["10.0.0.1"], namespace=ns)]
-        objects.append(opaque("users", {"auth": f"alice:{APR1}\n"}, namespace=ns))
+        objects.append(opaque_secret("users", {"auth": f"alice:{APR1}\n"}, namespace=ns))
     limits = {a + "limit-rps": "10", a + "limit-connections": "5", a + "limit-rate": "100"}
     auth = {a + "auth-type": "basic", a + "auth-secret": "users", a + "auth-realm": "Team only"}
     objects += [

@@ -49,32 +49,25 @@ _REGEX = re.compile(r'(?:[^"\\\s;{}#\x00-\x1f\x7f]|\\\.)*')
 _REWRITE = re.compile(r'(?:[^"\\\s;{}#$\x00-\x1f\x7f]|\$[1-9])*')
 
 
-def quote_regex(value: object) -> str:
-    """Checks and double-quotes a regular expression (annotations' regex paths and origins)."""
-    text = str(value)
-    if not _REGEX.fullmatch(text):
-        raise UnsafeValue(f"refusing to emit regex {text!r} into nginx.conf")
-    return f'"{text}"'
+def _quoter(pattern: re.Pattern[str], what: str, doc: str) -> Callable[[object], str]:
+    """A filter that checks a value against `pattern` and double-quotes it."""
+
+    def check(value: object) -> str:
+        text = str(value)
+        if not pattern.fullmatch(text):
+            raise UnsafeValue(f"refusing to emit {what}{text!r} into nginx.conf")
+        return f'"{text}"'
+
+    check.__doc__ = doc
+    return check
 
 
-def quote_rewrite(value: object) -> str:
-    """Checks and double-quotes a rewrite replacement, whose only variables are $1..$9."""
-    text = str(value)
-    if not _REWRITE.fullmatch(text):
-        raise UnsafeValue(f"refusing to emit rewrite target {text!r} into nginx.conf")
-    return f'"{text}"'
-
-
-# Text shown to people (auth-realm): quotable characters and single spaces between words.
-_TEXT = re.compile(r'(?:[^"\\\s;{}#$\x00-\x1f\x7f]| (?! ))*')
-
-
-def quote_text(value: object) -> str:
-    """Checks and double-quotes text with spaces (a realm): no other whitespace, no variables."""
-    text = str(value)
-    if not _TEXT.fullmatch(text):
-        raise UnsafeValue(f"refusing to emit text {text!r} into nginx.conf")
-    return f'"{text}"'
+quote_regex = _quoter(_REGEX, "regex ", "Checks and double-quotes a regular expression (regex paths and origins).")
+quote_rewrite = _quoter(_REWRITE, "rewrite target ", "Checks and double-quotes a rewrite replacement ($1..$9 only).")
+# Text shown to people (auth-realm): quotable characters and single spaces between words; no variables.
+quote_text = _quoter(
+    re.compile(r'(?:[^"\\\s;{}#$\x00-\x1f\x7f]| (?! ))*'), "text ", "Checks and double-quotes text with spaces."
+)
 
 
 _SEPARATOR = "\n#@ingressctl-server-end@\n"  # cannot occur in a block: `q` refuses '#'
