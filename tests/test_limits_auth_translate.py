@@ -8,8 +8,11 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import os
 import re
+import stat
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
@@ -229,3 +232,28 @@ def test_work_factors_are_bounded() -> None:
     assert basicauth.check_hash(sha.replace("$6$", "$6$rounds=999999$")) == "sha-crypt rounds must be 1000-100000"
     assert "yescrypt" not in basicauth.SCHEME_NAMES
     assert basicauth.check_hash("$y$j9T$salt$hash").startswith("not a password hash of an accepted scheme")
+
+
+def test_user_files_are_written_like_certificates(tmp_path: Path) -> None:
+    """Content-addressed, 0600, owned by the worker user, no temporary file left; unused ones removed."""
+    from ingressctl.config import Htpasswd
+    from ingressctl.dataplane import htpasswd
+    from ingressctl.dataplane.nginx import Nginx, worker_user
+    from ingressctl.dataplane.paths import Paths
+
+    paths = Paths(work=str(tmp_path / "work"), lua="/l", run=str(tmp_path / "run"))
+    Nginx(binary="nginx", paths=paths).prepare()
+    auth = Path(paths.auth)
+    assert stat.S_IMODE(auth.stat().st_mode) == 0o700
+    first, second = Htpasswd.of((f"alice:{APR1}",)), Htpasswd.of((f"bob:{APR1}",))
+    static = dataclasses.replace(run().static, htpasswd=(first, second))
+    htpasswd.write(paths, static)
+    owner = worker_user()
+    for item in (first, second):
+        path = Path(paths.htpasswd(item.name))
+        assert path.read_bytes() == item.content
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert path.stat().st_uid == (owner[1] if owner else os.geteuid())
+    assert sorted(p.name for p in auth.iterdir()) == sorted(f"{i.name}.htpasswd" for i in (first, second))
+    htpasswd.remove_unused(paths, dataclasses.replace(static, htpasswd=(second,)))
+    assert [p.name for p in auth.iterdir()] == [f"{second.name}.htpasswd"]
