@@ -257,3 +257,11 @@ def test_user_files_are_written_like_certificates(tmp_path: Path) -> None:
     assert sorted(p.name for p in auth.iterdir()) == sorted(f"{i.name}.htpasswd" for i in (first, second))
     htpasswd.remove_unused(paths, dataclasses.replace(static, htpasswd=(second,)))
     assert [p.name for p in auth.iterdir()] == [f"{second.name}.htpasswd"]
+
+
+def test_grpc_backends_do_not_get_the_credentials_either() -> None:
+    annotations = {"auth-type": "basic", "auth-secret": "basic-auth", "backend-protocol": "GRPC"}
+    annotations["auth-secret-type"] = "auth-map"
+    text = render(run(limited("g", "g.example.com", annotations)))
+    location = text.split('server_name "g.example.com"')[1].split("\n    }\n")[0]  # its server block
+    assert 'grpc_set_header Authorization "";' in location and "auth_basic_user_file" in location
