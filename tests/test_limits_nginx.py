@@ -135,6 +135,28 @@ def test_rate_and_connection_limits(tmp_path: Path, manifests: Path) -> None:
             assert held == [200]
         assert status(ctl, "conn.test") == 200  # the connection ended: served again
 
+        # Changing a limit and dropping the allowlist reloads cleanly: the rate of a zone may change;
+        # its key may not (nginx refuses that reload), so the allowlist is part of the zone names.
+        reloads = ctl.reloads()
+        write_manifests(
+            manifests,
+            "ingresses.yaml",
+            [
+                host_ingress("plain", "plain.test", {}),
+                host_ingress("rps", "rps.test", {"limit-rps": "1", "limit-burst-multiplier": "1"}),
+                host_ingress("rpm", "rpm.test", {"limit-rpm": "3", "limit-burst-multiplier": "1"}),
+                host_ingress("conn", "conn.test", {"limit-connections": "1", "limit-allowlist": allow}),
+            ],
+        )
+        wait_for(
+            lambda: 'zone=default_rps_rps:5m" rate=1r/s;' in (ctl.work_dir / "nginx.conf").read_text(), what="new rate"
+        )
+        wait_for(lambda: ctl.reloads() > reloads, what="reloaded")
+        assert ctl.metric("ingressctl_nginx_reload_errors_total") == 0
+        time.sleep(1.1)  # a second's worth of rate for the listed client, now limited too
+        got = burst(ctl, "rps.test", 6, source=LISTED)
+        assert set(got) == {200, 503} and got[200] <= 3, got
+
 
 def test_limit_rate_slows_a_large_response(tmp_path: Path, manifests: Path) -> None:
     """limit-rate 1000 KB/s after 512 KB: reading 3 MB of a 64 MB answer takes about 2.5 s more than
