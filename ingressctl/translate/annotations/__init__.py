@@ -160,6 +160,8 @@ def _unused(values: Mapping[str, object], keys: Mapping[str, str]) -> list[tuple
     for name, needed in needs.items():
         if name in values and (needed not in values or values[needed] is False):
             out.append((field_of(keys[name]), f"has no effect without {needed}"))
+    if values.get("proxy-buffering") is False and values.get("limit-rate"):
+        out.append((field_of(keys["limit-rate"]), "limit-rate has no effect with proxy-buffering off"))
     return out
 
 

@@ -346,7 +346,7 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         "limit-rate",
         v.integer(0, _MAX_KB),
         f"KB per second, 0-{_MAX_KB} (0 = none)",
-        "Response rate to the client, per request.",
+        "Response rate to the client, per request (nginx applies it only with proxy-buffering on, the default).",
         default="0",
         configmap="limit-rate",
     ),
