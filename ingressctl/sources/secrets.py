@@ -22,8 +22,8 @@ from ingressctl.translate.annotations.registry import PREFIXES
 
 
 def tls_references(ingress: Obj) -> set[Key]:
-    """The (namespace, name) of every Secret an Ingress's spec.tls (or proxy-ssl-secret, or basic
-    auth's auth-secret) names."""
+    """The (namespace, name) of every Secret an Ingress's spec.tls (or proxy-ssl-secret, auth-tls-secret,
+    basic auth's auth-secret) names."""
     namespace = str((ingress.get("metadata") or {}).get("namespace") or "")
     out: set[Key] = set()
     tls = (ingress.get("spec") or {}).get("tls")
@@ -32,8 +32,9 @@ def tls_references(ingress: Obj) -> set[Key]:
         if isinstance(name, str) and name:
             out.add((namespace, name))
     annotations = (ingress.get("metadata") or {}).get("annotations")
-    for prefix in PREFIXES:  # `name` or `namespace/name` (the Ingress's namespace only)
-        for annotation in ("proxy-ssl-secret", "auth-secret"):
+    # proxy-ssl-secret, auth-tls-secret, auth-secret: `name` or `namespace/name` (the Ingress's namespace only)
+    for prefix in PREFIXES:
+        for annotation in ("proxy-ssl-secret", "auth-tls-secret", "auth-secret"):
             ref = annotations.get(prefix + annotation) if isinstance(annotations, dict) else None
             if isinstance(ref, str) and ref:
                 ns, _, name = ref.rpartition("/")

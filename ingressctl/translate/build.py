@@ -9,7 +9,8 @@ what the other rules give it. Each server ends with a `/` fallback: the Ingress'
 defaultBackend, else the --default-backend-service, else 404.
 
 translate() runs named steps over the Ingresses, oldest first: routes (with path conflicts),
-default backends, TLS; then builds the static part (servers and locations) and the backends.
+default backends, TLS; merges canary Ingresses into those routes (translate/canary.py); then builds
+the static part (servers and locations) and the backends.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from ingressctl.config import (
     TenancyPolicy,
 )
 from ingressctl.model import CONFIG_MAP, INGRESS, INGRESS_CLASS, SECRET, SERVICE, Obj
-from ingressctl.translate import annotated
+from ingressctl.translate import annotated, canary
 from ingressctl.translate import annotations as ann
 from ingressctl.translate import ingress as ing
 from ingressctl.translate.annotations import servers as server_scope
@@ -52,7 +53,7 @@ from ingressctl.translate.backends import BackendResolver
 from ingressctl.translate.classes import is_ours, our_classes
 from ingressctl.translate.memo import Memo
 from ingressctl.translate.options import apply_configmap, apply_policy
-from ingressctl.translate.tenancy import Refusal, admit, object_cap
+from ingressctl.translate.tenancy import Refusal, admit, admit_canaries, object_cap
 from ingressctl.translate.tls import BadCertificate, certificate_from_secret, security_level, warnings
 
 _REGEX_TYPE = "Regex"  # the route key type of a use-regex Ingress's Prefix/ImplementationSpecific paths
@@ -203,6 +204,7 @@ class _Builder:
         self.now = datetime.datetime.now(datetime.UTC)
         self.expiry: dict[str, datetime.datetime] = {}  # "namespace/secret" -> the leaf's notAfter
         self.certificate_users: dict[str, set[ObjectRef]] = {}  # certificate name -> who chose it
+        self.canaries: list[ing.ParsedIngress] = []  # admitted canary Ingresses, oldest first (translate/canary.py)
 
     def problem(self, ref: ObjectRef, *, where: str, reason: str) -> None:
         self.problems.append(Problem(ref, where, reason))
@@ -324,8 +326,13 @@ class _Builder:
             for where, reason in result.annotations.warnings:
                 self.problem(result.ref, where=where, reason=reason)
         parsed.sort(key=_ORDER)
-        admission = admit(parsed, tenancy)
+        canaries = [p for p in parsed if canary.is_canary(p)]
+        admission = admit([p for p in parsed if not canary.is_canary(p)] if canaries else parsed, tenancy)
         self.problems.extend(admission.problems)
+        if canaries:
+            canary_admission = admit_canaries(canaries, tenancy, admission.owners)
+            self.problems.extend(canary_admission.problems)
+            self.canaries = list(canary_admission.admitted)
         return list(admission.admitted)
 
 
@@ -413,11 +420,13 @@ def _add_server_policy(b: _Builder, p: ing.ParsedIngress) -> None:
     hosts, mine = b.hosts, p.annotations.server
     if mine is None:
         return
+    owned = {h for h in p.hosts if hosts.origins[h][0] == p.ref}
+    resolved = annotated.client_ca(b, p, mine) if owned and mine.client_auth else mine
     for host in p.hosts:
         owner = hosts.origins[host][0]
-        if owner == p.ref:
-            hosts.server_policy[host] = mine
-        elif hosts.server_policy.get(host) != mine:
+        if host in owned:
+            hosts.server_policy[host] = resolved
+        elif annotated.unresolved(hosts.server_policy.get(host)) != mine:
             b.problem(
                 p.ref,
                 where="metadata.annotations",
@@ -441,6 +450,15 @@ def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_de
 
     def certificate(host: str) -> str | None:
         return hosts.tls.get(host) or (default_cert if host in hosts.tls else None)
+
+    for host, policy in policies.items():
+        if policy.client_auth is not None and host not in hosts.tls:
+            b.problem(
+                hosts.origins[host][0],
+                where="metadata.annotations",
+                reason=f"auth-tls-secret: host {host} has no TLS section (spec.tls), so nginx cannot ask for "
+                "client certificates: its HTTPS requests get 400",
+            )
 
     servers = tuple(
         _memo_server(
@@ -506,12 +524,13 @@ def translate(
     for step in (_add_routes, _add_default_backend, _add_tls, _add_server_policy):
         for p in parsed:
             step(b, p)
+    serving_canaries = canary.merge(b, b.canaries, routes=b.hosts.routes, touch=b.hosts.touch) if b.canaries else []
     static = _static(b, options=options, default_cert=default_cert, global_default=global_default)
     memo.rotate()
     return Configuration(
         static=static,
         backends=tuple(sorted(b.backends.values(), key=_NAME)),
-        ingresses=tuple(sorted((p.ref for p in parsed), key=_NAMESPACE_NAME)),
+        ingresses=tuple(sorted((*(p.ref for p in parsed), *serving_canaries), key=_NAMESPACE_NAME)),
         problems=tuple(sorted(set(b.problems), key=lambda x: (x.ref.namespace, x.ref.name, x.field, x.reason))),
         origins={host: tuple(refs) for host, refs in b.hosts.origins.items()},
         configmap=ObjectRef(CONFIG_MAP, *settings.configmap) if settings.configmap else None,

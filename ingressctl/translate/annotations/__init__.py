@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ingressctl.config import Cors, Policy, ServerPolicy
+from ingressctl.translate.annotations import auth
 from ingressctl.translate.annotations.limits import basic_auth, limits
 from ingressctl.translate.annotations.registry import (
     BY_NAME,
@@ -112,7 +113,7 @@ def read(annotations: Mapping[str, Any], *, namespace: str = "", name: str = "")
         except Invalid as exc:
             raise AnnotationError(field_of(key), str(exc)) from None
     keys = {name: key for name, (key, _) in chosen.items()}
-    for secret_annotation in ("proxy-ssl-secret", "auth-secret"):
+    for secret_annotation in ("proxy-ssl-secret", "auth-tls-secret", "auth-secret"):
         secret = values.get(secret_annotation)
         if isinstance(secret, str) and "/" in secret:
             secret_ns, _, secret_name = secret.partition("/")
@@ -152,10 +153,14 @@ def _unused(values: Mapping[str, object], keys: Mapping[str, str]) -> list[tuple
         "proxy-redirect-to": "proxy-redirect-from",
         "proxy-redirect-from": "proxy-redirect-to",
         **{n: "enable-cors" for n in values if n.startswith("cors-")},
+        **auth.NEEDS,
+        **{n: "canary" for n in values if n.startswith("canary-")},
         "auth-secret": "auth-type",
         "auth-secret-type": "auth-type",
         "auth-realm": "auth-type",
     }
+    if values.get("canary") is True:
+        needs.update({"canary-by-header-value": "canary-by-header", "canary-by-header-pattern": "canary-by-header"})
     out = []
     for name, needed in needs.items():
         if name in values and (needed not in values or values[needed] is False):
@@ -218,6 +223,7 @@ def location_policy(values: Mapping[str, Any], *, namespace: str = "", name: str
         ssl_secret=values.get("proxy-ssl-secret"),
         ssl_verify=values.get("proxy-ssl-verify"),
         ssl_verify_depth=values.get("proxy-ssl-verify-depth"),
+        external_auth=auth.external_auth(values),
         limits=limits(values, namespace=namespace, name=name),
         basic_auth=basic_auth(values),
     )
@@ -234,6 +240,7 @@ def server_policy(values: Mapping[str, Any]) -> ServerPolicy | None:
         aliases=values.get("server-alias", ()),
         from_to_www=values.get("from-to-www-redirect", False),
         app_root=values.get("app-root"),
+        client_auth=auth.client_auth(values),
     )
     return None if policy == _NO_SERVER else policy
 
