@@ -5,6 +5,7 @@ limits next to them keeps answering 200."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import threading
 import time
@@ -53,9 +54,11 @@ def status(ctl: Controller, host: str, path: str = "/", *, source: str = UNLISTE
 
 
 def burst(ctl: Controller, host: str, count: int, *, source: str = UNLISTED) -> Counter[int]:
-    """`count` requests one after the other, as fast as they go (bounded by count and each by its timeout)."""
+    """`count` requests at once, one connection each (bounded by count and each by its timeout): they
+    arrive within a fraction of a second even on a loaded machine."""
     ctl.settle()
-    return Counter(status(ctl, host, source=source) for _ in range(count))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=count) as pool:
+        return Counter(pool.map(lambda _: status(ctl, host, source=source), range(count)))
 
 
 def served(ctl: Controller, *hosts: str) -> None:
@@ -123,16 +126,16 @@ def test_rate_and_connection_limits(tmp_path: Path, manifests: Path) -> None:
         def slow(out: list[int], source: str) -> None:
             out.append(status(ctl, "conn.test", "/slow", source=source))
 
-        for source, expected in ((UNLISTED, 429), (LISTED, 200)):
+        for source, expected in ((UNLISTED, [200, 429]), (LISTED, [200, 200])):
             held: list[int] = []
             thread = threading.Thread(target=slow, args=(held, source))
             thread.start()
             try:
-                time.sleep(0.5)  # the slow request is with the backend now
-                assert status(ctl, "conn.test", source=source) == expected
+                time.sleep(0.5)  # the slow request is with the backend by now (whichever came first wins)
+                second = status(ctl, "conn.test", source=source)
             finally:
                 thread.join(10)
-            assert held == [200]
+            assert sorted([*held, second]) == expected
         assert status(ctl, "conn.test") == 200  # the connection ended: served again
 
         # Changing a limit and dropping the allowlist reloads cleanly: the rate of a zone may change;
