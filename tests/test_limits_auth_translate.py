@@ -89,7 +89,7 @@ def test_limit_status_codes_and_global_rate_from_the_configmap() -> None:
 
 
 def test_basic_auth_file_holds_only_valid_lines() -> None:
-    lines = f"alice:{APR1}\n# a comment\n\nbob:{{PLAIN}}secret\ncarol\nbad user:{APR1}\nalice:{APR1}\n"
+    lines = f"alice:{APR1}:a comment\n# a comment\n\nbob:{{PLAIN}}secret\ncarol\nbad user:{APR1}\nalice:{APR1}\n"
     config = run(
         opaque_secret("users", {"auth": lines}),
         limited("a", "a.example.com", {"auth-type": "basic", "auth-secret": "users", "auth-realm": "Team A"}),

@@ -103,10 +103,11 @@ def _pairs_of_file(text: str) -> tuple[list[tuple[str, str, str]], list[str]]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        user, sep, hashed = line.partition(":")
+        user, sep, rest = line.partition(":")
         if not sep:
             bad.append(f"auth line {number}: not user:hash")
             continue
+        hashed = rest.partition(":")[0]  # nginx's format allows user:hash:comment; the comment is dropped
         out.append((f"auth line {number}", user, hashed))
     return out, bad
 
