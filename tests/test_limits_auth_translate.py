@@ -265,3 +265,18 @@ def test_grpc_backends_do_not_get_the_credentials_either() -> None:
     text = render(run(limited("g", "g.example.com", annotations)))
     location = text.split('server_name "g.example.com"')[1].split("\n    }\n")[0]  # its server block
     assert 'grpc_set_header Authorization "";' in location and "auth_basic_user_file" in location
+
+
+def test_an_opaque_ca_secret_serves_auth_tls_secret() -> None:
+    """The cache holds Opaque Secrets (for basic auth): auth-tls-secret reads a generic `ca.crt` Secret,
+    as ingress-nginx's docs create it (`kubectl create secret generic ca-secret --from-file=ca.crt`)."""
+    from tests.test_auth_translate import CA, TLS, _ca_secret
+
+    config = run(
+        _ca_secret("server"),
+        opaque_secret("ca-secret", {"ca.crt": CA.decode()}),
+        ing("a", "a.example.com", {NGINX + "auth-tls-secret": "ca-secret"}, **TLS),
+    )
+    client = server(config, "a.example.com").policy.client_auth
+    assert client.ca is not None and not client.unusable, config.problems
+    assert f"/w/certs/{client.ca}.pem" in render(config)
