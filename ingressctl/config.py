@@ -145,7 +145,7 @@ class GlobalOptions:
         "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
     )
     max_worker_open_files: int = 0  # 0: worker_connections * 2 + 1024 (ingress-nginx's rule)
-    # Rate and connection limits (translate/limits.py): the status of a refused request, and the
+    # Rate and connection limits (translate/annotations/limits.py): the status of a refused request, and the
     # global response rate limit in KB/s (0: none), as ingress-nginx's ConfigMap keys.
     limit_req_status_code: int = 503
     limit_conn_status_code: int = 503
@@ -541,8 +541,9 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class BasicAuth:
-    """auth-type: basic: the realm and the htpasswd file (Htpasswd.name) of the auth-secret, once
-    resolved; None: the Secret is missing or bad, and the Ingress is rejected (never served open)."""
+    """auth-type: basic: the realm and the htpasswd file (Htpasswd.name) of the auth-secret, set once
+    translate read the Secret (an Ingress whose Secret is missing or gives no valid user is rejected,
+    never served open, so a location never has a BasicAuth without a file)."""
 
     realm: str
     secret: str  # the Secret's name (the Ingress's namespace)
