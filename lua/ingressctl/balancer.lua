@@ -6,7 +6,10 @@
 -- peer: nginx then uses the upstream's own `server`, the internal no-endpoints server (503).
 --
 -- The algorithm registry: one module per algorithm under ingressctl.balancer.<name>, each with
--- new(endpoints) -> instance, instance:sync(endpoints) and instance:balance() -> address, port.
+-- new(endpoints, backend) -> instance, instance:sync(endpoints, backend) and instance:balance() ->
+-- address, port (backend: the stored document, with the algorithm's settings: hash_by, subset_size,
+-- cookie); an algorithm that learns from answers also has instance:after(), which log() calls from the
+-- log phase of the routes using it (only those: the others run no log phase).
 -- A backend names its algorithm (the controller sends "algorithm" when it is not the default);
 -- the configuration API refuses names not registered here. Python's list (ingressctl.config
 -- ALGORITHMS) must name the same modules: a test compares them.
@@ -25,6 +28,11 @@ local M = {}
 M.DEFAULT_ALGORITHM = "round_robin"
 M.ALGORITHMS = {
     round_robin = require("ingressctl.balancer.round_robin"),
+    ewma = require("ingressctl.balancer.ewma"),
+    chash = require("ingressctl.balancer.chash"),
+    chashsubset = require("ingressctl.balancer.chashsubset"),
+    sticky_balanced = require("ingressctl.balancer.sticky_balanced"),
+    sticky_persistent = require("ingressctl.balancer.sticky_persistent"),
 }
 backends.use_algorithms(M.ALGORITHMS, M.DEFAULT_ALGORITHM)
 
@@ -55,6 +63,14 @@ function M.balance()
     if not ok then
         ngx.log(ngx.ERR, "ingressctl: set_current_peer failed: ", err)
         return ngx.exit(ngx.ERROR)
+    end
+end
+
+-- The log phase of routes whose algorithm learns from answers (ewma): feeds the backend's instance.
+function M.log()
+    local backend = get(ngx_var.ingressctl_backend)
+    if backend ~= nil and backend.after ~= nil then
+        backend:after()
     end
 end
 

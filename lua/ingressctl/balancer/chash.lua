@@ -1,0 +1,36 @@
+-- ingressctl.balancer.chash: upstream-hash-by, a consistent hash of a per-request key (hashkey.lua)
+-- over the endpoints (ring.lua): the same key goes to the same endpoint while it exists, and a change
+-- from N to N+1 endpoints moves about 1/(N+1) of the keys. A retry goes to an endpoint not tried yet.
+local ngx_balancer = require("ngx.balancer")
+local hashkey = require("ingressctl.hashkey")
+local ring = require("ingressctl.ring")
+
+local get_last_failure = ngx_balancer.get_last_failure
+local lookup = ring.lookup
+
+local M = {}
+M.__index = M
+
+function M.new(endpoints, backend)
+    local self = setmetatable({ count = 0 }, M)
+    self:sync(endpoints, backend)
+    return self
+end
+
+function M:sync(endpoints, backend)
+    self.peers, self.ids = ring.peers(endpoints)
+    self.count = #self.peers
+    self.ring = ring.new(self.ids)
+    self.key = hashkey.compile(backend and backend.hash_by or "$remote_addr")
+end
+
+function M:balance()
+    local index = lookup(self.ring, self.key())
+    if get_last_failure() ~= nil then
+        index = ring.other(self.ids, index, ring.tried())
+    end
+    local peer = self.peers[index]
+    return peer[1], peer[2]
+end
+
+return M

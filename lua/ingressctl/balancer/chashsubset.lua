@@ -1,0 +1,50 @@
+-- ingressctl.balancer.chashsubset: upstream-hash-by with upstream-hash-by-subset: the endpoints (in the
+-- order the controller sends them, sorted) form subsets of subset_size (the last one filled up from
+-- the first endpoints, as ingress-nginx does); the key's consistent hash picks a subset, and each
+-- request goes to a random endpoint of it. A retry goes to an endpoint not tried yet.
+local ngx_balancer = require("ngx.balancer")
+local hashkey = require("ingressctl.hashkey")
+local ring = require("ingressctl.ring")
+
+local get_last_failure = ngx_balancer.get_last_failure
+local random = math.random
+
+local M = {}
+M.__index = M
+
+function M.new(endpoints, backend)
+    local self = setmetatable({ count = 0 }, M)
+    self:sync(endpoints, backend)
+    return self
+end
+
+function M:sync(endpoints, backend)
+    self.peers, self.ids = ring.peers(endpoints)
+    local count = #self.peers
+    self.count = count
+    local size = math.min(backend and backend.subset_size or 3, math.max(count, 1))
+    local subsets, names = {}, {}
+    for first = 1, count, size do
+        local subset = {}
+        for i = 0, size - 1 do
+            subset[#subset + 1] = (first + i - 1) % count + 1
+        end
+        subsets[#subsets + 1] = subset
+        names[#names + 1] = "subset-" .. #subsets
+    end
+    self.subsets = subsets
+    self.ring = ring.new(names)
+    self.key = hashkey.compile(backend and backend.hash_by or "$remote_addr")
+end
+
+function M:balance()
+    local subset = self.subsets[ring.lookup(self.ring, self.key())]
+    local index = subset[random(1, #subset)]
+    if get_last_failure() ~= nil then
+        index = ring.other(self.ids, index, ring.tried())
+    end
+    local peer = self.peers[index]
+    return peer[1], peer[2]
+end
+
+return M

@@ -1,0 +1,52 @@
+-- ingressctl.balancer.sticky_balanced: affinity: cookie with affinity-mode: balanced (the default). The
+-- cookie holds a random session key; the key's consistent hash (ring.lua) names the endpoint. A
+-- session whose endpoint left hashes to another one (re-pinned, same cookie); scaling from N to N+1
+-- endpoints moves about 1/(N+1) of the sessions, all to the new endpoint. Choice and cookie: sticky.lua.
+local ring = require("ingressctl.ring")
+local sticky = require("ingressctl.sticky")
+
+local lookup = ring.lookup
+
+local M = {}
+M.__index = M
+
+M.TRIES = 20 -- new keys tried for a new session after a failure, to avoid the endpoints tried
+
+function M.new(endpoints, backend)
+    local self = setmetatable({ count = 0 }, M)
+    self:sync(endpoints, backend)
+    return self
+end
+
+function M:sync(endpoints, backend)
+    self.peers, self.ids = ring.peers(endpoints)
+    self.count = #self.peers
+    self.ring = ring.new(self.ids)
+    self.cookie = sticky.settings(backend)
+end
+
+function M:find(key)
+    return lookup(self.ring, key)
+end
+
+function M:pick(tried)
+    local key = sticky.new_key()
+    local index = lookup(self.ring, key)
+    if tried then
+        for _ = 1, M.TRIES do
+            if not tried[self.ids[index]] then
+                break
+            end
+            key = sticky.new_key()
+            index = lookup(self.ring, key)
+        end
+    end
+    return index, key
+end
+
+function M:balance()
+    local peer = self.peers[sticky.balance(self)]
+    return peer[1], peer[2]
+end
+
+return M
