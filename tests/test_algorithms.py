@@ -41,9 +41,7 @@ def test_load_balance_is_validated_against_the_registry() -> None:
     assert (options.load_balance, errors) == (ROUND_ROBIN, [])
     options, errors = apply_configmap(GlobalOptions(), {"load-balance": "ewma;"})
     assert options.load_balance == ROUND_ROBIN
-    assert [(e.field, e.reason) for e in errors] == [
-        ("data.load-balance", "'ewma;' is not one of round_robin, ewma")
-    ]
+    assert [(e.field, e.reason) for e in errors] == [("data.load-balance", "'ewma;' is not one of round_robin, ewma")]
     # The other registered algorithms follow from upstream-hash-by and affinity, never from load-balance.
     options, errors = apply_configmap(GlobalOptions(), {"load-balance": "chash"})
     assert options.load_balance == ROUND_ROBIN
