@@ -64,9 +64,9 @@ QUIET = 3.0
 
 class Pod:
     """A backend "pod": an HTTP server on its own 127.0.0.x address that answers with JSON naming
-    itself and echoing what it received."""
+    itself and echoing what it received (after `delay` seconds: a slow pod)."""
 
-    def __init__(self, address: str, port: int, name: str | None = None) -> None:
+    def __init__(self, address: str, port: int, name: str | None = None, *, delay: float = 0.0) -> None:
         self.address = address
         self.port = port
         self.name = name or address
@@ -81,6 +81,8 @@ class Pod:
 
             def _answer(self) -> None:
                 pod.requests += 1
+                if delay:
+                    time.sleep(delay)
                 length = int(self.headers.get("Content-Length") or 0)
                 received = self.rfile.read(length) if length else b""
                 body = json.dumps(

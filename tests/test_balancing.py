@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.server
 import json
 import random
 import re
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +30,7 @@ from ingressctl.translate.validate import Invalid
 from tests.certs import make_cert
 from tests.harness import (
     Controller,
+    Pod,
     backend,
     endpoint_slice,
     ingress,
@@ -241,40 +239,9 @@ def test_change_on_failure_moves_the_session(controller: Controller, manifests: 
         assert _get(controller, cookie=moved) == (pod, "")
 
 
-class _SlowPod:
-    """A pod that answers after `delay` seconds (one thread per connection)."""
-
-    def __init__(self, address: str, port: int, delay: float) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def do_GET(self) -> None:
-                time.sleep(delay)
-                body = json.dumps({"pod": address}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
-
-        self.server = Server((address, port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @contextlib.contextmanager
 def _slow_pod(address: str, port: int, delay: float) -> Iterator[None]:
-    pod = _SlowPod(address, port, delay)
+    pod = Pod(address, port, delay=delay)
     try:
         yield
     finally:

@@ -67,14 +67,14 @@ function M.id(endpoint)
     return address .. ":" .. endpoint.port
 end
 
--- The peers and ids of a list of endpoints.
-function M.peers(endpoints)
+-- Sets an algorithm instance's peers ({address, port}), ids ("address:port") and count from endpoints.
+function M.set_peers(instance, endpoints)
     local peers, ids = {}, {}
     for i, endpoint in ipairs(endpoints) do
         peers[i] = { endpoint.address, endpoint.port }
         ids[i] = M.id(endpoint)
     end
-    return peers, ids
+    instance.peers, instance.ids, instance.count = peers, ids, #peers
 end
 
 -- The ids this request already tried ($upstream_addr on a retry), as a set.

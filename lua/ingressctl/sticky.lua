@@ -82,7 +82,8 @@ end
 -- The choice of a sticky request: the cookie's endpoint when it has one; otherwise (no cookie, a
 -- cookie that is not ours, an endpoint that left: re-pinned) a new session with a new cookie. A retry
 -- after a failure goes to an endpoint not tried yet; with change_on_failure, as a new session.
-function M.balance(instance)
+-- Returns the index of the endpoint.
+local function choose(instance)
     local cookie = instance.cookie
     local key = ngx_var[cookie.variable]
     local index = nil
@@ -101,6 +102,12 @@ function M.balance(instance)
     index, new_key = instance:pick(tried)
     ngx.header["Set-Cookie"] = M.header(cookie, new_key)
     return index
+end
+
+-- The sticky algorithms' balance(): address, port.
+function M.balance(instance)
+    local peer = instance.peers[choose(instance)]
+    return peer[1], peer[2]
 end
 
 return M

@@ -17,11 +17,15 @@ function M.new(endpoints, backend)
     return self
 end
 
-function M:sync(endpoints, backend)
-    self.peers, self.ids = ring.peers(endpoints)
-    self.count = #self.peers
-    self.ring = ring.new(self.ids)
+-- Peers and the key function (chashsubset's too).
+function M:prepare(endpoints, backend)
+    ring.set_peers(self, endpoints)
     self.key = hashkey.compile(backend and backend.hash_by or "$remote_addr")
+end
+
+function M:sync(endpoints, backend)
+    self:prepare(endpoints, backend)
+    self.ring = ring.new(self.ids)
 end
 
 function M:balance()

@@ -3,13 +3,13 @@
 -- the first endpoints, as ingress-nginx does); the key's consistent hash picks a subset, and each
 -- request goes to a random endpoint of it. A retry goes to an endpoint not tried yet.
 local ngx_balancer = require("ngx.balancer")
-local hashkey = require("ingressctl.hashkey")
+local chash = require("ingressctl.balancer.chash")
 local ring = require("ingressctl.ring")
 
 local get_last_failure = ngx_balancer.get_last_failure
 local random = math.random
 
-local M = {}
+local M = setmetatable({}, { __index = chash }) -- prepare() is chash's
 M.__index = M
 
 function M.new(endpoints, backend)
@@ -19,9 +19,8 @@ function M.new(endpoints, backend)
 end
 
 function M:sync(endpoints, backend)
-    self.peers, self.ids = ring.peers(endpoints)
-    local count = #self.peers
-    self.count = count
+    self:prepare(endpoints, backend)
+    local count = self.count
     local size = math.min(backend and backend.subset_size or 3, math.max(count, 1))
     local subsets, names = {}, {}
     for first = 1, count, size do
@@ -34,7 +33,6 @@ function M:sync(endpoints, backend)
     end
     self.subsets = subsets
     self.ring = ring.new(names)
-    self.key = hashkey.compile(backend and backend.hash_by or "$remote_addr")
 end
 
 function M:balance()

@@ -24,8 +24,7 @@ function M.new(endpoints)
 end
 
 function M:sync(endpoints)
-    self.peers, self.ids = ring.peers(endpoints)
-    self.count = #self.peers
+    ring.set_peers(self, endpoints)
     local stats, known = {}, {}
     for _, id in ipairs(self.ids) do
         stats[id] = self.stats[id] -- an endpoint that stays keeps its average

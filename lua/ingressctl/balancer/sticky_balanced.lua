@@ -19,8 +19,7 @@ function M.new(endpoints, backend)
 end
 
 function M:sync(endpoints, backend)
-    self.peers, self.ids = ring.peers(endpoints)
-    self.count = #self.peers
+    ring.set_peers(self, endpoints)
     self.ring = ring.new(self.ids)
     self.cookie = sticky.settings(backend)
 end
@@ -44,9 +43,6 @@ function M:pick(tried)
     return index, key
 end
 
-function M:balance()
-    local peer = self.peers[sticky.balance(self)]
-    return peer[1], peer[2]
-end
+M.balance = sticky.balance
 
 return M

@@ -19,8 +19,7 @@ function M.new(endpoints, backend)
 end
 
 function M:sync(endpoints, backend)
-    self.peers, self.ids = ring.peers(endpoints)
-    self.count = #self.peers
+    ring.set_peers(self, endpoints)
     local salt = backend and backend.name or ""
     local keys, by_key = {}, {}
     for i, id in ipairs(self.ids) do
@@ -48,9 +47,6 @@ function M:pick(tried)
     return index, self.keys[index]
 end
 
-function M:balance()
-    local peer = self.peers[sticky.balance(self)]
-    return peer[1], peer[2]
-end
+M.balance = sticky.balance
 
 return M
