@@ -44,6 +44,8 @@ from tests.harness import (
     wait_for,
     write_manifests,
 )
+from tests.test_annotations_translate import ing, nginx_test, render
+from tests.test_annotations_translate import run as run_translate
 
 PORT = 18944
 A = "nginx.ingress.kubernetes.io/"
@@ -357,6 +359,18 @@ def test_settings_without_their_switch_are_reported() -> None:
         "has no effect without affinity",
         "has no effect without upstream-hash-by",
     ]
+
+
+def test_the_ewma_log_phase_is_valid_nginx_and_only_on_its_locations() -> None:
+    config = run_translate(
+        ing("e", "e.example.com", {A + "load-balance": "ewma"}, paths=[("/e", "Prefix", backend("app"))]),
+        ing("p", "p.example.com", paths=[("/p", "Prefix", backend("other"))]),
+    )
+    flagged = {(s.host, loc.path) for s in config.static.servers for loc in s.locations if loc.feedback}
+    assert flagged == {("e.example.com", "/e"), ("e.example.com", "/e/")}
+    assert render(config).count('require("ingressctl.balancer").log()') == 2
+    result = nginx_test(config)
+    assert result.ok, result.output
 
 
 # --- the hash expression grammar: Python and Lua agree ----------------------------------------------
