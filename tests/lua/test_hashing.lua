@@ -21,14 +21,15 @@ end
 function T.adding_an_endpoint_moves_about_one_share_all_to_it()
     for _, count in ipairs({ 3, 10, 50 }) do
         local before_ids, after_ids = ids(count), ids(count + 1)
-        local before, after = ring.new(before_ids), ring.new(after_ids)
+        local before = ring.new(before_ids)
+        local after = ring.update(before, after_ids)
         local moved, keys = 0, 20000
         for k = 1, keys do
             local key = "session-" .. k
             local a, b = ring.lookup(before, key), ring.lookup(after, key)
-            if before_ids[a] ~= after_ids[b] then
+            if a ~= b then
                 moved = moved + 1
-                eq(b, count + 1, "a moved key goes to the new endpoint")
+                eq(b, after_ids[count + 1], "a moved key goes to the new endpoint")
             end
         end
         local share = moved / keys
@@ -42,18 +43,32 @@ function T.keys_spread_over_every_endpoint()
     local r = ring.new(list)
     local hits = {}
     for k = 1, 20000 do
-        local index = ring.lookup(r, "k" .. k)
-        hits[index] = (hits[index] or 0) + 1
+        local id = ring.lookup(r, "k" .. k)
+        hits[id] = (hits[id] or 0) + 1
     end
-    for i = 1, 10 do
-        eq((hits[i] or 0) > 1000 and (hits[i] or 0) < 3000, true, "endpoint " .. i .. " got " .. tostring(hits[i]))
+    for _, id in ipairs(list) do
+        eq((hits[id] or 0) > 1000 and (hits[id] or 0) < 3000, true, id .. " got " .. tostring(hits[id]))
     end
 end
 
-function T.the_ring_is_the_same_in_every_worker()
-    local a, b = ring.new(ids(20)), ring.new(ids(20))
-    for k = 1, 1000 do
-        eq(ring.lookup(a, "x" .. k), ring.lookup(b, "x" .. k), "key " .. k)
+-- A worker that followed every change and a new worker that built the ring at once agree on every key.
+function T.the_ring_is_the_same_whatever_its_history()
+    local all = ids(30)
+    local followed = ring.new({ all[1], all[2], all[3] })
+    local steps = {
+        { 1, 2, 3, 4 }, { 2, 3, 4 }, { 5, 2, 3, 4, 6, 7 }, { 7, 6, 5 }, { 1, 5, 6, 7, 8, 9, 10 }, { 10, 9, 30, 1, 2 },
+    }
+    for n, step in ipairs(steps) do
+        local list = {}
+        for i, index in ipairs(step) do
+            list[i] = all[index]
+        end
+        followed = ring.update(followed, list)
+        local fresh = ring.new(list)
+        eq(followed.size, fresh.size, "points after step " .. n)
+        for k = 1, 2000 do
+            eq(ring.lookup(followed, "x" .. k), ring.lookup(fresh, "x" .. k), "step " .. n .. " key " .. k)
+        end
     end
     eq(ring.new({}), nil, "no endpoints: no ring")
 end

@@ -25,11 +25,11 @@ end
 
 function M:sync(endpoints, backend)
     self:prepare(endpoints, backend)
-    self.ring = ring.new(self.ids)
+    self.ring = ring.update(self.ring, self.ids)
 end
 
 function M:balance()
-    local index = lookup(self.ring, self.key())
+    local index = self.index_of[lookup(self.ring, self.key())]
     if get_last_failure() ~= nil then
         index = ring.other(self.ids, index, ring.tried())
     end

@@ -22,17 +22,17 @@ function M:sync(endpoints, backend)
     self:prepare(endpoints, backend)
     local count = self.count
     local size = math.min(backend and backend.subset_size or 3, math.max(count, 1))
-    local subsets, names = {}, {}
+    local subsets, names = {}, {} -- name -> indexes, and the names in order
     for first = 1, count, size do
         local subset = {}
         for i = 0, size - 1 do
             subset[#subset + 1] = (first + i - 1) % count + 1
         end
-        subsets[#subsets + 1] = subset
-        names[#names + 1] = "subset-" .. #subsets
+        names[#names + 1] = "subset-" .. (#names + 1)
+        subsets[names[#names]] = subset
     end
     self.subsets = subsets
-    self.ring = ring.new(names)
+    self.ring = ring.update(self.ring, names)
 end
 
 function M:balance()

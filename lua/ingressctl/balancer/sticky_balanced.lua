@@ -20,27 +20,27 @@ end
 
 function M:sync(endpoints, backend)
     ring.set_peers(self, endpoints)
-    self.ring = ring.new(self.ids)
+    self.ring = ring.update(self.ring, self.ids)
     self.cookie = sticky.settings(backend)
 end
 
 function M:find(key)
-    return lookup(self.ring, key)
+    return self.index_of[lookup(self.ring, key)]
 end
 
 function M:pick(tried)
     local key = sticky.new_key()
-    local index = lookup(self.ring, key)
+    local id = lookup(self.ring, key)
     if tried then
         for _ = 1, M.TRIES do
-            if not tried[self.ids[index]] then
+            if not tried[id] then
                 break
             end
             key = sticky.new_key()
-            index = lookup(self.ring, key)
+            id = lookup(self.ring, key)
         end
     end
-    return index, key
+    return self.index_of[id], key
 end
 
 M.balance = sticky.balance
