@@ -109,6 +109,12 @@ def test_upstream_hash_by_keeps_each_key_on_one_endpoint(controller: Controller,
         for tenant in ("a", "b", "c", "d"):
             answers = {_get(controller, f"/?user=u{n}", **{"X-Tenant": tenant})[0] for n in range(6)}
             assert len(answers) == 1, f"tenant {tenant} went to {answers}"
+        # Subsets of 2: a key's requests spread over exactly the 2 endpoints of its subset.
+        subset = {"upstream-hash-by": "$http_x_tenant", "upstream-hash-by-subset": "true"}
+        _serve(controller, manifests, ADDRESSES[:3], {**subset, "upstream-hash-by-subset-size": "2"})
+        wait_for(lambda: _lua_backend(controller).get("subset_size") == 2, what="subsets")
+        for tenant in ("a", "b", "c"):
+            assert len({_get(controller, **{"X-Tenant": tenant})[0] for _ in range(24)}) == 2, tenant
         assert controller.reloads() == reloads
         assert "log_by_lua" not in (controller.work_dir / "nginx.conf").read_text()
 
