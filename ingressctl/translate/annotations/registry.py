@@ -54,10 +54,6 @@ _SIZE = "nginx size (`8m`, `512k`, `0`)"
 _BOOL = "`true` / `false`"
 _ONOFF = "`on` / `off`"
 _URL = "http(s) URL, at most 1024 characters"
-_PER_BACKEND = (
-    "per backend: the oldest Ingress using the Service port that sets load-balance, upstream-hash-by or "
-    "affinity decides (others are reported)"
-)
 
 ANNOTATIONS: tuple[Annotation, ...] = (
     # Proxy behaviour
@@ -287,8 +283,9 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         "Newer name of whitelist-source-range (wins if both are set).",
     ),
     _a("denylist-source-range", v.cidrs, "comma-separated CIDRs (IPv4, IPv6)", "These client addresses get 403."),
-    # Balancing: decided per backend (Service port) by the oldest Ingress that sets any of them, sent to
-    # the Lua balancer with the backend (a change is no reload, except switching ewma on or off)
+    # Balancing: decided per backend (Service port) by the oldest Ingress that sets any of them (as
+    # ingress-nginx: the first wins), sent to the Lua balancer with the backend (a change is no reload,
+    # except switching ewma on or off)
     _a(
         "load-balance",
         lb.load_balance,
@@ -296,8 +293,6 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         "How the balancer picks an endpoint (ewma: the lower peak-EWMA response time of two random ones).",
         default="round_robin",
         configmap="load-balance",
-        difference=_PER_BACKEND,
-        shared_only=True,
     ),
     _a(
         "upstream-hash-by",
@@ -306,8 +301,6 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         "`${name}`); letters, digits and `._:/@,=~+|-` between them",
         "Consistent hash of this key picks the endpoint (wins over load-balance); N to N+1 endpoints moves "
         "about 1/(N+1) of the keys.",
-        difference="only these variables; " + _PER_BACKEND,
-        shared_only=True,
     ),
     _a(
         "upstream-hash-by-subset",
@@ -323,7 +316,8 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         "`cookie`",
         "Sticky sessions: a cookie keeps a client on one endpoint (wins over upstream-hash-by); an endpoint "
         "that left is replaced, never an error.",
-        difference=_PER_BACKEND,
+        difference="every path to the Service port is sticky, also other Ingresses' (ingress-nginx: only this "
+        "Ingress's paths set the cookie)",
         shared_only=True,
     ),
     _a(
