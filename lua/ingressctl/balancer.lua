@@ -1,5 +1,6 @@
 -- ingressctl.balancer: per-request routing to the endpoints of the route's backend, in the only Lua
--- phase a proxied request runs (balancer_by_lua; no rewrite or access phase).
+-- phase a proxied request runs (balancer_by_lua; no rewrite or access phase; routes using ewma also
+-- run log(), their log phase).
 -- balance(): keeps this worker's backends in step with the shared dict (backends.sync(): one dict
 -- read per request, decoding only the backends that changed), picks the peer with the backend's
 -- algorithm and allows nginx to retry the next endpoints. A backend with no ready endpoint sets no
