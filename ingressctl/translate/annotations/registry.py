@@ -361,6 +361,7 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         "After a failed try, the session moves to the endpoint that answers (new cookie); otherwise only that "
         "request goes elsewhere.",
         default="false",
+        difference="without it, the retry goes to another endpoint (ingress-nginx retries the cookie's own)",
     ),
     # CORS
     _a("enable-cors", v.boolean, _BOOL, "Answer CORS preflights (204) and add CORS headers.", default="false"),
