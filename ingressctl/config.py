@@ -199,6 +199,7 @@ class Cookie:
     persistent: bool = False  # affinity-mode: persistent (else balanced)
     name: str = "INGRESSCOOKIE"
     path: str = "/"
+    domain: str | None = None
     max_age: int | None = None
     expires: int | None = None  # seconds from the answer
     samesite: str | None = None  # None, Lax or Strict
@@ -212,7 +213,7 @@ class Cookie:
             out["name"] = self.name
         if self.path != "/":
             out["path"] = self.path
-        for key in ("max_age", "expires", "samesite", "secure"):
+        for key in ("domain", "max_age", "expires", "samesite", "secure"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         for key in ("conditional_samesite_none", "change_on_failure"):

@@ -81,6 +81,7 @@ EXAMPLES: dict[str, tuple[str, object]] = {
     "affinity-mode": ("persistent", "persistent"),
     "session-cookie-name": ("route", "route"),
     "session-cookie-path": ("/app", "/app"),
+    "session-cookie-domain": (".Example.com", ".example.com"),
     "session-cookie-max-age": ("172800", 172800),
     "session-cookie-expires": ("172800", 172800),
     "session-cookie-samesite": ("none", "None"),

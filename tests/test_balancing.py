@@ -206,19 +206,23 @@ def test_persistent_affinity_and_cookie_settings_without_reload(controller: Cont
         # Cookie settings change in the balancer, not in nginx.conf.
         changed = {
             **annotations,
-            "session-cookie-name": "sticky",
+            "session-cookie-name": "sticky.id-2",
             "session-cookie-path": "/shop",
+            "session-cookie-domain": ".Example.com",
             "session-cookie-secure": "true",
             "session-cookie-samesite": "None",
             "session-cookie-conditional-samesite-none": "true",
         }
         _serve(controller, manifests, ADDRESSES[1:4], changed)
-        wait_for(lambda: _lua_backend(controller)["cookie"].get("name") == "sticky", what="new cookie name")
-        new = _get(controller)[1]
-        assert re.fullmatch(r"sticky=[0-9a-f]{16}; Path=/shop; SameSite=None; Secure; HttpOnly", new), new
+        wait_for(lambda: _lua_backend(controller)["cookie"].get("name") == "sticky.id-2", what="new cookie name")
+        pod, new = _get(controller)
+        attributes = "; Path=/shop; Domain=.example.com; SameSite=None; Secure; HttpOnly"
+        assert re.fullmatch(r"sticky\.id-2=[0-9a-f]{16}" + re.escape(attributes), new), new
+        assert _get(controller, cookie=new.split(";")[0]) == (pod, ""), "a name with . and - is read back"
         old_chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/59.0.3071.115 Safari/537.36"
         old = _get(controller, **{"User-Agent": old_chrome})[1]
-        assert re.fullmatch(r"sticky=[0-9a-f]{16}; Path=/shop; Secure; HttpOnly", old), old
+        without = attributes.replace("; SameSite=None", "")
+        assert re.fullmatch(r"sticky\.id-2=[0-9a-f]{16}" + re.escape(without), old), old
         assert controller.reloads() == reloads
 
 

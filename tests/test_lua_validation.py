@@ -179,6 +179,7 @@ _COOKIES = st.builds(
     persistent=st.booleans(),
     name=st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True),
     path=st.from_regex(r"/[A-Za-z0-9._~!*+,=:@/%-]{0,255}", fullmatch=True),
+    domain=st.none() | st.from_regex(r"\.?[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?(\.[a-z0-9]{1,5}){0,3}", fullmatch=True),
     max_age=st.none() | st.integers(1, 315360000),
     expires=st.none() | st.integers(1, 315360000),
     samesite=st.sampled_from([None, "None", "Lax", "Strict"]),

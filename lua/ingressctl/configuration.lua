@@ -134,7 +134,7 @@ end
 
 local BACKEND_KEYS = { name = true, algorithm = true, endpoints = true, hash_by = true, subset_size = true, cookie = true }
 local COOKIE_KEYS = {
-    name = true, path = true, max_age = true, expires = true, samesite = true,
+    name = true, path = true, domain = true, max_age = true, expires = true, samesite = true,
     conditional_samesite_none = true, secure = true, change_on_failure = true,
 }
 local COOKIE_FLAGS = { "conditional_samesite_none", "secure", "change_on_failure" }
@@ -193,6 +193,10 @@ local function valid_cookie_path(path)
     return type(path) == "string" and #path <= 256 and path:match("^/[%w%._~!%*%+,=:@/%%%-]*$") ~= nil
 end
 
+local function valid_cookie_domain(domain)
+    return type(domain) == "string" and #domain <= 254 and domain:match("^%.?[%l%d][%l%d%.%-]*$") ~= nil
+end
+
 -- The affinity cookie's settings. Returns true, or nil and a message naming the bad field.
 local function validate_cookie(cookie, where)
     local object, unknown = is_object(cookie, COOKIE_KEYS)
@@ -204,6 +208,9 @@ local function validate_cookie(cookie, where)
     end
     if cookie.path ~= nil and not valid_cookie_path(cookie.path) then
         return nil, where .. ".path must be a plain path"
+    end
+    if cookie.domain ~= nil and not valid_cookie_domain(cookie.domain) then
+        return nil, where .. ".domain must be a host name"
     end
     for _, field in ipairs({ "max_age", "expires" }) do
         if cookie[field] ~= nil and not valid_integer(cookie[field], 1, MAX_COOKIE_SECONDS) then
@@ -342,7 +349,7 @@ end
 
 -- The algorithm's settings of a validated backend, in a fixed order (validation allows no quote or
 -- backslash in them), each followed by a comma.
-local COOKIE_ORDER = { "name", "path", "max_age", "expires", "samesite", "conditional_samesite_none", "secure",
+local COOKIE_ORDER = { "name", "path", "domain", "max_age", "expires", "samesite", "conditional_samesite_none", "secure",
     "change_on_failure" }
 
 local function encode_settings(backend)

@@ -1,6 +1,6 @@
 -- ingressctl.sticky: the session affinity cookie shared by the sticky_balanced and sticky_persistent
 -- algorithms: reading it (only values of the shape we write are believed), writing it with the
--- backend's attributes (ingress-nginx's: Path, HttpOnly, Expires, Max-Age, SameSite, Secure), and the
+-- backend's attributes (ingress-nginx's: Path, Domain, HttpOnly, Expires, Max-Age, SameSite, Secure), and the
 -- choice every sticky request makes. An algorithm supplies find(key) -> index or nil (the cookie's
 -- endpoint; nil: it left or the key is not ours) and pick(tried) -> index, key (a new session).
 -- Set-Cookie is set from the balancer phase: nginx adds the endpoint's own headers after it.
@@ -37,6 +37,7 @@ function M.settings(backend)
         name = cookie.name or M.DEFAULT_NAME,
         variable = "cookie_" .. (cookie.name or M.DEFAULT_NAME),
         path = cookie.path or "/",
+        domain = cookie.domain,
         max_age = cookie.max_age,
         expires = cookie.expires,
         samesite = cookie.samesite,
@@ -54,6 +55,9 @@ end
 -- The Set-Cookie value for key.
 function M.header(cookie, key)
     local parts = { cookie.name .. "=" .. key, "Path=" .. cookie.path }
+    if cookie.domain then
+        parts[#parts + 1] = "Domain=" .. cookie.domain
+    end
     if cookie.expires then
         parts[#parts + 1] = "Expires=" .. ngx.cookie_time(ngx.time() + cookie.expires)
     end

@@ -93,10 +93,10 @@ function T.hash_expressions_refused()
 end
 
 function T.cookie_header_has_the_attributes()
-    local cookie = sticky.settings({ cookie = { name = "route", path = "/app", max_age = 60, samesite = "Lax",
-        secure = true } })
-    eq(sticky.header(cookie, "0123456789abcdef"), "route=0123456789abcdef; Path=/app; Max-Age=60; SameSite=Lax; "
-        .. "Secure; HttpOnly", "header")
+    local cookie = sticky.settings({ cookie = { name = "route", path = "/app", domain = ".example.com", max_age = 60,
+        samesite = "Lax", secure = true } })
+    eq(sticky.header(cookie, "0123456789abcdef"), "route=0123456789abcdef; Path=/app; Domain=.example.com; "
+        .. "Max-Age=60; SameSite=Lax; Secure; HttpOnly", "header")
     local plain = sticky.settings({})
     eq(sticky.header(plain, "0123456789abcdef"), "INGRESSCOOKIE=0123456789abcdef; Path=/; HttpOnly", "defaults")
     local expiring = sticky.settings({ cookie = { expires = 3600 } })
@@ -133,10 +133,11 @@ function T.settings_are_validated()
         { { subset_size = 0 }, "backends[0].subset_size must be an integer from 1 to 64" },
         { { cookie = { name = "a;b" } }, "backends[0].cookie.name must be" },
         { { cookie = { path = "/a b" } }, "backends[0].cookie.path must be a plain path" },
+        { { cookie = { domain = "a.com;x" } }, "backends[0].cookie.domain must be a host name" },
         { { cookie = { max_age = 0 } }, "backends[0].cookie.max_age must be an integer" },
         { { cookie = { samesite = "lax" } }, "backends[0].cookie.samesite must be None, Lax or Strict" },
         { { cookie = { secure = "yes" } }, "backends[0].cookie.secure must be true or false" },
-        { { cookie = { domain = "a.com" } }, "backends[0].cookie.domain is not a cookie field" },
+        { { cookie = { port = 80 } }, "backends[0].cookie.port is not a cookie field" },
         { { cookie = "x" }, "backends[0].cookie must be an object" },
     }
     for _, case in ipairs(cases) do

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ingressctl.config import LOAD_BALANCE, Balancing, Cookie
+from ingressctl.translate import validate
 from ingressctl.translate.annotations.values import _text
 from ingressctl.translate.validate import Invalid
 
@@ -83,6 +84,15 @@ def cookie_path(value: str) -> str:
     return value
 
 
+def cookie_domain(value: str) -> str:
+    """A host name (DNS-1123, no wildcard), with an optional leading dot; lower-cased."""
+    dot = "." if value.startswith(".") else ""
+    name = value[len(dot) :]
+    if name.startswith("*"):
+        raise Invalid(f"{_text(value)!r} is not a host name (no wildcard)")
+    return dot + validate.host(name)
+
+
 def samesite(value: str) -> str:
     found = _SAMESITE.get(_text(value, 8).lower())
     if found is None:
@@ -95,6 +105,7 @@ COOKIE_SETTINGS = {
     "affinity-mode": "persistent",
     "session-cookie-name": "name",
     "session-cookie-path": "path",
+    "session-cookie-domain": "domain",
     "session-cookie-max-age": "max_age",
     "session-cookie-expires": "expires",
     "session-cookie-samesite": "samesite",

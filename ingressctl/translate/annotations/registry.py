@@ -337,6 +337,7 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         default="/",
         difference="the default is `/` (ingress-nginx: the location's path)",
     ),
+    _a("session-cookie-domain", lb.cookie_domain, "host name, optionally with a leading `.`", "Cookie Domain."),
     _a("session-cookie-max-age", v.integer(1, lb.MAX_COOKIE_SECONDS), "seconds", "Cookie Max-Age."),
     _a("session-cookie-expires", v.integer(1, lb.MAX_COOKIE_SECONDS), "seconds", "Cookie Expires, from the answer."),
     _a("session-cookie-samesite", lb.samesite, "`None`, `Lax`, `Strict`", "Cookie SameSite."),
