@@ -223,6 +223,36 @@ class Cookie:
 
 
 @dataclass(frozen=True, slots=True)
+class Canary:
+    """A canary Ingress's traffic policy for one route (ingress-nginx's canary-* annotations), checked
+    per request by the balancer (lua/ingressctl/canary.lua) in this order: header, cookie, weight."""
+
+    main: str  # the main Ingress's backend name
+    backend: str  # the canary Ingress's backend name
+    header: str | None = None  # canary-by-header
+    header_value: str | None = None  # canary-by-header-value (exact; else `always`/`never`)
+    header_pattern: str | None = None  # canary-by-header-pattern (PCRE, when no header_value)
+    cookie: str | None = None  # canary-by-cookie (`always`/`never`)
+    weight: int = 0  # canary-weight: this many requests out of weight_total go to the canary
+    weight_total: int = 100  # canary-weight-total
+
+    def document(self) -> dict[str, object]:
+        """Its JSON form for the Lua API (fields left unset are left out)."""
+        out: dict[str, object] = {"main": self.main, "backend": self.backend}
+        for key, value in (
+            ("header", self.header),
+            ("header_value", self.header_value),
+            ("header_pattern", self.header_pattern),
+            ("cookie", self.cookie),
+        ):
+            if value is not None:
+                out[key] = value
+        out["weight"] = self.weight
+        out["weight_total"] = self.weight_total
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class Balancing:
     """How the Lua balancer picks an endpoint of a backend: load-balance, upstream-hash-by (and its
     subset), affinity. As ingress-nginx: affinity wins over upstream-hash-by, which wins over load-balance."""
@@ -258,9 +288,12 @@ DEFAULT_BALANCING = Balancing()
 
 @dataclass(frozen=True, slots=True)
 class Backend:
-    name: str  # "namespace/service:port"
+    name: str  # "namespace/service:port"; a route with a canary: "<main>~<canary>~<canary Ingress ns/name>"
     endpoints: tuple[Endpoint, ...]
     algorithm: str = ROUND_ROBIN  # how the balancer picks an endpoint: one of ALGORITHMS
+    # A route with a canary Ingress: no endpoints of its own; the balancer picks the main or the
+    # canary backend per request.
+    canary: Canary | None = None
     balancing: Balancing | None = None  # the algorithm's settings (None: none beyond the algorithm)
 
     def settings(self) -> dict[str, object]:
@@ -306,6 +339,7 @@ class Configuration:
                     **({"algorithm": b.algorithm} if b.algorithm != ROUND_ROBIN else {}),
                     **b.settings(),
                     "endpoints": [{"address": e.address, "port": e.port} for e in b.endpoints],
+                    **({"canary": b.canary.document()} if b.canary is not None else {}),
                 }
                 for b in self.backends
             ]

@@ -203,7 +203,7 @@ BACKENDS = st.lists(
             algorithm=st.sampled_from(ALGORITHMS),
         ),
         st.builds(
-            lambda name, endpoints, balancing: Backend(name, endpoints, balancing.algorithm, balancing),
+            lambda name, endpoints, balancing: Backend(name, endpoints, balancing.algorithm, balancing=balancing),
             st.builds(lambda n, s, p: f"{n}/{s}:{p}", LABEL, LABEL, PORTS),
             st.lists(ENDPOINTS, max_size=4).map(tuple),
             BALANCING,

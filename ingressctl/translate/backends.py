@@ -91,7 +91,8 @@ class BackendResolver:
         else:
             endpoints = _from_endpoints(endpoints_obj, port)
         settings = balancing if balancing.document() else None
-        return Resolved(Backend(name, tuple(sorted(endpoints, key=_endpoint_order)), balancing.algorithm, settings))
+        ordered = tuple(sorted(endpoints, key=_endpoint_order))
+        return Resolved(Backend(name, ordered, balancing.algorithm, balancing=settings))
 
 
 def _external_name_problem(name: object) -> str:
