@@ -46,6 +46,8 @@ from tests.harness import (
 )
 from tests.test_annotations_translate import ing, nginx_test, render
 from tests.test_annotations_translate import run as run_translate
+from tests.test_canary_translate import canary, main
+from tests.test_canary_translate import run as canary_run
 
 PORT = 18944
 A = "nginx.ingress.kubernetes.io/"
@@ -276,6 +278,28 @@ def test_ewma_sends_most_requests_to_the_faster_endpoint(controller: Controller,
         assert abs(rotation[fast] - rotation[slow]) <= 4 and rotation[fast] + rotation[slow] == 20, rotation
 
 
+def test_ewma_learns_behind_a_canary_route(controller: Controller, manifests: Path) -> None:
+    """A canary with weight 0 in front of an ewma main backend: the answers still feed its averages
+    (without them every score stays 0 and the two endpoints would share the requests)."""
+    fast, slow = ADDRESSES[0], ADDRESSES[1]
+    with pods([fast], PORT), _slow_pod(slow, PORT, 0.05):
+        docs = _docs([fast, slow], {"load-balance": "ewma"})
+        docs.append(
+            ingress(
+                "app-canary",
+                rules=[rule("lb.example.com", ("/", "Prefix", backend("plain")))],
+                annotations={A + "canary": "true", A + "canary-weight": "0"},
+                created="2030-01-01T00:00:00Z",
+            )
+        )
+        write_manifests(manifests, "app.yaml", docs)
+        wait_for(lambda: "log_by_lua_block" in (controller.work_dir / "nginx.conf").read_text(), what="canary route")
+        wait_for(lambda: request(controller.http_port, host="lb.example.com").status == 200, what="host served")
+        controller.settle()
+        answers = Counter(_get(controller)[0] for _ in range(100))
+        assert answers[fast] >= 85, answers
+
+
 # --- translation ---------------------------------------------------------------------------------
 
 
@@ -381,6 +405,16 @@ def test_the_ewma_log_phase_is_valid_nginx_and_only_on_its_locations() -> None:
     assert render(config).count('require("ingressctl.balancer").log()') == 2
     result = nginx_test(config)
     assert result.ok, result.output
+
+
+def test_an_ewma_main_backend_behind_a_canary_route_is_fed() -> None:
+    """The canary route's location runs the log phase when its main (or canary) backend is ewma."""
+    config = canary_run(main(annotations={A + "load-balance": "ewma"}), canary(weight="10"))
+    route = next(b for b in config.backends if b.canary is not None)
+    assert [b.algorithm for b in config.backends if b.name == route.canary.main] == [EWMA]
+    server = next(s for s in config.static.servers if s.host == "a.test")
+    assert {loc.path: loc.feedback for loc in server.locations if loc.backend == route.name} == {"/": True}
+    assert "log()" in render(config)
 
 
 # --- the hash expression grammar: Python and Lua agree ----------------------------------------------

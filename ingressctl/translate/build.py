@@ -479,11 +479,24 @@ def _add_server_policy(b: _Builder, p: ing.ParsedIngress) -> None:
             )
 
 
+def _feedback(backends: Mapping[str, Backend]) -> frozenset[str]:
+    """The backends whose routes run the balancer's log phase: ewma ones, and canary routes with one."""
+    ewma = {name for name, backend in backends.items() if backend.algorithm == EWMA}
+    if not ewma:
+        return frozenset()
+    canaries = {
+        name
+        for name, backend in backends.items()
+        if backend.canary is not None and (backend.canary.main in ewma or backend.canary.backend in ewma)
+    }
+    return frozenset(ewma | canaries)
+
+
 def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_default: str | None) -> StaticConfig:
     """The servers, one per host (sorted), and the default server."""
     memo, hosts = b.memo, b.hosts
     named = sorted(h for h in hosts.routes if h)
-    feedback = frozenset(name for name, backend in b.backends.items() if backend.algorithm == EWMA)
+    feedback = _feedback(b.backends)
     policies: dict[str, ServerPolicy] = {}
     if hosts.server_policy:
         policies = server_scope.resolve(

@@ -77,12 +77,22 @@ function M.balance()
     end
 end
 
--- The log phase of routes whose algorithm learns from answers (ewma): feeds the backend's instance.
-function M.log()
-    local backend = get(ngx_var.ingressctl_backend)
+local function feed(backend)
     if backend ~= nil and backend.after ~= nil then
         backend:after()
     end
+end
+
+-- The log phase of routes whose algorithm learns from answers (ewma): feeds the backend's instance.
+-- Behind a canary route either backend may have answered: each takes only its own endpoints' answers.
+function M.log()
+    local backend = get(ngx_var.ingressctl_backend)
+    if backend ~= nil and backend.canary ~= nil then
+        feed(get(backend.canary.main))
+        feed(get(backend.canary.backend))
+        return
+    end
+    feed(backend)
 end
 
 -- For tests: this worker's version and name -> endpoint count.
