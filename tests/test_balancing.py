@@ -1,8 +1,9 @@
-"""Balancing through the real controller, real nginx and real backends on 127.44.0.x: upstream-hash-by,
-cookie affinity (balanced and persistent, re-pinning, change-on-failure), ewma; settings changes reach
-the balancer without a reload; N -> N+1 endpoints moves about 1/(N+1) of the sessions. Also the
-translation (per-backend decision, documents sent to Lua) and Python's and Lua's hash expression
-grammars compared on generated input."""
+"""Balancing through the real controller, real nginx and real backends on 127.44.0.x: upstream-hash-by
+(and its subsets), cookie affinity (balanced and persistent, attributes, re-pinning, change-on-failure),
+ewma (also behind a canary route); settings changes reach the balancer without a reload; N -> N+1
+endpoints moves about 1/(N+1) of 400 sessions, all to the new endpoint. Also the translation
+(per-backend decision, documents sent to Lua, ewma's log phase under `nginx -t`) and Python's and Lua's
+hash expression grammars compared on generated input."""
 
 from __future__ import annotations
 

@@ -411,8 +411,9 @@ end
 
 -- The algorithm's settings of a validated backend, in a fixed order (validation allows no quote or
 -- backslash in them), each followed by a comma.
-local COOKIE_ORDER = { "name", "path", "domain", "max_age", "expires", "samesite", "conditional_samesite_none", "secure",
-    "change_on_failure" }
+local COOKIE_ORDER = {
+    "name", "path", "domain", "max_age", "expires", "samesite", "conditional_samesite_none", "secure", "change_on_failure",
+}
 
 local function encode_settings(backend)
     local out = {}
