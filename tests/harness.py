@@ -64,9 +64,18 @@ QUIET = 3.0
 
 class Pod:
     """A backend "pod": an HTTP server on its own 127.0.0.x address that answers with JSON naming
-    itself and echoing what it received (after `delay` seconds: a slow pod)."""
+    itself and echoing what it received (after `delay` seconds: a slow pod; with `headers` added to
+    its answers)."""
 
-    def __init__(self, address: str, port: int, name: str | None = None, *, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        name: str | None = None,
+        *,
+        delay: float = 0.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.address = address
         self.port = port
         self.name = name or address
@@ -97,6 +106,8 @@ class Pod:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(body)
 

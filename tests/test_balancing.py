@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import random
 import re
@@ -227,6 +228,25 @@ def test_persistent_affinity_and_cookie_settings_without_reload(controller: Cont
         without = attributes.replace("; SameSite=None", "")
         assert re.fullmatch(r"sticky\.id-2=[0-9a-f]{16}" + re.escape(without), old), old
         assert controller.reloads() == reloads
+
+
+def test_the_endpoints_own_cookies_are_kept(controller: Controller, manifests: Path) -> None:
+    pod = Pod(ADDRESSES[0], PORT, headers={"Set-Cookie": "app=1; Path=/"})
+    try:
+        _serve(controller, manifests, ADDRESSES[:1], {"affinity": "cookie"})
+        wait_for(lambda: _lua_backend(controller).get("algorithm") == STICKY_BALANCED, what="sticky backend")
+        controller.settle()
+        conn = http.client.HTTPConnection("127.0.0.1", controller.http_port, timeout=5)
+        try:
+            conn.request("GET", "/", headers={"Host": "lb.example.com"})
+            resp = conn.getresponse()
+            resp.read()
+            cookies = resp.msg.get_all("Set-Cookie") or []
+        finally:
+            conn.close()
+        assert len(cookies) == 2 and cookies[0].startswith("INGRESSCOOKIE=") and cookies[1] == "app=1; Path=/", cookies
+    finally:
+        pod.stop()
 
 
 def test_change_on_failure_moves_the_session(controller: Controller, manifests: Path) -> None:
