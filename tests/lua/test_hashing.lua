@@ -1,5 +1,5 @@
--- The consistent-hash ring, upstream-hash-by expressions, the affinity cookie's header, and the
--- algorithms' settings in the configuration API.
+-- The consistent-hash ring, upstream-hash-by expressions, the affinity cookie's header, ewma's averages,
+-- and the algorithms' settings in the configuration API.
 local configuration = require("ingressctl.configuration")
 local hashkey = require("ingressctl.hashkey")
 local ring = require("ingressctl.ring")
@@ -112,6 +112,29 @@ function T.samesite_none_left_out_for_browsers_that_refuse_it()
         "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Safari/605.1.15"),
         false, "Safari on macOS 10.14")
     eq(sticky.samesite_none_compatible(nil), true, "no user agent")
+end
+
+local ewma = require("ingressctl.balancer.ewma")
+
+local function endpoints(...)
+    local out = {}
+    for i, address in ipairs({ ... }) do
+        out[i] = { address = address, port = 80 }
+    end
+    return out
+end
+
+function T.ewma_new_endpoints_start_at_the_average()
+    local instance = ewma.new(endpoints("10.0.0.1", "10.0.0.2"))
+    eq(next(instance.stats), nil, "nothing measured yet")
+    instance:sync(endpoints("10.0.0.1", "10.0.0.2", "10.0.0.3"))
+    eq(next(instance.stats), nil, "still nothing: a new endpoint scores 0 like the others")
+    instance.stats["10.0.0.1:80"] = { 0.1, ngx.now() }
+    instance.stats["10.0.0.2:80"] = { 0.3, ngx.now() }
+    instance:sync(endpoints("10.0.0.1", "10.0.0.2", "10.0.0.4"))
+    eq(instance.stats["10.0.0.3:80"], nil, "an endpoint that left is forgotten")
+    eq(math.abs(instance.stats["10.0.0.4:80"][1] - 0.2) < 1e-9, true, "the new one starts at the average")
+    eq(instance.stats["10.0.0.1:80"][1], 0.1, "the others keep theirs")
 end
 
 local function doc(fields)

@@ -1,6 +1,7 @@
 -- ingressctl.balancer.ewma: peak-EWMA latency with the power of two choices, as ingress-nginx's ewma:
--- two random endpoints, the one with the lower decayed average response time wins (an endpoint never
--- measured scores 0, so new endpoints are tried at once). Each worker keeps its own averages, fed by
+-- two random endpoints, the one with the lower decayed average response time wins. An endpoint added
+-- later starts at the average of the measured ones (slow start, as ingress-nginx: not flooded before its
+-- first answer); before any answer every endpoint scores 0. Each worker keeps its own averages, fed by
 -- after() from the log phase of the routes that use ewma ($upstream_addr, $upstream_header_time of
 -- the last try); a slower answer raises the average at once (peak), a faster one lowers it gradually.
 local ngx_balancer = require("ngx.balancer")
@@ -25,10 +26,21 @@ end
 
 function M:sync(endpoints)
     ring.set_peers(self, endpoints)
-    local stats, known = {}, {}
+    local stats, known, sum, measured = {}, {}, 0, 0
     for _, id in ipairs(self.ids) do
-        stats[id] = self.stats[id] -- an endpoint that stays keeps its average
-        known[id] = true
+        local stat = self.stats[id] -- an endpoint that stays keeps its average
+        stats[id], known[id] = stat, true
+        if stat then
+            sum, measured = sum + stat[1], measured + 1
+        end
+    end
+    if measured > 0 then
+        local at = now()
+        for _, id in ipairs(self.ids) do
+            if stats[id] == nil then
+                stats[id] = { sum / measured, at }
+            end
+        end
     end
     self.stats, self.known = stats, known
 end
