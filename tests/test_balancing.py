@@ -438,6 +438,17 @@ def test_an_ewma_main_backend_behind_a_canary_route_is_fed() -> None:
     assert "log()" in render(config)
 
 
+def test_a_canary_ingress_balances_its_own_service() -> None:
+    """As in ingress-nginx, a canary Ingress's balancing annotations apply to its Service (its other
+    annotations are reported as not used)."""
+    config = canary_run(main(), canary(weight="10", affinity="cookie", session_cookie_name="c"))
+    backends = {b.name: b for b in config.backends}
+    assert backends["default/next:80"].algorithm == STICKY_BALANCED
+    assert backends["default/next:80"].settings() == {"cookie": {"name": "c"}}
+    assert backends["default/app:80"].algorithm == ROUND_ROBIN
+    assert not [p for p in config.problems if "not used" in p.reason], config.problems
+
+
 # --- the hash expression grammar: Python and Lua agree ----------------------------------------------
 
 CHECK = """

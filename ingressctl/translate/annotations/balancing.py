@@ -114,6 +114,8 @@ COOKIE_SETTINGS = {
     "session-cookie-change-on-failure": "change_on_failure",
 }
 HASH_SETTINGS = ("upstream-hash-by-subset", "upstream-hash-by-subset-size")
+# Every balancing annotation: a canary Ingress's own apply to its Service (as in ingress-nginx).
+NAMES = frozenset({"load-balance", "upstream-hash-by", "affinity", *HASH_SETTINGS, *COOKIE_SETTINGS})
 
 
 def balancing(values: Mapping[str, Any]) -> Balancing | None:
