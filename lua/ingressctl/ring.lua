@@ -124,6 +124,15 @@ function M.id(endpoint)
     return address .. ":" .. endpoint.port
 end
 
+-- An algorithm's new(endpoints, backend): an instance of module M, synced.
+function M.constructor(module)
+    return function(endpoints, backend)
+        local self = setmetatable({ count = 0 }, module)
+        self:sync(endpoints, backend)
+        return self
+    end
+end
+
 -- Sets an algorithm instance's peers ({address, port}), ids ("address:port"), index_of (id -> index)
 -- and count from endpoints.
 function M.set_peers(instance, endpoints)

@@ -11,11 +11,7 @@ local lookup = ring.lookup
 local M = {}
 M.__index = M
 
-function M.new(endpoints, backend)
-    local self = setmetatable({ count = 0 }, M)
-    self:sync(endpoints, backend)
-    return self
-end
+M.new = ring.constructor(M)
 
 -- Peers and the key function (chashsubset's too).
 function M:prepare(endpoints, backend)

@@ -12,11 +12,7 @@ local random = math.random
 local M = setmetatable({}, { __index = chash }) -- prepare() is chash's
 M.__index = M
 
-function M.new(endpoints, backend)
-    local self = setmetatable({ count = 0 }, M)
-    self:sync(endpoints, backend)
-    return self
-end
+M.new = ring.constructor(M)
 
 function M:sync(endpoints, backend)
     self:prepare(endpoints, backend)

@@ -12,11 +12,7 @@ M.__index = M
 
 M.TRIES = 20 -- new keys tried for a new session after a failure, to avoid the endpoints tried
 
-function M.new(endpoints, backend)
-    local self = setmetatable({ count = 0 }, M)
-    self:sync(endpoints, backend)
-    return self
-end
+M.new = ring.constructor(M)
 
 function M:sync(endpoints, backend)
     ring.set_peers(self, endpoints)
