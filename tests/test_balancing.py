@@ -77,7 +77,7 @@ def _serve(ctl: Controller, manifests: Path, addresses: list[str], annotations: 
 
 
 def _lua_backend(ctl: Controller, name: str = "default/app:80") -> dict[str, Any]:
-    state = json.loads(unix_request(ctl.work_dir / "lua-api.sock", "GET", "/configuration/backends").body)
+    state = json.loads(unix_request(ctl.work_dir / "api" / "lua-api.sock", "GET", "/configuration/backends").body)
     found: dict[str, Any] = next((b for b in state["document"]["backends"] if b["name"] == name), {})
     return found
 
