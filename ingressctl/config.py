@@ -153,6 +153,12 @@ class GlobalOptions:
         "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
     )
     max_worker_open_files: int = 0  # 0: worker_connections * 2 + 1024 (ingress-nginx's rule)
+    # Rate and connection limits (translate/annotations/limits.py): the status of a refused request, and the
+    # global response rate limit in KB/s (0: none), as ingress-nginx's ConfigMap keys.
+    limit_req_status_code: int = 503
+    limit_conn_status_code: int = 503
+    limit_rate: int = 0
+    limit_rate_after: int = 0
     worker_connections: int = 16384
 
 
@@ -189,6 +195,10 @@ class StaticConfig:
     # The file the one shared SSL context is built with (the self-signed fallback, fixed for the
     # controller's life, so that rotating the default certificate reloads nothing); "": the default.
     context_certificate: str = ""
+    # http{}-level zones of the locations' rate and connection limits, one set per Ingress (sorted).
+    limits: tuple[Limits, ...] = ()
+    # The htpasswd files basic auth locations read (sorted by name).
+    htpasswd: tuple[Htpasswd, ...] = ()
 
     @property
     def tls_context_certificate(self) -> str:
@@ -525,6 +535,8 @@ class Policy:
     ssl_trusted: str | None = None  # Certificate name of the Secret's ca.crt, once resolved
     ssl_client: str | None = None  # Certificate name of its tls.crt + tls.key, once resolved
     external_auth: ExternalAuth | None = None  # auth-url
+    limits: Limits | None = None  # limit-rps, limit-rpm, limit-connections, limit-rate...
+    basic_auth: BasicAuth | None = None  # auth-type: basic
 
     @property
     def ssl_unusable(self) -> bool:
@@ -567,3 +579,72 @@ class ServerPolicy:
     from_to_www: bool = False
     app_root: str | None = None
     client_auth: ClientAuth | None = None  # auth-tls-secret and its settings
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """An Ingress's rate and connection limits (limit-* annotations), as ingress-nginx has them: nginx's
+    limit_req / limit_conn with zones of their own per Ingress (5 MB each, keyed by the client address,
+    $binary_remote_addr; a client of `allowlist` gets an empty key, which nginx never limits; a burst of
+    limit times burst_multiplier, without delay), and limit_rate on the response (KB/s)."""
+
+    namespace: str  # the Ingress's: the zones are named after it
+    ingress: str
+    rps: int = 0  # 0: no such limit
+    rpm: int = 0
+    connections: int = 0
+    burst_multiplier: int = 5
+    rate: int | None = None  # limit_rate, KB/s (None: the global one)
+    rate_after: int | None = None  # limit_rate_after, KB
+    allowlist: tuple[str, ...] = ()  # CIDRs never limited
+
+    ZONE_SIZE = "5m"
+
+    @property
+    def zoned(self) -> bool:
+        return bool(self.rps or self.rpm or self.connections)
+
+    @property
+    def key_id(self) -> str:
+        """ "" without an allowlist; else a name part for the allowlist's key variables (hex), shared by
+        the Ingresses with the same allowlist."""
+        if not self.allowlist:
+            return ""
+        return hashlib.sha256(",".join(self.allowlist).encode()).hexdigest()[:16]
+
+    @property
+    def key(self) -> str:
+        """The zones' key: the client address, or its allowlist's variable (empty for listed clients)."""
+        return f"$ingressctl_limit_{self.key_id}" if self.allowlist else "$binary_remote_addr"
+
+    def zone(self, kind: str) -> str:
+        """The zone of `kind` (conn, rps, rpm): namespace and name are DNS names, '_' separates them. The
+        allowlist is part of the name: nginx refuses a reload that gives a zone another key variable, so a
+        changed allowlist gets new zones."""
+        suffix = f"_{self.key_id}" if self.allowlist else ""
+        return f"{self.namespace}_{self.ingress}_{kind}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class BasicAuth:
+    """auth-type: basic: the realm and the htpasswd file (Htpasswd.name) of the auth-secret, set once
+    translate read the Secret (an Ingress whose Secret is missing or gives no valid user is rejected,
+    never served open, so a location never has a BasicAuth without a file)."""
+
+    realm: str
+    secret: str  # the Secret's name (the Ingress's namespace)
+    secret_type: str = "auth-file"  # auth-file or auth-map
+    file: str | None = None  # Htpasswd.name
+
+
+@dataclass(frozen=True)
+class Htpasswd:
+    """An htpasswd file made of the validated lines of an auth Secret, named by its content hash."""
+
+    name: str
+    content: bytes = field(repr=False)
+
+    @staticmethod
+    def of(lines: tuple[str, ...]) -> Htpasswd:
+        content = "".join(f"{line}\n" for line in lines).encode()
+        return Htpasswd(name=hashlib.sha256(content).hexdigest()[:32], content=content)

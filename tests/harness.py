@@ -6,6 +6,7 @@ Every process started here is stopped by PID when the test ends.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import http.server
@@ -278,6 +279,17 @@ def endpoint_slice(
             }
             for a in addresses
         ],
+    }
+
+
+def opaque_secret(name: str, data: dict[str, str], *, namespace: str = "default") -> dict[str, Any]:
+    """An Opaque Secret (what `kubectl create secret generic` makes), its values base64-encoded."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     }
 
 

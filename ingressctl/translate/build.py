@@ -35,6 +35,8 @@ from ingressctl.config import (
     Certificate,
     Configuration,
     GlobalOptions,
+    Htpasswd,
+    Limits,
     Location,
     ObjectRef,
     Policy,
@@ -140,7 +142,8 @@ def _parse(obj: Obj, ours: Callable[[Obj], bool]) -> ing.ParsedIngress | ing.Inv
     if not ours(obj):
         return None
     try:
-        return ing.parse(obj, ann.read(ann.annotations_of(obj), namespace=ing.ingress_ref(obj).namespace))
+        ref = ing.ingress_ref(obj)
+        return ing.parse(obj, ann.read(ann.annotations_of(obj), namespace=ref.namespace, name=ref.name))
     except ann.AnnotationError as exc:
         return ing.InvalidField(exc.field, exc.reason)
     except ing.InvalidField as exc:
@@ -209,6 +212,7 @@ class _Builder:
         self.backends: dict[str, Backend] = {}
         self.certificates: dict[str, Certificate] = {}
         self.policy_certificates: set[str] = set()  # used by locations for their endpoints (proxy-ssl-secret)
+        self.htpasswd: dict[str, Htpasswd] = {}  # basic auth user files (auth-secret)
         self._resolved: dict[ing.ServiceRef, str] = {}  # refs used so far, without problems
         self.hosts = _Hosts()
         self.algorithm = ROUND_ROBIN  # the balancing algorithm of every backend (the options' load-balance)
@@ -281,7 +285,7 @@ class _Builder:
     ) -> str | None:
         """The certificate of a TLS Secret, checked as nginx would use it (None: serve the default);
         warnings (expiry, names not covering `hosts`) do not stop it being served."""
-        secret = self.snapshot.of(SECRET).get((namespace, name))
+        secret = annotated.tls_secret(self.snapshot, namespace, name)
         if secret is None:
             reason = f"TLS Secret {namespace}/{name} not found; serving the default certificate"
             self.problem(owner, where=where, reason=reason)
@@ -367,6 +371,11 @@ class _Builder:
                 reason = f"nginx refused the configuration it makes: {refusal.reason}; Ingress rejected"
                 self.problem(result.ref, where="spec", reason=reason)
                 continue
+            if result.annotations.policy is not None and result.annotations.policy.basic_auth is not None:
+                authed = annotated.basic_auth(self, result)
+                if authed is None:
+                    continue
+                result = authed
             parsed.append(result)
             for where, reason in result.annotations.warnings:
                 self.problem(result.ref, where=where, reason=reason)
@@ -550,6 +559,9 @@ def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_de
     context_cert = b.settings.fallback_certificate.name
     used_certs = {default_cert, context_cert} | {s.certificate for s in servers if s.certificate}
     used_certs |= b.policy_certificates
+    used = {loc.policy for s in (default_server, *servers) for loc in s.locations if loc.policy is not None}
+    limits = {p.limits for p in used if p.limits is not None and p.limits.zoned}
+    files = {p.basic_auth.file for p in used if p.basic_auth is not None and p.basic_auth.file}
     return StaticConfig(
         servers=servers,
         default_server=default_server,
@@ -557,7 +569,13 @@ def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_de
         default_certificate=default_cert,
         options=options,
         context_certificate=context_cert,
+        limits=tuple(sorted(limits, key=_zone_order)),
+        htpasswd=tuple(sorted((b.htpasswd[n] for n in files), key=_NAME)),
     )
+
+
+def _zone_order(limits: Limits) -> tuple[str, str]:
+    return (limits.namespace, limits.ingress)
 
 
 _HOST = operator.attrgetter("host")

@@ -37,6 +37,13 @@ def _count(limit: int, least: int = 0) -> Callable[[str], int]:
     return check
 
 
+def _status(value: str) -> int:
+    """nginx's limit_req_status / limit_conn_status accept 400-599."""
+    if not _digits(value) or not 400 <= int(value) <= 599:
+        raise Invalid(f"{value!r} is not an HTTP status from 400 to 599")
+    return int(value)
+
+
 def _bool(value: str) -> bool:
     if value.lower() not in ("true", "false"):
         raise Invalid(f"{value!r} is not true or false")
@@ -130,6 +137,12 @@ OPTIONS = (
     Option("ssl-protocols", "ssl_protocols", _protocols, "TLS protocols, space-separated."),
     Option("ssl-ciphers", "ssl_ciphers", _ciphers, "OpenSSL cipher list for TLS up to 1.2."),
     Option("max-worker-open-files", "max_worker_open_files", _count(1048576), "worker_rlimit_nofile; 0: automatic."),
+    Option("limit-req-status-code", "limit_req_status_code", _status, "Status of requests over limit-rps/-rpm."),
+    Option(
+        "limit-conn-status-code", "limit_conn_status_code", _status, "Status of connections over limit-connections."
+    ),
+    Option("limit-rate", "limit_rate", _count(10485760), "Response rate per request in KB/s; 0: none."),
+    Option("limit-rate-after", "limit_rate_after", _count(10485760), "KB sent at full speed before limit-rate."),
 )
 _BY_KEY = {o.key: o for o in OPTIONS}
 

@@ -55,6 +55,8 @@ _SIZE = "nginx size (`8m`, `512k`, `0`)"
 _BOOL = "`true` / `false`"
 _ONOFF = "`on` / `off`"
 _URL = "http(s) URL, at most 1024 characters"
+_MAX_RATE = 1000000
+_MAX_KB = 10485760  # 10 GB
 
 ANNOTATIONS: tuple[Annotation, ...] = (
     # Proxy behaviour
@@ -458,12 +460,12 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     _a(
         "auth-tls-secret",
         v.secret_ref,
-        "`name` or `namespace/name` of a kubernetes.io/tls Secret of the Ingress's namespace with a `ca.crt`",
+        "`name` or `namespace/name` of a kubernetes.io/tls or Opaque Secret of the Ingress's namespace with a `ca.crt`",
         "Verify client certificates against the Secret's ca.crt.",
         scope=SERVER,
-        difference="server scope: the host's owner decides; the Secret must be of type kubernetes.io/tls "
-        "(ingress-nginx: any type); one of another namespace rejects the Ingress; a missing or bad one makes "
-        "the host answer 503",
+        difference="server scope: the host's owner decides; the Secret must be of type kubernetes.io/tls or "
+        "Opaque (ingress-nginx: any type); one of another namespace rejects the Ingress; a missing or bad one "
+        "makes the host answer 503",
     ),
     _a(
         "auth-tls-verify-client",
@@ -548,6 +550,90 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         "1-1000000 (below 100 counts as 100, as in ingress-nginx)",
         "The total canary-weight is out of.",
         default="100",
+    ),
+    # Rate and connection limits (nginx's limit_req, limit_conn, limit_rate; zones per Ingress)
+    _a(
+        "limit-rps",
+        v.integer(0, _MAX_RATE),
+        f"0-{_MAX_RATE} (0 = none)",
+        "Requests per second per client address; excess answered with limit-req-status-code.",
+        default="0",
+    ),
+    _a(
+        "limit-rpm",
+        v.integer(0, _MAX_RATE),
+        f"0-{_MAX_RATE} (0 = none)",
+        "Requests per minute per client address; excess answered with limit-req-status-code.",
+        default="0",
+    ),
+    _a(
+        "limit-connections",
+        v.integer(0, _MAX_RATE),
+        f"0-{_MAX_RATE} (0 = none)",
+        "Concurrent connections per client address; excess answered with limit-conn-status-code.",
+        default="0",
+    ),
+    _a(
+        "limit-burst-multiplier",
+        v.integer(1, 100),
+        "1-100",
+        "Burst allowed above limit-rps/limit-rpm (without delay): the limit times this.",
+        default="5",
+    ),
+    _a(
+        "limit-rate",
+        v.integer(0, _MAX_KB),
+        f"KB per second, 0-{_MAX_KB} (0 = none)",
+        "Response rate to the client, per request (nginx applies it only with proxy-buffering on, the default).",
+        default="0",
+        configmap="limit-rate",
+    ),
+    _a(
+        "limit-rate-after",
+        v.integer(0, _MAX_KB),
+        f"KB, 0-{_MAX_KB}",
+        "Response bytes sent at full speed before limit-rate applies.",
+        default="0",
+        configmap="limit-rate-after",
+    ),
+    _a(
+        "limit-whitelist",
+        v.cidrs,
+        "comma-separated CIDRs (IPv4, IPv6)",
+        "Client addresses never limited by limit-rps, limit-rpm and limit-connections.",
+    ),
+    _a(
+        "limit-allowlist",
+        v.cidrs,
+        "comma-separated CIDRs (IPv4, IPv6)",
+        "Newer name of limit-whitelist (wins if both are set).",
+    ),
+    # Authentication: basic
+    _a(
+        "auth-type",
+        v.auth_type,
+        "`basic` (`digest` rejected)",
+        "HTTP basic authentication with the users of auth-secret (401 without valid credentials).",
+    ),
+    _a(
+        "auth-secret",
+        v.secret_ref,
+        "`name` or `namespace/name` of a Secret of the Ingress's namespace",
+        "The users and password hashes (see auth-secret-type); a missing Secret rejects the Ingress.",
+        difference="only the hash schemes listed under Basic authentication; other lines are skipped and reported",
+    ),
+    _a(
+        "auth-secret-type",
+        v.choice("auth-file", "auth-map"),
+        "`auth-file` / `auth-map`",
+        "auth-file: key `auth` holds an htpasswd file; auth-map: each key a user, its value the hash.",
+        default="auth-file",
+    ),
+    _a(
+        "auth-realm",
+        v.realm,
+        "up to 128 letters, digits, spaces and `.,:!?@()/_+=*&%~-`",
+        "Realm sent in WWW-Authenticate.",
     ),
 )
 
