@@ -25,7 +25,13 @@ REGEX = "~*"
 # The balancing algorithms of the Lua balancer's registry (lua/ingressctl/balancer.lua: one module
 # per algorithm under lua/ingressctl/balancer/); a test keeps the two lists equal.
 ROUND_ROBIN = "round_robin"
-ALGORITHMS = (ROUND_ROBIN,)
+EWMA = "ewma"
+CHASH = "chash"  # upstream-hash-by
+CHASH_SUBSET = "chashsubset"  # upstream-hash-by with upstream-hash-by-subset
+STICKY_BALANCED = "sticky_balanced"  # affinity: cookie, affinity-mode: balanced
+STICKY_PERSISTENT = "sticky_persistent"  # affinity: cookie, affinity-mode: persistent
+ALGORITHMS = (ROUND_ROBIN, EWMA, CHASH, CHASH_SUBSET, STICKY_BALANCED, STICKY_PERSISTENT)
+LOAD_BALANCE = (ROUND_ROBIN, EWMA)  # what `load-balance` may name; the others follow from other annotations
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,8 @@ class Location:
     match: str  # EXACT, PREFIX or REGEX
     backend: str | None  # backend name; None answers 404
     policy: Policy | None = None  # the Ingress's location-scope annotations; None: none set
+    # Its backend's algorithm learns from answers (ewma): the location runs the balancer's log phase.
+    feedback: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +127,7 @@ class GlobalOptions:
     proxy_body_size: str = "1m"
     proxy_next_upstream_tries: int = 3
     upstream_keepalive: int = 320
-    load_balance: str = ROUND_ROBIN  # one of ALGORITHMS
+    load_balance: str = ROUND_ROBIN  # one of LOAD_BALANCE
     access_log: bool = True
     ssl_redirect: bool = True
     worker_shutdown_timeout: int = 240
@@ -204,6 +212,36 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Cookie:
+    """The session affinity cookie (affinity: cookie and the session-cookie-* annotations)."""
+
+    persistent: bool = False  # affinity-mode: persistent (else balanced)
+    name: str = "INGRESSCOOKIE"
+    path: str = "/"
+    domain: str | None = None
+    max_age: int | None = None
+    expires: int | None = None  # seconds from the answer
+    samesite: str | None = None  # None, Lax or Strict
+    conditional_samesite_none: bool = False
+    secure: bool | None = None  # None: Secure when the request came over HTTPS
+    change_on_failure: bool = False
+
+    def document(self) -> dict[str, object]:
+        out: dict[str, object] = {}
+        if self.name != "INGRESSCOOKIE":
+            out["name"] = self.name
+        if self.path != "/":
+            out["path"] = self.path
+        for key in ("domain", "max_age", "expires", "samesite", "secure"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        for key in ("conditional_samesite_none", "change_on_failure"):
+            if getattr(self, key):
+                out[key] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class Canary:
     """A canary Ingress's traffic policy for one route (ingress-nginx's canary-* annotations), checked
     per request by the balancer (lua/ingressctl/canary.lua) in this order: header, cookie, weight."""
@@ -234,6 +272,40 @@ class Canary:
 
 
 @dataclass(frozen=True, slots=True)
+class Balancing:
+    """How the Lua balancer picks an endpoint of a backend: load-balance, upstream-hash-by (and its
+    subset), affinity. As ingress-nginx: affinity wins over upstream-hash-by, which wins over load-balance."""
+
+    load_balance: str = ROUND_ROBIN  # one of LOAD_BALANCE
+    hash_by: str = ""  # a validated upstream-hash-by expression
+    subset_size: int = 0  # > 0: upstream-hash-by-subset with this size
+    cookie: Cookie | None = None  # affinity: cookie
+
+    @property
+    def algorithm(self) -> str:
+        if self.cookie is not None:
+            return STICKY_PERSISTENT if self.cookie.persistent else STICKY_BALANCED
+        if self.hash_by:
+            return CHASH_SUBSET if self.subset_size else CHASH
+        return self.load_balance
+
+    def document(self) -> dict[str, object]:
+        """The settings the configuration API stores with the backend (beside "algorithm")."""
+        algorithm = self.algorithm
+        out: dict[str, object] = {}
+        if algorithm in (CHASH, CHASH_SUBSET):
+            out["hash_by"] = self.hash_by
+        if algorithm == CHASH_SUBSET:
+            out["subset_size"] = self.subset_size
+        if self.cookie is not None:
+            out["cookie"] = self.cookie.document()
+        return out
+
+
+DEFAULT_BALANCING = Balancing()
+
+
+@dataclass(frozen=True, slots=True)
 class Backend:
     name: str  # "namespace/service:port"; a route with a canary: "<main>~<canary>~<canary Ingress ns/name>"
     endpoints: tuple[Endpoint, ...]
@@ -241,6 +313,10 @@ class Backend:
     # A route with a canary Ingress: no endpoints of its own; the balancer picks the main or the
     # canary backend per request.
     canary: Canary | None = None
+    balancing: Balancing | None = None  # the algorithm's settings (None: none beyond the algorithm)
+
+    def settings(self) -> dict[str, object]:
+        return self.balancing.document() if self.balancing is not None else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +327,7 @@ class BackendSource:
     namespace: str
     service: str
     port: int | str
-    algorithm: str = ROUND_ROBIN
+    balancing: Balancing = DEFAULT_BALANCING
 
 
 @dataclass(frozen=True)
@@ -280,6 +356,7 @@ class Configuration:
                 {
                     "name": b.name,
                     **({"algorithm": b.algorithm} if b.algorithm != ROUND_ROBIN else {}),
+                    **b.settings(),
                     "endpoints": [{"address": e.address, "port": e.port} for e in b.endpoints],
                     **({"canary": b.canary.document()} if b.canary is not None else {}),
                 }

@@ -65,9 +65,18 @@ QUIET = 3.0
 
 class Pod:
     """A backend "pod": an HTTP server on its own 127.0.0.x address that answers with JSON naming
-    itself and echoing what it received."""
+    itself and echoing what it received (after `delay` seconds: a slow pod; with `headers` added to
+    its answers)."""
 
-    def __init__(self, address: str, port: int, name: str | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        name: str | None = None,
+        *,
+        delay: float = 0.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.address = address
         self.port = port
         self.name = name or address
@@ -82,6 +91,8 @@ class Pod:
 
             def _answer(self) -> None:
                 pod.requests += 1
+                if delay:
+                    time.sleep(delay)
                 length = int(self.headers.get("Content-Length") or 0)
                 received = self.rfile.read(length) if length else b""
                 body = json.dumps(
@@ -96,6 +107,8 @@ class Pod:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(body)
 

@@ -94,6 +94,21 @@ EXAMPLES: dict[str, tuple[str, object]] = {
     "auth-tls-error-page": ("https://errors.example.com/cert", "https://errors.example.com/cert"),
     "auth-tls-pass-certificate-to-upstream": ("true", True),
     "auth-tls-match-cn": ("CN=(alice|bob)\\.example\\.com", "CN=(alice|bob)\\.example\\.com"),
+    "load-balance": ("ewma", "ewma"),
+    "upstream-hash-by": ("${request_uri}-text-value", "${request_uri}-text-value"),
+    "upstream-hash-by-subset": ("true", True),
+    "upstream-hash-by-subset-size": ("3", 3),
+    "affinity": ("cookie", "cookie"),
+    "affinity-mode": ("persistent", "persistent"),
+    "session-cookie-name": ("route", "route"),
+    "session-cookie-path": ("/app", "/app"),
+    "session-cookie-domain": (".Example.com", ".example.com"),
+    "session-cookie-max-age": ("172800", 172800),
+    "session-cookie-expires": ("172800", 172800),
+    "session-cookie-samesite": ("none", "None"),
+    "session-cookie-conditional-samesite-none": ("true", True),
+    "session-cookie-secure": ("true", True),
+    "session-cookie-change-on-failure": ("true", True),
     # "false": one Ingress carrying every example must stay a main Ingress (a lone canary serves nothing)
     "canary": ("false", False),
     "canary-by-header": ("X-Canary", "X-Canary"),
@@ -167,8 +182,9 @@ _TEXT = st.lists(_ALPHABET, max_size=40).map("".join)
 
 # Values that never reach nginx.conf: rewrite-target (its own test), canary-by-header-pattern and
 # canary-by-header-value (a regex and a header value, any text a header may carry, for the Lua balancer,
-# sent as JSON; test_canary_translate checks that no canary value is rendered).
-_NOT_RENDERED = ("rewrite-target", "canary-by-header-pattern", "canary-by-header-value")
+# sent as JSON; test_canary_translate checks that no canary value is rendered), upstream-hash-by (also
+# for the Lua balancer; tests/test_balancing.py proves Lua and Python accept the same expressions).
+_NOT_RENDERED = ("rewrite-target", "canary-by-header-pattern", "canary-by-header-value", "upstream-hash-by")
 
 
 @pytest.mark.parametrize("name", sorted(n for n in EXAMPLES if n not in _NOT_RENDERED))

@@ -145,6 +145,24 @@ ROWS: dict[str, Row] = {
         Action.LUA,
         backends_changed=True,
     ),
+    # Balancing settings travel with the backend: no reload. Only ewma adds the log phase to its routes.
+    "affinity-annotation-added": Row(
+        lambda: [modified(ing_a(annotations={"nginx.ingress.kubernetes.io/affinity": "cookie"}))],
+        Action.LUA,
+        backends_changed=True,
+    ),
+    "upstream-hash-by-changed": Row(
+        lambda: [modified(ing_a(annotations={"nginx.ingress.kubernetes.io/upstream-hash-by": "$request_uri"}))],
+        Action.LUA,
+        backends_changed=True,
+    ),
+    "load-balance-ewma-adds-its-log-phase": Row(
+        lambda: [modified(ing_a(annotations={"nginx.ingress.kubernetes.io/load-balance": "ewma"}))],
+        Action.RELOAD,
+        (Reason.ANNOTATIONS_CHANGED,),
+        ("annotations_changed: host a.example.com (Ingress default/a)",),
+        backends_changed=True,
+    ),
     "no-op-resource-version-bump": Row(lambda: [modified(bumped(ing_a()))], Action.NOTHING),
     "ingress-of-another-class-added": Row(lambda: [added(other_class_ingress())], Action.NOTHING),
     "new-host": Row(

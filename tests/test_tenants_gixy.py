@@ -61,6 +61,8 @@ def multi_tenant() -> list[Obj]:
             namespace="team-b",
             rules=[rule("*.team-b.example.com", ("/", "Prefix", backend("app"))), rule("plain.example.com")],
             tls=[{"hosts": ["*.team-b.example.com"], "secretName": "tls"}],
+            # ewma: its locations run the balancer's log phase (log_by_lua_block).
+            annotations={"nginx.ingress.kubernetes.io/load-balance": "ewma"},
         ),
         ingress("catch-all", namespace="team-a", default_backend=backend("app")),
         # A canary (issue 13): its route's backend is a "<main>~<canary>~<ingress>" name in nginx.conf.

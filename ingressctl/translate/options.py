@@ -10,9 +10,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ingressctl.config import ALGORITHMS, GlobalOptions, TenancyPolicy
+from ingressctl.config import GlobalOptions, TenancyPolicy
 from ingressctl.logfields import ACCESS_FIELDS
 from ingressctl.translate import realip, validate
+from ingressctl.translate.annotations import balancing
 from ingressctl.translate.validate import Invalid
 
 
@@ -52,12 +53,6 @@ def _bool(value: str) -> bool:
 def _workers(value: str) -> str:
     if value != "auto" and not (_digits(value) and 1 <= int(value) <= 64):
         raise Invalid(f"{value!r} is not 'auto' or a number from 1 to 64")
-    return value
-
-
-def _algorithm(value: str) -> str:
-    if value not in ALGORITHMS:
-        raise Invalid(f"{value!r} is not one of {', '.join(ALGORITHMS)}")
     return value
 
 
@@ -123,7 +118,7 @@ OPTIONS = (
     Option("proxy-body-size", "proxy_body_size", validate.size, "Largest request body (nginx size, 0 = any)."),
     Option("proxy-next-upstream-tries", "proxy_next_upstream_tries", _count(10), "Tries on connection errors."),
     Option("upstream-keepalive-connections", "upstream_keepalive", _count(10000), "Idle upstream connections."),
-    Option("load-balance", "load_balance", _algorithm, "How the balancer picks an endpoint: round_robin."),
+    Option("load-balance", "load_balance", balancing.load_balance, "How the balancer picks: round_robin, ewma."),
     Option("enable-access-log", "access_log", _bool, "Write an access log line per request."),
     Option("ssl-redirect", "ssl_redirect", _bool, "Redirect HTTP to HTTPS (308) for TLS hosts."),
     Option("worker-processes", "worker_processes", _workers, "nginx worker processes."),

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingressctl.config import Cors, Policy, ServerPolicy
+from ingressctl.config import Balancing, Cors, Policy, ServerPolicy
 from ingressctl.translate.annotations import auth
+from ingressctl.translate.annotations import balancing as lb
 from ingressctl.translate.annotations.limits import basic_auth, limits
 from ingressctl.translate.annotations.registry import (
     BY_NAME,
@@ -53,6 +54,7 @@ class Read:
     warnings: tuple[tuple[str, str], ...] = ()  # (field, reason)
     policy: Policy | None = None
     server: ServerPolicy | None = None
+    balancing: Balancing | None = None  # None: the ConfigMap's load-balance
     regex: bool = False  # paths are regexes (use-regex, or rewrite-target)
 
 
@@ -135,6 +137,7 @@ def read(annotations: Mapping[str, Any], *, namespace: str = "", name: str = "")
         warnings=tuple(warnings),
         policy=location_policy(values, namespace=namespace, name=ingress),
         server=server_policy(values),
+        balancing=lb.balancing(values),
         regex=regex,
     )
 
@@ -153,6 +156,7 @@ def _unused(values: Mapping[str, object], keys: Mapping[str, str]) -> list[tuple
         "proxy-redirect-to": "proxy-redirect-from",
         "proxy-redirect-from": "proxy-redirect-to",
         **{n: "enable-cors" for n in values if n.startswith("cors-")},
+        **lb.needs(values),
         **auth.NEEDS,
         **{n: "canary" for n in values if n.startswith("canary-")},
         "auth-secret": "auth-type",

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ingressctl.translate.annotations import auth
+from ingressctl.translate.annotations import balancing as lb
 from ingressctl.translate.annotations import values as v
 
 OURS = "ingressctl.io/"
@@ -285,6 +286,87 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         "Newer name of whitelist-source-range (wins if both are set).",
     ),
     _a("denylist-source-range", v.cidrs, "comma-separated CIDRs (IPv4, IPv6)", "These client addresses get 403."),
+    # Balancing: decided per backend (Service port) by the oldest Ingress that sets any of them (as
+    # ingress-nginx: the first wins), sent to the Lua balancer with the backend (a change is no reload,
+    # except switching ewma on or off)
+    _a(
+        "load-balance",
+        lb.load_balance,
+        "`round_robin`, `ewma`",
+        "How the balancer picks an endpoint (ewma: the lower peak-EWMA response time of two random ones).",
+        default="round_robin",
+        configmap="load-balance",
+    ),
+    _a(
+        "upstream-hash-by",
+        lb.hash_by,
+        "text with `$remote_addr`, `$request_uri`, `$http_<name>`, `$cookie_<name>`, `$arg_<name>` (or "
+        "`${name}`); letters, digits and `._:/@,=~+|-` between them",
+        "Consistent hash of this key picks the endpoint (wins over load-balance); N to N+1 endpoints moves "
+        "about 1/(N+1) of the keys.",
+    ),
+    _a(
+        "upstream-hash-by-subset",
+        v.boolean,
+        _BOOL,
+        "The hash picks a subset of endpoints; requests go to a random one of it.",
+        default="false",
+    ),
+    _a("upstream-hash-by-subset-size", v.integer(1, 64), "1-64", "Endpoints per subset.", default="3"),
+    _a(
+        "affinity",
+        lb.affinity,
+        "`cookie`",
+        "Sticky sessions: a cookie keeps a client on one endpoint (wins over upstream-hash-by); an endpoint "
+        "that left is replaced, never an error.",
+        difference="every path to the Service port is sticky, also other Ingresses' (ingress-nginx: only this "
+        "Ingress's paths set the cookie)",
+        shared_only=True,
+    ),
+    _a(
+        "affinity-mode",
+        lb.affinity_mode,
+        "`balanced`, `persistent`",
+        "balanced: the cookie's key is hashed consistently (scaling moves about 1/(N+1) of the sessions); "
+        "persistent: the cookie names its endpoint (scaling moves none).",
+        default="balanced",
+    ),
+    _a("session-cookie-name", lb.cookie_name, "1-64 letters, digits, `_.-`", "Cookie name.", default="INGRESSCOOKIE"),
+    _a(
+        "session-cookie-path",
+        lb.cookie_path,
+        "plain path",
+        "Cookie Path.",
+        default="/",
+        difference="the default is `/` (ingress-nginx: the location's path)",
+    ),
+    _a("session-cookie-domain", lb.cookie_domain, "host name, optionally with a leading `.`", "Cookie Domain."),
+    _a("session-cookie-max-age", v.integer(1, lb.MAX_COOKIE_SECONDS), "seconds", "Cookie Max-Age."),
+    _a("session-cookie-expires", v.integer(1, lb.MAX_COOKIE_SECONDS), "seconds", "Cookie Expires, from the answer."),
+    _a("session-cookie-samesite", lb.samesite, "`None`, `Lax`, `Strict`", "Cookie SameSite."),
+    _a(
+        "session-cookie-conditional-samesite-none",
+        v.boolean,
+        _BOOL,
+        "Omit SameSite=None for browsers that reject it (ingress-nginx's list).",
+        default="false",
+    ),
+    _a(
+        "session-cookie-secure",
+        v.boolean,
+        _BOOL,
+        "Cookie Secure.",
+        default="Secure when the request came over HTTPS",
+    ),
+    _a(
+        "session-cookie-change-on-failure",
+        v.boolean,
+        _BOOL,
+        "After a failed try, the session moves to the endpoint that answers (new cookie); otherwise only that "
+        "request goes elsewhere.",
+        default="false",
+        difference="without it, the retry goes to another endpoint (ingress-nginx retries the cookie's own)",
+    ),
     # CORS
     _a("enable-cors", v.boolean, _BOOL, "Answer CORS preflights (204) and add CORS headers.", default="false"),
     _a(
