@@ -254,6 +254,9 @@ class Canary:
     cookie: str | None = None  # canary-by-cookie (`always`/`never`)
     weight: int = 0  # canary-weight: this many requests out of weight_total go to the canary
     weight_total: int = 100  # canary-weight-total
+    # affinity-canary-behavior: sticky (True, the default): when the main backend has cookie affinity, a
+    # client sent to the canary is pinned there by that cookie; legacy (False): decided per request.
+    sticky: bool = True
 
     def document(self) -> dict[str, object]:
         """Its JSON form for the Lua API (fields left unset are left out)."""
@@ -268,6 +271,8 @@ class Canary:
                 out[key] = value
         out["weight"] = self.weight
         out["weight_total"] = self.weight_total
+        if not self.sticky:
+            out["legacy"] = True
         return out
 
 

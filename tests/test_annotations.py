@@ -117,6 +117,7 @@ EXAMPLES: dict[str, tuple[str, object]] = {
     "canary-by-cookie": ("canary_cookie", "canary_cookie"),
     "canary-weight": ("10", 10),
     "canary-weight-total": ("1000", 1000),
+    "affinity-canary-behavior": ("legacy", "legacy"),
     "limit-rps": ("5", 5),
     "limit-rpm": ("300", 300),
     "limit-connections": ("10", 10),

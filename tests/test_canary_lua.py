@@ -84,6 +84,7 @@ def policies(draw: st.DrawFn) -> Canary:
         cookie=draw(st.none() | COOKIES),
         weight=draw(st.integers(0, total)),
         weight_total=total,
+        sticky=draw(st.booleans()),
     )
 
 
@@ -124,6 +125,8 @@ WRONG = [
     ("weight", 1.5, ".weight and .weight_total"),
     ("weight_total", 0, ".weight and .weight_total"),
     ("weight_total", 2_000_000, ".weight and .weight_total"),
+    ("legacy", False, ".legacy must be true or left out"),
+    ("legacy", "yes", ".legacy must be true or left out"),
 ]
 
 

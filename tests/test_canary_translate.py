@@ -181,6 +181,28 @@ def test_other_annotations_of_a_canary_are_reported_as_unused() -> None:
     assert any("not used on a canary Ingress" in p.reason and "proxy-read-timeout" in p.field for p in config.problems)
 
 
+@pytest.mark.parametrize(("value", "sticky"), [(None, True), ("sticky", True), ("legacy", False), (" legacy ", False)])
+def test_affinity_canary_behavior_reaches_the_policy(value: str | None, sticky: bool) -> None:
+    notes = {"canary_weight": "10"} if value is None else {"canary_weight": "10", "affinity_canary_behavior": value}
+    config = run(main(), canary(**notes))
+    policy = backend_named(config, f"{APP}~{NEXT}~default/canary").canary
+    assert policy.sticky is sticky
+    assert ("legacy" in policy.document()) is not sticky
+    assert not config.problems
+
+
+def test_affinity_canary_behavior_invalid_or_on_a_main_ingress_is_reported() -> None:
+    config = run(main(), canary(name="bad", canary_weight="10", affinity_canary_behavior="always"))
+    assert location_backends(config, "a.test") == {"prefix /": APP}
+    (problem,) = [p for p in config.problems if p.ref.name == "bad"]
+    assert problem.field == f'metadata.annotations["{NGINX}affinity-canary-behavior"]'
+    assert "is not one of sticky, legacy" in problem.reason and problem.reason.endswith("Ingress rejected")
+
+    config = run(main(annotations={NGINX + "affinity-canary-behavior": "legacy"}))
+    assert location_backends(config, "a.test") == {"prefix /": APP}
+    assert [p.reason for p in config.problems] == ["has no effect without canary"]
+
+
 _CHARS = st.sampled_from([*"aZ09-_.~!&()*+,=:@/?%| ;{}$#\"'\\\n\t[]^<>", "é", "\x00", "(?", "(?:", "\\d"])
 _TEXT = st.lists(_CHARS, min_size=1, max_size=30).map("".join)
 

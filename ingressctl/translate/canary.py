@@ -6,7 +6,9 @@ and path that a main Ingress serves; that route's backend becomes a canary backe
 no endpoints of its own and a Canary policy that the balancer (lua/ingressctl/canary.lua) reads per
 request: header, then cookie, then weight choose the canary or the main backend. Changing the policy
 (weight, header, cookie) changes only that backend's data: a Lua update, never a reload. Adding or
-removing a canary renames the route's backend in nginx.conf (one reload).
+removing a canary renames the route's backend in nginx.conf (one reload). The policy also carries
+affinity-canary-behavior (sticky unless `legacy`): what the main backend's affinity cookie does to the
+choice is the balancer's (canary.lua), so changing it is a Lua update too.
 
 A canary path with no main route is reported and not served (ingress-nginx drops it with a log line);
 a second canary for the same route is reported (the older wins, as ingress-nginx allows one per rule).
@@ -70,6 +72,7 @@ def settings(values: Mapping[str, Any], keys: Mapping[str, str]) -> tuple[Canary
             cookie=values.get("canary-by-cookie"),
             weight=weight,
             weight_total=total,
+            sticky=values.get("affinity-canary-behavior", "sticky") != "legacy",
         ),
         None,
     )
@@ -155,7 +158,7 @@ def _unused(p: ing.ParsedIngress) -> str:
     fields = [
         field_of(key)
         for name, key in sorted(p.annotations.keys.items())
-        if not name.startswith("canary") and name not in lb.NAMES
+        if not name.startswith("canary") and name not in lb.NAMES and name != "affinity-canary-behavior"
     ]
     if p.tls:
         fields.append("spec.tls")

@@ -5,9 +5,17 @@
 --           `always` sends to the canary and `never` to the main backend.
 --   cookie: `always` / `never`, the same way.
 --   weight: math.random(weight_total) <= weight: 0 never, weight_total always (both exact).
+-- affinity-canary-behavior (sticky unless the policy says legacy): when the main backend has cookie
+-- affinity (a sticky algorithm), a request carrying a session key of ours in that cookie is pinned to the
+-- main backend, and one carrying this canary's pin ("canary-" and 16 hex digits of md5 of the canary
+-- backend's name) to the canary; other requests are decided as above, and one sent to the canary gets
+-- the pin in the main's cookie (its attributes too), as ingress-nginx's sticky canaries do. Legacy
+-- decides every request anew and sets no pin.
 -- The policy comes with the route's backend from the configuration API (validated there);
 -- prepare() runs once per decoded backend, so a request pays ngx.ctx, a few table reads and the
 -- checks the policy asks for. Routes without a canary never reach this module.
+local sticky = require("ingressctl.sticky")
+
 local ngx_var = ngx.var
 local re_find = ngx.re.find
 local random = math.random
@@ -30,6 +38,7 @@ function M.prepare(policy)
     if policy.cookie then
         policy.cookie_var = "cookie_" .. policy.cookie
     end
+    policy.pin = "canary-" .. ngx.md5(policy.backend):sub(1, 16)
     return policy
 end
 
@@ -81,24 +90,52 @@ function M.choose(policy)
     return policy.main
 end
 
+-- With a sticky main backend (cookie: its cookie settings): true pinned to the canary, false pinned to
+-- the main backend, nil not pinned.
+local function pinned(policy, cookie)
+    local value = ngx_var[cookie.variable]
+    if value == nil then
+        return nil
+    end
+    if value:match(sticky.KEY) then
+        return false
+    end
+    if value == policy.pin then
+        return true
+    end
+    return nil
+end
+
 -- The backend instance this request goes to, from `get` (backends.get): a canary backend without
 -- ready endpoints gives way to the main one, as in ingress-nginx (nil: the main one is unknown).
 -- The choice is made once per request: nginx's retries (proxy_next_upstream) run the balancer again
 -- and stay with the backend chosen first (ingress-nginx keeps it in ngx.ctx too).
 function M.route(policy, get)
     local ctx = ngx.ctx
+    local main = get(policy.main)
     local chosen = ctx.ingressctl_canary
+    local pin = nil -- the main's cookie settings when this request is to be pinned to the canary
     if chosen == nil then
-        chosen = to_canary(policy)
+        local cookie = main ~= nil and not policy.legacy and main.cookie or nil
+        if cookie ~= nil then
+            chosen = pinned(policy, cookie)
+        end
+        if chosen == nil then
+            chosen = to_canary(policy)
+            pin = chosen and cookie or nil
+        end
         ctx.ingressctl_canary = chosen
     end
     if chosen then
         local backend = get(policy.backend)
         if backend ~= nil and backend.count > 0 then
+            if pin ~= nil then
+                sticky.add(sticky.header(pin, policy.pin))
+            end
             return backend
         end
     end
-    return get(policy.main)
+    return main
 end
 
 return M

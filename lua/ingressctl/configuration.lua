@@ -255,7 +255,7 @@ end
 
 local CANARY_KEYS = {
     main = true, backend = true, header = true, header_value = true, header_pattern = true, cookie = true,
-    weight = true, weight_total = true,
+    weight = true, weight_total = true, legacy = true,
 }
 local MAX_WEIGHT = 1000000
 
@@ -295,6 +295,9 @@ local function validate_canary(canary, name, where)
     end
     if not valid_integer(canary.weight_total, 1, MAX_WEIGHT) or not valid_integer(canary.weight, 0, canary.weight_total) then
         return nil, where .. ".weight and .weight_total must be integers, 0 <= weight <= weight_total <= " .. MAX_WEIGHT
+    end
+    if canary.legacy ~= nil and canary.legacy ~= true then
+        return nil, where .. ".legacy must be true or left out"
     end
     return true
 end
@@ -459,6 +462,9 @@ local function encode_backend(backend)
         end
         fields[#fields + 1] = '"weight":' .. c.weight
         fields[#fields + 1] = '"weight_total":' .. c.weight_total
+        if c.legacy then
+            fields[#fields + 1] = '"legacy":true'
+        end
         canary = ',"canary":{' .. table.concat(fields, ",") .. "}"
     end
     return '{"name":"' .. backend.name .. '",' .. algorithm .. encode_settings(backend) .. '"endpoints":['

@@ -14,6 +14,7 @@ local M = {}
 
 M.DEFAULT_NAME = "INGRESSCOOKIE"
 local KEY = "^%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x$" -- 16 hex digits: what we write
+M.KEY = KEY
 
 -- Browsers that refuse SameSite=None (or take it for Strict): ingress-nginx's list, from
 -- https://www.chromium.org/updates/same-site/incompatible-clients
@@ -45,6 +46,19 @@ function M.settings(backend)
         secure = cookie.secure,
         change_on_failure = cookie.change_on_failure == true,
     }
+end
+
+-- Adds a Set-Cookie header to the answer (a canary route may set two: its pin and the canary's own).
+function M.add(value)
+    local current = ngx.header["Set-Cookie"]
+    if current == nil then
+        ngx.header["Set-Cookie"] = value
+    elseif type(current) == "table" then
+        current[#current + 1] = value
+        ngx.header["Set-Cookie"] = current
+    else
+        ngx.header["Set-Cookie"] = { current, value }
+    end
 end
 
 -- A new session key: 16 hex digits.
@@ -104,7 +118,7 @@ local function choose(instance)
     end
     local new_key
     index, new_key = instance:pick(tried)
-    ngx.header["Set-Cookie"] = M.header(cookie, new_key)
+    M.add(M.header(cookie, new_key))
     return index
 end
 

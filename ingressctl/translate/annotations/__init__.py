@@ -159,6 +159,7 @@ def _unused(values: Mapping[str, object], keys: Mapping[str, str]) -> list[tuple
         **lb.needs(values),
         **auth.NEEDS,
         **{n: "canary" for n in values if n.startswith("canary-")},
+        "affinity-canary-behavior": "canary",
         "auth-secret": "auth-type",
         "auth-secret-type": "auth-type",
         "auth-realm": "auth-type",

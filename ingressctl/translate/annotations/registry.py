@@ -551,6 +551,18 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         "The total canary-weight is out of.",
         default="100",
     ),
+    _a(
+        "affinity-canary-behavior",
+        v.choice("sticky", "legacy"),
+        "`sticky`, `legacy`",
+        "On a canary Ingress, when the main Ingress's Service has `affinity: cookie`: sticky keeps a client "
+        "that was sent to the canary on the canary (its affinity cookie pins it there, as a client pinned "
+        "to the main Service stays there); legacy decides every request anew (header, cookie, weight).",
+        difference="the canary's pin is a value of the main's cookie: the canary's endpoints are picked by its own "
+        "balancing (ingress-nginx copies the main's affinity to them); legacy also splits clients holding a main "
+        "session (ingress-nginx keeps those on the main Service)",
+        default="sticky",
+    ),
     # Rate and connection limits (nginx's limit_req, limit_conn, limit_rate; zones per Ingress)
     _a(
         "limit-rps",
