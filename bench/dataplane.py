@@ -15,8 +15,10 @@ Lua balancer phase alone costs on this nginx and Lua module build, whatever a ba
 
 The other balancing algorithms run in the same rotation, on the same controller's nginx, each on a
 host of its own whose Service has the same 3 backends: `load-balance: ewma` (its routes also run the
-log phase that feeds it), `upstream-hash-by: $request_uri` and `affinity: cookie` with wrk sending one
-session's cookie (the steady state of a sticky session: read the cookie, look its key up on the ring).
+log phase that feeds it), `upstream-hash-by: $request_uri`, `affinity: cookie` with wrk sending one
+session's cookie (the steady state of a sticky session: read the cookie, look its key up on the ring),
+and `canary`: a round robin route with a canary Ingress of weight 50 in front of it (its own Service,
+the same backends), so each request also makes the canary choice (ingressctl.canary).
 Their CPU/request is reported next to round robin's (paired per repeat) and the baseline's; for
 reference, ingress-nginx's ewma measured about 1.54x the static upstream on this machine.
 """
@@ -54,11 +56,23 @@ log = logging.getLogger("bench.dataplane")
 HOST = "bench.example.com"
 TARGET_RATIO = 1.05
 INGRESS_NGINX_EWMA = 1.54  # ingress-nginx's ewma over a static upstream, measured here (issue 13)
-# Balancing variants: name -> (annotations of its Ingress, extra request headers wrk sends).
-ALGORITHMS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
-    "ewma": ({"load-balance": "ewma"}, ()),
-    "hash": ({"upstream-hash-by": "$request_uri"}, ()),
-    "affinity": ({"affinity": "cookie"}, ("Cookie: INGRESSCOOKIE=0123456789abcdef",)),
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A balancing variant: the annotations of its Ingress, the extra request headers wrk sends, and
+    for a canary the annotations of a canary Ingress in front of it (its own Service, same backends)."""
+
+    annotations: dict[str, str]
+    headers: tuple[str, ...] = ()
+    canary: dict[str, str] | None = None
+
+
+ALGORITHMS: dict[str, Variant] = {
+    "ewma": Variant({"load-balance": "ewma"}),
+    "hash": Variant({"upstream-hash-by": "$request_uri"}),
+    "affinity": Variant({"affinity": "cookie"}, ("Cookie: INGRESSCOOKIE=0123456789abcdef",)),
+    "canary": Variant({}, canary={"canary": "true", "canary-weight": "50"}),
 }
 CPUS = os.cpu_count() or 1  # worker_processes auto, in both configurations
 MEASURED_CPUS = {CPUS - 1}
@@ -105,7 +119,7 @@ def _measure(variant: str, port: int, workers: Callable[[], list[int]], opts: Op
         seconds=seconds,
         connections=opts.connections,
         cpus=LOAD_CPUS if opts.pin else None,
-        headers=ALGORITHMS[variant][1] if variant in ALGORITHMS else (),
+        headers=ALGORITHMS[variant].headers if variant in ALGORITHMS else (),
     )
     after = cpu_ticks(pids)
     if workers() != pids:
@@ -173,16 +187,18 @@ def _manifests(
         ingress("bench", rules=[rule(HOST, ("/", "Prefix", backend("bench")))]),
     ]
     for name in algorithms:  # a Service each: balancing is decided per backend
-        annotations = {f"nginx.ingress.kubernetes.io/{k}": v for k, v in ALGORITHMS[name][0].items()}
-        docs += [
-            service(f"bench-{name}", target=port),
-            endpoint_slice(f"bench-{name}", backends, port=port),
-            ingress(
-                f"bench-{name}",
-                rules=[rule(_host(name), ("/", "Prefix", backend(f"bench-{name}")))],
-                annotations=annotations,
-            ),
-        ]
+        variant = ALGORITHMS[name]
+        services = [f"bench-{name}"] + ([f"bench-{name}-canary"] if variant.canary is not None else [])
+        for svc, notes in zip(services, (variant.annotations, variant.canary or {}), strict=False):
+            docs += [
+                service(svc, target=port),
+                endpoint_slice(svc, backends, port=port),
+                ingress(
+                    svc,
+                    rules=[rule(_host(name), ("/", "Prefix", backend(svc)))],
+                    annotations={f"nginx.ingress.kubernetes.io/{k}": v for k, v in notes.items()},
+                ),
+            ]
     write_atomic(folder, "bench.yaml", manifest_text(docs))
 
 
@@ -248,6 +264,12 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
             procs.add(floor.stop)
             served = [("ingressctl", ctl.http_port), ("baseline", http_port), ("floor", floor_port)]
             served += [(name, ctl.http_port) for name in opts.algorithms]
+            if "canary" in opts.algorithms:  # the canary route is live (not a plain round robin route)
+                wait_for(
+                    lambda: "~default/bench-canary-canary" in (ctl.work_dir / "nginx.conf").read_text(),
+                    timeout=15,
+                    what="the canary route in nginx.conf",
+                )
             for name, port in served:
                 wait_for(
                     functools.partial(_spread, port, set(backends), _host(name)),
