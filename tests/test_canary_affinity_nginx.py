@@ -2,12 +2,14 @@
 on 127.47.0.x, with `affinity: cookie` on the main Ingress. sticky (the default): a client sent to the
 canary (by the weight or the header) gets the canary's pin in the main's cookie and stays on the canary;
 a client holding a main session stays on the main Service (ingress-nginx's order: the main's session
-first); a pinned client whose canary lost its endpoints is re-pinned to the main Service. legacy: the
+first); a canary Ingress with affinity of its own (another cookie name) sets both cookies; a pinned
+client whose canary lost its endpoints is re-pinned to the main Service. legacy: the
 canary sets no cookie and every request is decided anew, also with a main session. Switching between
 the two is a Lua update (no reload)."""
 
 from __future__ import annotations
 
+import http.client
 import re
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,8 @@ PIN = re.compile(r"canary-[0-9a-f]{16}")
 
 def services(manifests: Path, canary_pods: list[str]) -> None:
     docs = [service("stable", target=PORT), endpoint_slice("stable", [STABLE], port=PORT)]
-    docs += [service("preview", target=PORT), endpoint_slice("preview", canary_pods, port=PORT)]
+    for name in ("preview", "preview-own"):  # the latter for the canary with affinity of its own
+        docs += [service(name, target=PORT), endpoint_slice(name, canary_pods, port=PORT)]
     write_manifests(manifests, "services.yaml", docs)
 
 
@@ -44,11 +47,9 @@ def main(host: str) -> dict[str, Any]:
     return ingress(host.split(".")[0], rules=[rule(host, ("/", "Prefix", backend("stable")))], annotations=notes)
 
 
-def canary(host: str, **annotations: str) -> dict[str, Any]:
+def canary(host: str, svc: str = "preview", **annotations: str) -> dict[str, Any]:
     notes = {A + "canary": "true", **{A + k.replace("_", "-"): v for k, v in annotations.items()}}
-    return ingress(
-        host.split(".")[0] + "-canary", rules=[rule(host, ("/", "Prefix", backend("preview")))], annotations=notes
-    )
+    return ingress(host.split(".")[0] + "-canary", rules=[rule(host, ("/", "Prefix", backend(svc)))], annotations=notes)
 
 
 def pod_of(ctl: Controller, host: str, cookie: str | None = None, **headers: str) -> str | None:
@@ -68,6 +69,22 @@ def visit(ctl: Controller, host: str, cookie: str | None = None, **headers: str)
     return response.pod, found.group(1) if found else None
 
 
+def set_cookies(ctl: Controller, host: str, **headers: str) -> dict[str, str]:
+    """Every Set-Cookie of one answer (name -> value), read with http.client: a header may repeat."""
+    conn = http.client.HTTPConnection("127.0.0.1", ctl.http_port, timeout=5)
+    try:
+        conn.request("GET", "/", headers={"Host": host, **headers})
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200, (host, response.status)
+        found = [
+            value.split(";", 1)[0].split("=", 1) for key, value in response.getheaders() if key.lower() == "set-cookie"
+        ]
+        return {name: value for name, value in found}
+    finally:
+        conn.close()
+
+
 def test_sticky_keeps_canary_clients_on_the_canary(controller: Controller, manifests: Path) -> None:
     with pods([STABLE, CANARY], PORT):
         services(manifests, [CANARY])
@@ -77,6 +94,14 @@ def test_sticky_keeps_canary_clients_on_the_canary(controller: Controller, manif
             [
                 main("half.test"),
                 canary("half.test", canary_weight="50"),  # sticky: the default
+                main("own.test"),
+                canary(
+                    "own.test",
+                    "preview-own",
+                    canary_weight="100",
+                    affinity="cookie",
+                    session_cookie_name="canary-session",
+                ),
                 main("forced.test"),
                 canary(
                     "forced.test",
@@ -114,6 +139,14 @@ def test_sticky_keeps_canary_clients_on_the_canary(controller: Controller, manif
         assert visit(controller, "forced.test", key, ForceCanary="yes") == (STABLE, None)
         # A pin of another canary backend is not this canary's: decided anew (weight 0: main).
         assert visit(controller, "forced.test", "canary-0123456789abcdef")[0] == STABLE
+
+        # A canary Ingress with affinity of its own (another cookie name): both cookies are set, the pin
+        # and the canary's session, and the client stays on the canary with them.
+        cookies = set_cookies(controller, "own.test")
+        assert sorted(cookies) == ["canary-session", COOKIE], cookies
+        assert PIN.fullmatch(cookies[COOKIE]) and MAIN_KEY.fullmatch(cookies["canary-session"]), cookies
+        both = f"{COOKIE}={cookies[COOKIE]}; canary-session={cookies['canary-session']}"
+        assert set_cookies(controller, "own.test", Cookie=both) == {}
 
         # The canary Service loses its endpoints: a pinned client goes to the main Service and is
         # re-pinned there with a main session key (never an error).
