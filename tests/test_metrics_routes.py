@@ -1,0 +1,114 @@
+"""Route ids and the labels of per-route metrics, from translate (no nginx): every location carries
+its rule's id; ids are the same for the same routes in every translation and render (no extra
+reload), also when another Ingress takes a route over; the labels come from the configuration
+only (generated Ingresses, hypothesis); enable-metrics=false leaves no label map and no Lua."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+
+from ingressctl.cache import Cache
+from ingressctl.config import Configuration, RouteLabels, TenancyPolicy, route_id
+from ingressctl.model import CONFIG_MAP, Event, EventType, Obj
+from ingressctl.plan import Action, make_plan
+from ingressctl.translate import Settings, translate
+from tests.harness import backend, endpoint_slice, ingress, ingress_class, rule, service
+from tests.test_properties import FALLBACK, RENDERER, SETTINGS, tenants
+
+APP = [service("app"), endpoint_slice("app", ["10.0.0.1"]), service("web"), endpoint_slice("web", ["10.0.0.2"])]
+
+
+def run(objects: list[Obj], **settings: Any) -> Configuration:
+    cache = Cache()
+    for obj in objects:
+        cache.apply(Event(EventType.ADDED, obj["kind"], obj))
+    return translate(cache.snapshot(), Settings(fallback_certificate=FALLBACK, **settings))
+
+
+def _ids(config: Configuration) -> dict[tuple[str, str, str], str]:
+    return {
+        (s.host, loc.match, loc.path): loc.route
+        for s in (config.static.default_server, *config.static.servers)
+        for loc in s.locations
+    }
+
+
+def test_each_location_carries_its_rules_route_and_the_labels_name_it() -> None:
+    shop = ingress(
+        "shop",
+        namespace="default",
+        rules=[rule("a.example", ("/api", "Prefix", backend("app")), ("/exact", "Exact", backend("web")))],
+        default_backend=backend("web"),
+    )
+    config = run([ingress_class(), *APP, shop])
+    ids = _ids(config)
+    api = route_id("a.example", "/api", "Prefix")
+    # A Prefix rule's two locations share one id.
+    assert ids[("a.example", "=", "/api")] == ids[("a.example", "", "/api/")] == api
+    assert ids[("a.example", "=", "/exact")] == route_id("a.example", "/exact", "Exact")
+    fallback = route_id("a.example", "/", "default")
+    assert ids[("a.example", "", "/")] == fallback
+    assert config.routes[api] == RouteLabels("default", "shop", "a.example", "/api", "app")
+    assert config.routes[fallback] == RouteLabels("default", "shop", "a.example", "/", "web")  # its defaultBackend
+    # The catch-all answers 404: no Ingress, no Service.
+    assert config.routes[ids[("", "", "/")]] == RouteLabels("", "", "", "/", "")
+    assert set(config.routes) == set(ids.values())
+
+
+def test_route_ids_are_stable_and_a_new_owner_does_not_reload() -> None:
+    older = ingress("older", rules=[rule("a.example", ("/", "Prefix", backend("app")))], created="2024-01-01T00:00:00Z")
+    newer = ingress("newer", rules=[rule("a.example", ("/", "Prefix", backend("app")))], created="2024-01-02T00:00:00Z")
+    both = run([ingress_class(), *APP, older, newer])
+    again = run([ingress_class(), *APP, newer, older])
+    assert _ids(both) == _ids(again)
+    assert RENDERER.render(both.static).text == RENDERER.render(again.static).text
+    # The older one goes: the newer one now owns the same route; nginx.conf stays the same.
+    taken_over = run([ingress_class(), *APP, newer])
+    assert make_plan(both, taken_over).action is Action.NOTHING
+    route = route_id("a.example", "/", "Prefix")
+    assert both.routes[route].ingress == "older"
+    assert taken_over.routes[route].ingress == "newer"
+
+
+def test_enable_metrics_false_renders_no_route_and_no_lua() -> None:
+    configmap = {"apiVersion": "v1", "kind": CONFIG_MAP, "metadata": {"namespace": "default", "name": "cm"}}
+    shop = ingress("shop", rules=[rule("a.example", ("/", "Prefix", backend("app")))])
+    on = run([ingress_class(), *APP, shop, {**configmap, "data": {}}], configmap=("default", "cm"))
+    off = run(
+        [ingress_class(), *APP, shop, {**configmap, "data": {"enable-metrics": "false"}}], configmap=("default", "cm")
+    )
+    assert on.routes and not off.routes
+    text = RENDERER.render(off.static).text
+    assert "ingressctl_route" not in text and "log_by_lua" not in text and "ingressctl_metrics" not in text
+    plan = make_plan(on, off)
+    assert plan.reload and "enable-metrics" in plan.describe()
+    bad = run(
+        [ingress_class(), *APP, shop, {**configmap, "data": {"enable-metrics": "yes"}}], configmap=("default", "cm")
+    )
+    assert [p.field for p in bad.problems] == ["data.enable-metrics"]  # reported, the default (on) kept
+    assert bad.routes
+
+
+@SETTINGS
+@given(objects=tenants())
+def test_labels_come_from_the_configuration_only(objects: list[Obj]) -> None:
+    config = run(objects, tenancy=TenancyPolicy(catch_all_namespaces=("a",)))
+    ids = _ids(config)
+    assert set(config.routes) == set(ids.values()), "every location's route has labels, and only those"
+    hosts = {s.host for s in config.static.servers} | {""}
+    paths = {  # as written, or a Prefix path without its trailing slash (translate ignores it)
+        path
+        for o in objects
+        if o["kind"] == "Ingress"
+        for r in o["spec"].get("rules", [])
+        for p in r["http"]["paths"]
+        for path in (p["path"], p["path"].rstrip("/"))
+    }
+    accepted = {(ref.namespace, ref.name) for ref in config.ingresses}
+    for labels in config.routes.values():
+        assert labels.host in hosts
+        assert labels.path in paths | {"/"}
+        assert (labels.namespace, labels.ingress) in accepted | {("", "")}
+        assert labels.service in ("app", "")
