@@ -30,7 +30,14 @@ from tests.harness import (
     write_manifests,
 )
 
-UNIT_MODULES = ["test_configuration", "test_round_robin", "test_balancer", "test_backends", "test_algorithms"]
+UNIT_MODULES = [
+    "test_configuration",
+    "test_round_robin",
+    "test_balancer",
+    "test_backends",
+    "test_algorithms",
+    "test_monitor",
+]
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,18 @@ only (generated Ingresses, hypothesis); enable-metrics=false leaves no label map
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from hypothesis import given
 
 from ingressctl.cache import Cache
 from ingressctl.config import Configuration, RouteLabels, TenancyPolicy, route_id
+from ingressctl.dataplane.monitor import BUCKETS, FIELDS
 from ingressctl.model import CONFIG_MAP, Event, EventType, Obj
 from ingressctl.plan import Action, make_plan
 from ingressctl.translate import Settings, translate
-from tests.harness import backend, endpoint_slice, ingress, ingress_class, rule, service
+from tests.harness import REPO, backend, endpoint_slice, ingress, ingress_class, rule, service
 from tests.test_properties import FALLBACK, RENDERER, SETTINGS, tenants
 
 APP = [service("app"), endpoint_slice("app", ["10.0.0.1"]), service("web"), endpoint_slice("web", ["10.0.0.2"])]
@@ -112,3 +114,11 @@ def test_labels_come_from_the_configuration_only(objects: list[Obj]) -> None:
         assert labels.path in paths | {"/"}
         assert (labels.namespace, labels.ingress) in accepted | {("", "")}
         assert labels.service in ("app", "")
+
+
+def test_lua_and_python_agree_on_the_buckets() -> None:
+    text = (REPO / "lua" / "ingressctl" / "monitor.lua").read_text()
+    match = re.search(r"^local BUCKETS = \{([^}]*)\}", text, re.M)
+    assert match
+    assert tuple(float(x) for x in match.group(1).split(",")) == BUCKETS
+    assert 6 + 2 * len(BUCKETS) == FIELDS

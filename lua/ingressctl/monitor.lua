@@ -55,6 +55,8 @@ local function bucket(value)
     return nil
 end
 
+M.bucket = bucket
+
 local function new_record()
     local record = {}
     for i = 1, FIELDS do
@@ -80,6 +82,8 @@ local function upstream_time(text)
     end
     return found and sum or nil
 end
+
+M.upstream_time = upstream_time
 
 local function flush()
     local dict = ngx.shared[DICT_NAME]
