@@ -208,10 +208,43 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Canary:
+    """A canary Ingress's traffic policy for one route (ingress-nginx's canary-* annotations), checked
+    per request by the balancer (lua/ingressctl/canary.lua) in this order: header, cookie, weight."""
+
+    main: str  # the main Ingress's backend name
+    backend: str  # the canary Ingress's backend name
+    header: str | None = None  # canary-by-header
+    header_value: str | None = None  # canary-by-header-value (exact; else `always`/`never`)
+    header_pattern: str | None = None  # canary-by-header-pattern (PCRE, when no header_value)
+    cookie: str | None = None  # canary-by-cookie (`always`/`never`)
+    weight: int = 0  # canary-weight: this many requests out of weight_total go to the canary
+    weight_total: int = 100  # canary-weight-total
+
+    def document(self) -> dict[str, object]:
+        """Its JSON form for the Lua API (fields left unset are left out)."""
+        out: dict[str, object] = {"main": self.main, "backend": self.backend}
+        for key, value in (
+            ("header", self.header),
+            ("header_value", self.header_value),
+            ("header_pattern", self.header_pattern),
+            ("cookie", self.cookie),
+        ):
+            if value is not None:
+                out[key] = value
+        out["weight"] = self.weight
+        out["weight_total"] = self.weight_total
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class Backend:
-    name: str  # "namespace/service:port"
+    name: str  # "namespace/service:port"; a route with a canary: "<main>~<canary>~<canary Ingress ns/name>"
     endpoints: tuple[Endpoint, ...]
     algorithm: str = ROUND_ROBIN  # how the balancer picks an endpoint: one of ALGORITHMS
+    # A route with a canary Ingress: no endpoints of its own; the balancer picks the main or the
+    # canary backend per request.
+    canary: Canary | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +287,7 @@ class Configuration:
                     "name": b.name,
                     **({"algorithm": b.algorithm} if b.algorithm != ROUND_ROBIN else {}),
                     "endpoints": [{"address": e.address, "port": e.port} for e in b.endpoints],
+                    **({"canary": b.canary.document()} if b.canary is not None else {}),
                 }
                 for b in self.backends
             ]

@@ -3,8 +3,9 @@
 `make_plan(running, new)` is pure: nothing, a Lua update (the backends the balancer holds), or a
 reload, and for a reload the changes that need it, each with its reason and the objects it came
 from (the Ingresses of a host, the controller's ConfigMap). The controller executes plans; it does
-not decide them. A new kind of change that the data plane can take without a reload (certificates,
-canary weights) is one more Action below RELOAD and one more comparison here, not a new flag.
+not decide them. A new kind of change that the data plane can take without a reload (certificates)
+is one more Action below RELOAD and one more comparison here, not a new flag. Canary policies
+(weight, header, cookie) travel inside the backends (Backend.canary): they are Action.LUA already.
 
 Reasons are a small fixed set (they label the reload counter): the first one a plan lists is the
 reload's main reason.

@@ -73,6 +73,14 @@ EXAMPLES: dict[str, tuple[str, object]] = {
     "cors-expose-headers": ("*, X-CustomResponseHeader", ("*", "X-CustomResponseHeader")),
     "cors-allow-credentials": ("false", False),
     "cors-max-age": ("600", 600),
+    # "false": one Ingress carrying every example must stay a main Ingress (a lone canary serves nothing)
+    "canary": ("false", False),
+    "canary-by-header": ("X-Canary", "X-Canary"),
+    "canary-by-header-value": ("enabled-v2", "enabled-v2"),
+    "canary-by-header-pattern": (r"v[0-9]+\.beta$", r"v[0-9]+\.beta$"),
+    "canary-by-cookie": ("canary_cookie", "canary_cookie"),
+    "canary-weight": ("10", 10),
+    "canary-weight-total": ("1000", 1000),
 }
 
 HOSTILE_SUFFIXES = ["\n", "\r\nX: y", '"', "'", ";", "{", "}", "$host", "#", "\\", "\t", "\x00", "é", "\u2028"]
@@ -118,7 +126,9 @@ _ALPHABET = st.sampled_from([*"aZ09.-/:*,_ ;{}$#\"'\\\n\r\t()|[]^?+~!&=@%", "é"
 _TEXT = st.lists(_ALPHABET, max_size=40).map("".join)
 
 
-@pytest.mark.parametrize("name", sorted(n for n in EXAMPLES if n != "rewrite-target"))
+# Values that never reach nginx.conf: rewrite-target (its own test), canary-by-header-pattern (a regex for
+# the Lua balancer, sent as JSON; test_canary_translate checks that no canary value is rendered).
+@pytest.mark.parametrize("name", sorted(n for n in EXAMPLES if n not in ("rewrite-target", "canary-by-header-pattern")))
 @settings(max_examples=150, deadline=None)
 @given(text=_TEXT)
 def test_whatever_passes_is_safe_to_quote(name: str, text: str) -> None:
@@ -162,14 +172,14 @@ def test_snippets_are_refused_naming_a_safe_alternative() -> None:
 def test_unknown_annotations_are_ignored_with_one_warning() -> None:
     result = read(
         {
-            NGINX + "canary": "true",
-            NGINX + "canary-weight": "10",
+            NGINX + "mirror-target": "http://mirror.test",
+            NGINX + "mirror-request-body": "off",
             OURS + "nonsense": "1",
             "kubernetes.io/ingress.class": "nginx",
             "example.com/other": "x",
         }
     )
-    assert result.ignored == (OURS + "nonsense", NGINX + "canary", NGINX + "canary-weight")
+    assert result.ignored == (OURS + "nonsense", NGINX + "mirror-request-body", NGINX + "mirror-target")
     assert len(result.warnings) == 1
     assert result.policy is None and result.server is None
 

@@ -54,7 +54,7 @@ def test_corpus_report_matches_expectations() -> None:
     summary = doc["summary"]
     assert summary["configuration-snippet"] == {"refused": 2}
     assert summary["enable-cors"] == {"supported": 3}
-    assert summary["canary"] == {"ignored": 2}
+    assert summary["canary"] == {"supported": 2}
     assert sum(sum(v.values()) for v in summary.values()) == sum(len(r["annotations"]) for r in doc["ingresses"])
 
 
@@ -69,7 +69,8 @@ def test_corpus_report_details() -> None:
     foreign = {a["key"]: a for a in by_name["foreign-ca"]["annotations"]}[NGINX + "proxy-ssl-secret"]
     assert foreign["status"] == "invalid" and "own namespace" in foreign["detail"]
     assert by_name["switched"]["served"] and by_name["switched"]["same"]
-    assert "already served by Ingress shop/production" in by_name["canary"]["problems"][0]
+    assert not by_name["canary"]["problems"], "a canary with its main Ingress is merged, not a path conflict"
+    assert "no main Ingress serves host header.example.com" in by_name["canary-by-header"]["problems"][0]
     assert "Service not found" in by_name["missing-service"]["notes"][0]
     assert "which wins" in by_name["both-prefixes"]["notes"][0]
     assert any("is not a plain path" in p for p in by_name["regex-without-use-regex"]["problems"])

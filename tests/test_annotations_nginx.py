@@ -324,7 +324,7 @@ def test_snippets_invalid_and_unknown_annotations(controller: Controller, manife
         others = [
             host_ingress("snippet", "snippet.test", {"configuration-snippet": "deny all;"}),
             host_ingress("hostile", "hostile.test", {"upstream-vhost": 'a.test";\n  return 200 "owned'}),
-            host_ingress("unknown", "unknown.test", {"canary": "true", "limit-rps": "5"}),
+            host_ingress("unknown", "unknown.test", {"mirror-target": "http://m.test", "mirror-uri": "/m"}),
         ]
         write_manifests(manifests, "ingresses.yaml", [host_ingress("good", "good.test", {}), *others])
         served(controller, "good.test", "unknown.test")
@@ -333,7 +333,7 @@ def test_snippets_invalid_and_unknown_annotations(controller: Controller, manife
         log = controller.log()
         assert re.search(r"default/snippet.*configuration-snippet.*refused", log)
         assert re.search(r"default/hostile.*upstream-vhost", log)
-        assert re.search(r"default/unknown.*not supported, ignored.*canary.*limit-rps", log)
+        assert re.search(r"default/unknown.*not supported, ignored.*mirror-target.*mirror-uri", log)
         reloads = controller.reloads()
         good = host_ingress("good", "good.test", {"proxy-read-timeout": "30"})
         write_manifests(manifests, "ingresses.yaml", [good, *others])

@@ -53,7 +53,9 @@ def render(config: Configuration) -> str:
 def test_ingresses_without_annotations_are_unchanged() -> None:
     plain = run(ing("a", "a.example.com", paths=[("/api", "Prefix", backend("app"))]))
     ignored_only = run(
-        ing("a", "a.example.com", {NGINX + "canary": "true"}, paths=[("/api", "Prefix", backend("app"))])
+        ing(
+            "a", "a.example.com", {NGINX + "mirror-target": "http://m.test"}, paths=[("/api", "Prefix", backend("app"))]
+        )
     )
     assert plain.static == ignored_only.static
     assert all(loc.policy is None for s in plain.static.servers for loc in s.locations)

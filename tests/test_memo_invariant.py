@@ -32,13 +32,18 @@ ADDRESSES = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
 
 # One file's content: a few objects out of a small universe, so that files overlap and objects
 # move between files, come back equal, and change.
+# Canary Ingresses too (issue 13): merged into the main routes, changed in weight, left without a main.
+CANARY = "nginx.ingress.kubernetes.io/canary"
 ingresses = st.builds(
-    lambda name, host, path, svc, kind: ingress(name, rules=[rule(host, (path, kind, backend(svc)))]),
-    st.sampled_from(("i1", "i2")),
+    lambda name, host, path, svc, kind, notes: ingress(
+        name, rules=[rule(host, (path, kind, backend(svc)))], annotations=notes
+    ),
+    st.sampled_from(("i1", "i2", "i3")),
     st.sampled_from(HOSTS),
     st.sampled_from(("/", "/api", "/api/")),
     st.sampled_from(SERVICES),
     st.sampled_from(("Prefix", "Exact")),
+    st.sampled_from((None, {CANARY: "true", CANARY + "-weight": "10"}, {CANARY: "true", CANARY + "-weight": "60"})),
 )
 slices = st.builds(
     lambda svc, addresses: endpoint_slice(svc, sorted(addresses)),

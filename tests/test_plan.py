@@ -64,7 +64,21 @@ WORLD: list[Obj] = [
     configmap(**{"proxy-read-timeout": "60"}),
     ing_a(),
     ING_B,
+    # A main Ingress with a canary (issue 13): policy changes are Lua updates.
+    service("stable"),
+    endpoint_slice("stable", ["10.0.3.1"]),
+    service("next"),
+    endpoint_slice("next", ["10.0.2.1"]),
+    ingress("m", rules=[rule("m.example.com", ("/", "Prefix", backend("stable")))]),
 ]
+
+
+def canary_m(**annotations: str) -> Obj:
+    notes = {"nginx.ingress.kubernetes.io/" + k: v for k, v in {"canary": "true", **annotations}.items()}
+    return ingress("m-canary", rules=[rule("m.example.com", ("/", "Prefix", backend("next")))], annotations=notes)
+
+
+WORLD.append(canary_m(**{"canary-weight": "10"}))
 
 
 def added(obj: Obj) -> Event:
@@ -192,8 +206,58 @@ ROWS: dict[str, Row] = {
         ("annotations_changed: host a.example.com (Ingress default/a)",),
     ),
     "unknown-annotation-added": Row(
-        lambda: [modified(ing_a(annotations={"nginx.ingress.kubernetes.io/canary": "true"}))],
+        lambda: [modified(ing_a(annotations={"nginx.ingress.kubernetes.io/mirror-target": "http://m.test"}))],
         Action.NOTHING,
+    ),
+    "canary-weight-changed": Row(lambda: [modified(canary_m(**{"canary-weight": "50"}))], Action.LUA),
+    "canary-weight-set-to-100": Row(lambda: [modified(canary_m(**{"canary-weight": "100"}))], Action.LUA),
+    "canary-header-and-cookie-set": Row(
+        lambda: [
+            modified(
+                canary_m(
+                    **{
+                        "canary-weight": "10",
+                        "canary-by-header": "X-Canary",
+                        "canary-by-header-pattern": "^v[0-9]+$",
+                        "canary-by-cookie": "beta",
+                    }
+                )
+            )
+        ],
+        Action.LUA,
+    ),
+    "canary-weight-total-changed": Row(
+        lambda: [modified(canary_m(**{"canary-weight": "10", "canary-weight-total": "1000"}))], Action.LUA
+    ),
+    "canary-endpoints-changed": Row(lambda: [modified(endpoint_slice("next", ["10.0.2.1", "10.0.2.2"]))], Action.LUA),
+    "canary-added": Row(
+        lambda: [
+            added(
+                ingress(
+                    "a-canary",
+                    rules=[rule("a.example.com", ("/", "Prefix", backend("next")))],
+                    annotations={"nginx.ingress.kubernetes.io/canary": "true"},
+                )
+            )
+        ],
+        Action.RELOAD,
+        (Reason.PATH_CHANGED,),
+        ("path_changed: host a.example.com (Ingress default/a, Ingress default/a-canary)",),
+        backends_changed=True,
+    ),
+    "canary-removed": Row(
+        lambda: [deleted(canary_m())],
+        Action.RELOAD,
+        (Reason.PATH_CHANGED,),
+        ("path_changed: host m.example.com (Ingress default/m)",),
+        backends_changed=True,
+    ),
+    "canary-made-invalid-falls-back-to-main": Row(
+        lambda: [modified(canary_m(**{"canary-weight": "x"}))],
+        Action.RELOAD,
+        (Reason.PATH_CHANGED,),
+        ("path_changed: host m.example.com (Ingress default/m)",),
+        backends_changed=True,
     ),
     "host-added-and-option-changed-main-reason-first": Row(
         lambda: [

@@ -82,8 +82,13 @@ def _nginx_pids(ctl: Controller) -> list[int]:
 @contextlib.contextmanager
 def _running(tmp_path: Path, manifests: Path, *extra: str) -> Iterator[tuple[Controller, set[int]]]:
     """The controller with extra flags, and a set for the nginx PIDs the test saw: on the way out
-    each is stopped by PID if still alive (the tests assert the controller did it itself)."""
-    ctl = Controller(manifests=manifests, work_dir=tmp_path / "work", extra_args=list(extra))
+    each is stopped by PID if still alive (the tests assert the controller did it itself). The
+    faults are injected by an nginx wrapper when the controller runs `nginx -t`, so these run with
+    a test before each reload (--skip-reload-test=false); the default, a reload that is its own
+    test, is covered by test_bad_input's refused-reload test."""
+    ctl = Controller(
+        manifests=manifests, work_dir=tmp_path / "work", extra_args=["--skip-reload-test=false", *extra]
+    )
     seen: set[int] = set()
     try:
         ctl.start()

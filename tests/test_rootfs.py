@@ -380,6 +380,31 @@ def test_runs_as_the_deployment_runs_it(rootfs: Path, cluster: ThreadedFakeApi, 
         # warning-free on it: `http2 on;`, no `listen ... http2`.
         conf = Path(f"/proc/{pod.master}/root{work}/nginx.conf").read_text()
         assert "http2 on;" in conf and "ssl http2" not in conf
+        # With `http2 on;` HTTPS negotiates h2 by ALPN, and the plain port, which still answers
+        # HTTP/1.1, also takes HTTP/2 with prior knowledge (h2c) on this nginx (README's matrix).
+        for scheme, port, how in (("https", 8443, "--http2"), ("http", 8080, "--http2-prior-knowledge")):
+            curl = subprocess.run(
+                [
+                    "curl",
+                    "-sk",
+                    how,
+                    "--max-time",
+                    "5",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code} %{http_version}",
+                    "--resolve",
+                    f"a.example.com:{port}:{pod.address}",
+                    f"{scheme}://a.example.com:{port}/",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+            assert curl.stdout == "200 2", (scheme, curl.stdout, curl.stderr)
+        assert pod.get("a.example.com").status == 200  # HTTP/1.1 on the plain port
         assert "[warn]" not in pod.text() and "[emerg]" not in pod.text(), pod.text()
 
 

@@ -55,6 +55,16 @@ def multi_tenant() -> list[Obj]:
             tls=[{"hosts": ["*.team-b.example.com"], "secretName": "tls"}],
         ),
         ingress("catch-all", namespace="team-a", default_backend=backend("app")),
+        # A canary (issue 13): its route's backend is a "<main>~<canary>~<ingress>" name in nginx.conf.
+        ingress(
+            "a-canary",
+            namespace="team-a",
+            rules=[rule("team-a.example.com", ("/", "Prefix", backend("app", 8080)))],
+            annotations={
+                "nginx.ingress.kubernetes.io/canary": "true",
+                "nginx.ingress.kubernetes.io/canary-weight": "20",
+            },
+        ),
     ]
     return objects
 

@@ -173,9 +173,7 @@ class Applier:
             # New routes must find their backends the moment the new workers take over.
             await self._send(config.backends)
             old_workers = self.nginx.worker_pids()
-            self.nginx.reload()  # counted when signalled; a refused one counts in reload_errors too
-            self.reloads += 1
-            self.metrics.reloads.labels(reason=(plan.reason or Reason.OTHER).value).inc()
+            self.nginx.reload()  # counted once live (below): a refused one counts in reload_errors only
         self.last_reload = started
         try:
             await self._wait_live(digest)
@@ -187,6 +185,9 @@ class Applier:
             raise
         if starting:
             await self._send(config.backends)
+        else:
+            self.reloads += 1
+            self.metrics.reloads.labels(reason=(plan.reason or Reason.OTHER).value).inc()
         self.running = config
         self._remove_unused_certificates(config.static)
         what = "start" if starting else f"reload {self.reloads}"

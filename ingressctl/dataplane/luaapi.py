@@ -42,6 +42,8 @@ def _fragment(backend: Backend) -> str:
     if backend.algorithm != ROUND_ROBIN:  # the balancer's default: not sent
         document["algorithm"] = backend.algorithm
     document["endpoints"] = [{"address": e.address, "port": e.port} for e in backend.endpoints]
+    if backend.canary is not None:
+        document["canary"] = backend.canary.document()
     return json.dumps(document, separators=(",", ":"))
 
 

@@ -9,7 +9,8 @@ what the other rules give it. Each server ends with a `/` fallback: the Ingress'
 defaultBackend, else the --default-backend-service, else 404.
 
 translate() runs named steps over the Ingresses, oldest first: routes (with path conflicts),
-default backends, TLS; then builds the static part (servers and locations) and the backends.
+default backends, TLS; merges canary Ingresses into those routes (translate/canary.py); then builds
+the static part (servers and locations) and the backends.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from ingressctl.config import (
     route_id,
 )
 from ingressctl.model import CONFIG_MAP, INGRESS, INGRESS_CLASS, SECRET, SERVICE, Obj
-from ingressctl.translate import annotated
+from ingressctl.translate import annotated, canary
 from ingressctl.translate import annotations as ann
 from ingressctl.translate import ingress as ing
 from ingressctl.translate.annotations import servers as server_scope
@@ -52,7 +53,7 @@ from ingressctl.translate.backends import BackendResolver
 from ingressctl.translate.classes import is_ours, our_classes
 from ingressctl.translate.memo import Memo
 from ingressctl.translate.options import apply_configmap, apply_policy
-from ingressctl.translate.tenancy import Refusal, admit, object_cap
+from ingressctl.translate.tenancy import Refusal, admit, admit_canaries, object_cap
 from ingressctl.translate.tls import BadCertificate, certificate_from_secret, security_level, warnings
 
 _REGEX_TYPE = "Regex"  # the route key type of a use-regex Ingress's Prefix/ImplementationSpecific paths
@@ -213,6 +214,7 @@ class _Builder:
         self.now = datetime.datetime.now(datetime.UTC)
         self.expiry: dict[str, datetime.datetime] = {}  # "namespace/secret" -> the leaf's notAfter
         self.certificate_users: dict[str, set[ObjectRef]] = {}  # certificate name -> who chose it
+        self.canaries: list[ing.ParsedIngress] = []  # admitted canary Ingresses, oldest first (translate/canary.py)
 
     def problem(self, ref: ObjectRef, *, where: str, reason: str) -> None:
         self.problems.append(Problem(ref, where, reason))
@@ -329,8 +331,13 @@ class _Builder:
             for where, reason in result.annotations.warnings:
                 self.problem(result.ref, where=where, reason=reason)
         parsed.sort(key=_ORDER)
-        admission = admit(parsed, tenancy)
+        canaries = [p for p in parsed if canary.is_canary(p)]
+        admission = admit([p for p in parsed if not canary.is_canary(p)] if canaries else parsed, tenancy)
         self.problems.extend(admission.problems)
+        if canaries:
+            canary_admission = admit_canaries(canaries, tenancy, admission.owners)
+            self.problems.extend(canary_admission.problems)
+            self.canaries = list(canary_admission.admitted)
         return list(admission.admitted)
 
 
@@ -529,6 +536,7 @@ def translate(
     for step in (_add_routes, _add_default_backend, _add_tls, _add_server_policy):
         for p in parsed:
             step(b, p)
+    serving_canaries = canary.merge(b, b.canaries, routes=b.hosts.routes, touch=b.hosts.touch) if b.canaries else []
     static = _static(b, options=options, default_cert=default_cert, global_default=global_default)
     global_service = settings.default_backend_service[1] if settings.default_backend_service else ""
     routes = _route_labels(b.hosts, static, global_service) if options.metrics else {}
@@ -536,7 +544,7 @@ def translate(
     return Configuration(
         static=static,
         backends=tuple(sorted(b.backends.values(), key=_NAME)),
-        ingresses=tuple(sorted((p.ref for p in parsed), key=_NAMESPACE_NAME)),
+        ingresses=tuple(sorted((*(p.ref for p in parsed), *serving_canaries), key=_NAMESPACE_NAME)),
         problems=tuple(sorted(set(b.problems), key=lambda x: (x.ref.namespace, x.ref.name, x.field, x.reason))),
         origins={host: tuple(refs) for host, refs in b.hosts.origins.items()},
         configmap=ObjectRef(CONFIG_MAP, *settings.configmap) if settings.configmap else None,

@@ -10,6 +10,7 @@
 - Wildcards need two labels after `*.` (`*.example.com`, not `*.com`) unless allowed by name.
 - Catch-alls (a defaultBackend alone, rules without a host: they serve hosts nobody named) are
   honoured only from the namespaces an admin lists; elsewhere they are reported and ignored.
+- Canary Ingresses own no host (`admit_canaries`): they are checked against the main Ingresses' owners.
 - A cap on the named hosts of the whole configuration: the newest Ingresses past it are rejected.
 - Ingresses whose configuration nginx itself refused (a Refusal, traced by dataplane.refusal):
   kept out until they or one of their Secrets change.
@@ -103,10 +104,9 @@ def admit(parsed: Iterable[ing.ParsedIngress], policy: TenancyPolicy) -> Admissi
     problems: list[Problem] = []
     owners: dict[str, ObjectRef] = {}
     for p in parsed:
-        refused = _refusal(p, policy, owners)
-        if refused:
-            where, reason = refused
-            problems.append(Problem(p.ref, where, f"{reason}; Ingress rejected"))
+        rejected = _rejected(p, policy, owners)
+        if rejected:
+            problems.append(rejected)
             continue
         catch_all = _catch_all_fields(p)
         if catch_all and p.ref.namespace not in policy.catch_all_namespaces:
@@ -138,6 +138,37 @@ def admit(parsed: Iterable[ing.ParsedIngress], policy: TenancyPolicy) -> Admissi
             owners[host] = p.ref
         admitted.append(p)
     return Admission(tuple(admitted), tuple(problems), owners)
+
+
+def admit_canaries(
+    canaries: Iterable[ing.ParsedIngress], policy: TenancyPolicy, owners: dict[str, ObjectRef]
+) -> Admission:
+    """Canary Ingresses (given oldest first) own no host: each is checked against the owners the
+    main Ingresses made (`admit`'s). One naming a host of another namespace is rejected; its rules
+    without a host are kept only in the catch-all namespaces (they would reach other tenants' catch-alls)."""
+    admitted: list[ing.ParsedIngress] = []
+    problems: list[Problem] = []
+    for p in canaries:
+        rejected = _rejected(p, policy, owners)
+        if rejected:
+            problems.append(rejected)
+            continue
+        catch_all = [f for f in _catch_all_fields(p) if f != "spec.defaultBackend"]
+        if catch_all and p.ref.namespace not in policy.catch_all_namespaces:
+            for where in catch_all:
+                problems.append(
+                    Problem(
+                        p.ref, where, "a canary rule without a host is honoured only in catch-all-namespaces; ignored"
+                    )
+                )
+            p = _without_catch_all(p)
+        admitted.append(p)
+    return Admission(tuple(admitted), tuple(problems), owners)
+
+
+def _rejected(p: ing.ParsedIngress, policy: TenancyPolicy, owners: dict[str, ObjectRef]) -> Problem | None:
+    refused = _refusal(p, policy, owners)
+    return Problem(p.ref, refused[0], f"{refused[1]}; Ingress rejected") if refused else None
 
 
 def _refusal(p: ing.ParsedIngress, policy: TenancyPolicy, owners: dict[str, ObjectRef]) -> tuple[str, str] | None:

@@ -1,7 +1,8 @@
 -- ingressctl.backends: the backends store in the shared dict, and this worker's view of it.
 --
 -- Store layout (lua_shared_dict ingressctl; configuration.lua is the only writer):
---   "b:<name>"  one backend's JSON, {"name":...,"endpoints":[{"address":...,"port":...}]}
+--   "b:<name>"  one backend's JSON, {"name":...,"endpoints":[{"address":...,"port":...}]}, and for a
+--               route with a canary Ingress its "canary" policy (see ingressctl.canary)
 --   "version"   integer, bumped with incr once per accepted update (never a timestamp)
 --   "log:<v>"   the names that version v changed (upserted or removed), newline-separated, or
 --               "*" when it changed more than LOG_MAX_NAMES (workers rebuild then: about the
@@ -17,6 +18,7 @@
 -- it reads may already be newer than the version it read: that version's log names it again,
 -- so the worker reads it again then, and ends up with what the store holds.
 local cjson = require("cjson.safe")
+local canary = require("ingressctl.canary")
 
 local dict = ngx.shared.ingressctl
 
@@ -71,6 +73,7 @@ local function apply(name, text)
         instance = algorithm.new(backend.endpoints)
         instance.algorithm = algorithm
     end
+    instance.canary = canary.prepare(backend.canary) -- a route with a canary Ingress (balancer.lua)
     backends[name], endpoints[name] = instance, backend.endpoints
 end
 

@@ -4,6 +4,8 @@
 -- read per request, decoding only the backends that changed), picks the peer with the backend's
 -- algorithm and allows nginx to retry the next endpoints. A backend with no ready endpoint sets no
 -- peer: nginx then uses the upstream's own `server`, the internal no-endpoints server (503).
+-- A route with a canary Ingress has a backend with a canary policy and no endpoints: the request
+-- goes on to the main or the canary backend (ingressctl.canary); other routes pay one nil check.
 --
 -- The algorithm registry: one module per algorithm under ingressctl.balancer.<name>, each with
 -- new(endpoints) -> instance, instance:sync(endpoints) and instance:balance() -> address, port.
@@ -12,6 +14,7 @@
 -- ALGORITHMS) must name the same modules: a test compares them.
 local ngx_balancer = require("ngx.balancer")
 local backends = require("ingressctl.backends")
+local canary = require("ingressctl.canary")
 
 local ngx_var = ngx.var
 local get_last_failure = ngx_balancer.get_last_failure
@@ -19,6 +22,7 @@ local set_more_tries = ngx_balancer.set_more_tries
 local set_current_peer = ngx_balancer.set_current_peer
 local sync = backends.sync
 local get = backends.get
+local canary_route = canary.route
 
 local M = {}
 
@@ -43,6 +47,12 @@ function M.balance()
     local backend = get(ngx_var.ingressctl_backend)
     if backend == nil then
         return -- no peer set: the no-endpoints server answers 503
+    end
+    if backend.canary ~= nil then -- a route with a canary Ingress (ingressctl.canary): main or canary
+        backend = canary_route(backend.canary, get)
+        if backend == nil then
+            return
+        end
     end
     local count = backend.count
     if count == 0 then

@@ -131,7 +131,7 @@ local function is_object(value, allowed)
     return true
 end
 
-local BACKEND_KEYS = { name = true, algorithm = true, endpoints = true }
+local BACKEND_KEYS = { name = true, algorithm = true, endpoints = true, canary = true }
 local ENDPOINT_KEYS = { address = true, port = true }
 
 -- Names are what translate makes: namespace (a DNS-1123 subdomain) "/" Service (a DNS-1123 label)
@@ -152,9 +152,15 @@ local function valid_subdomain(value)
     return true
 end
 
-local function valid_name(name)
+local valid_name
+function valid_name(name)
     if type(name) ~= "string" then
         return false
+    end
+    -- a route with a canary Ingress: "<main name>~<canary name>~<canary Ingress namespace/name>"
+    local main, alternative, namespace, ingress = name:match("^([^~]*)~([^~]*)~([^~/]*)/([^~/]*)$")
+    if main then
+        return valid_name(main) and valid_name(alternative) and valid_label(namespace, 63) and valid_subdomain(ingress)
     end
     local namespace, service, port = name:match("^([^/]*)/([^:]*):(.*)$")
     if namespace == nil or not valid_subdomain(namespace) or not valid_label(service, 63) then
@@ -172,6 +178,56 @@ local function valid_port(port)
     return type(port) == "number" and port == math.floor(port) and port >= 1 and port <= MAX_PORT
 end
 
+local CANARY_KEYS = {
+    main = true, backend = true, header = true, header_value = true, header_pattern = true, cookie = true,
+    weight = true, weight_total = true,
+}
+local MAX_WEIGHT = 1000000
+
+local function valid_integer(value, low, high)
+    return type(value) == "number" and value == math.floor(value) and value >= low and value <= high
+end
+
+local function valid_text(value, pattern, longest)
+    return value == nil or (type(value) == "string" and #value <= longest and value:match(pattern) ~= nil)
+end
+
+-- A canary policy (ingressctl.canary), what translate makes of the canary-* annotations: the
+-- same character sets, and a pattern PCRE compiles. Returns true, or nil and a message.
+local function validate_canary(canary, name, where)
+    local object, unknown = is_object(canary, CANARY_KEYS)
+    if not object then
+        return nil, where .. (unknown and ("." .. unknown .. " is not a canary field") or " must be an object")
+    end
+    if not valid_name(canary.main) or not valid_name(canary.backend)
+        or name:sub(1, #canary.main + #canary.backend + 2) ~= canary.main .. "~" .. canary.backend .. "~"
+    then
+        return nil, where .. ".main and .backend must be the backends the name starts with"
+    end
+    if not valid_text(canary.header, "^[%w%-]+$", 64) then
+        return nil, where .. ".header must be a header name"
+    end
+    if not valid_text(canary.header_value, "^[%w%._~!&()*+,=:@/?%%|%- ]+$", 256) then
+        return nil, where .. ".header_value has a character that is not accepted"
+    end
+    if not valid_text(canary.header_pattern, "^[%w !%%&,/:<=>@_~%-%.%^%$|*+?()%[%]\\]+$", 256) then
+        return nil, where .. ".header_pattern has a character that is not accepted"
+    end
+    if canary.header_pattern then
+        local _, _, err = ngx.re.find("", canary.header_pattern, "jo")
+        if err then
+            return nil, where .. ".header_pattern is not a regular expression: " .. err
+        end
+    end
+    if not valid_text(canary.cookie, "^[%w_%.%-]+$", 64) then
+        return nil, where .. ".cookie must be a cookie name"
+    end
+    if not valid_integer(canary.weight_total, 1, MAX_WEIGHT) or not valid_integer(canary.weight, 0, canary.weight_total) then
+        return nil, where .. ".weight and .weight_total must be integers, 0 <= weight <= weight_total <= " .. MAX_WEIGHT
+    end
+    return true
+end
+
 -- Returns true, or nil and a message naming the bad field.
 local function validate_backend(backend, where)
     local object, unknown = is_object(backend, BACKEND_KEYS)
@@ -186,6 +242,14 @@ local function validate_backend(backend, where)
     end
     if not is_array(backend.endpoints) then
         return nil, where .. ".endpoints must be an array"
+    end
+    if backend.canary ~= nil then
+        local ok, err = validate_canary(backend.canary, backend.name, where .. ".canary")
+        if not ok then
+            return nil, err
+        end
+    elseif backend.name:find("~", 1, true) then
+        return nil, where .. ".canary must be set in a backend named main~canary~ingress"
     end
     for j, endpoint in ipairs(backend.endpoints) do
         local ewhere = where .. ".endpoints[" .. (j - 1) .. "]"
@@ -279,7 +343,21 @@ local function encode_backend(backend)
         parts[i] = '{"address":"' .. endpoint.address .. '","port":' .. endpoint.port .. "}"
     end
     local algorithm = backend.algorithm and ('"algorithm":"' .. backend.algorithm .. '",') or ""
-    return '{"name":"' .. backend.name .. '",' .. algorithm .. '"endpoints":[' .. table.concat(parts, ",") .. "]}"
+    local canary = ""
+    if backend.canary then
+        -- strings through cjson (a pattern may hold a backslash), keys in a fixed order
+        local c, fields = backend.canary, {}
+        for _, key in ipairs({ "main", "backend", "header", "header_value", "header_pattern", "cookie" }) do
+            if c[key] ~= nil then
+                fields[#fields + 1] = '"' .. key .. '":' .. cjson.encode(c[key])
+            end
+        end
+        fields[#fields + 1] = '"weight":' .. c.weight
+        fields[#fields + 1] = '"weight_total":' .. c.weight_total
+        canary = ',"canary":{' .. table.concat(fields, ",") .. "}"
+    end
+    return '{"name":"' .. backend.name .. '",' .. algorithm .. '"endpoints":[' .. table.concat(parts, ",") .. "]"
+        .. canary .. "}"
 end
 
 local function epoch()

@@ -144,7 +144,10 @@ def _unused(values: Mapping[str, object], keys: Mapping[str, str]) -> list[tuple
         "proxy-redirect-to": "proxy-redirect-from",
         "proxy-redirect-from": "proxy-redirect-to",
         **{n: "enable-cors" for n in values if n.startswith("cors-")},
+        **{n: "canary" for n in values if n.startswith("canary-")},
     }
+    if values.get("canary") is True:
+        needs.update({"canary-by-header-value": "canary-by-header", "canary-by-header-pattern": "canary-by-header"})
     out = []
     for name, needed in needs.items():
         if name in values and (needed not in values or values[needed] is False):

@@ -311,6 +311,59 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     ),
     _a("cors-allow-credentials", v.boolean, _BOOL, "Access-Control-Allow-Credentials.", default="true"),
     _a("cors-max-age", v.integer(0, 315360000), "seconds", "Access-Control-Max-Age.", default="1728000"),
+    # Canary (a canary Ingress adds no route: it takes requests of the main Ingress's host and path)
+    _a(
+        "canary",
+        v.boolean,
+        _BOOL,
+        "This Ingress is a canary: requests for the same host and path as a main Ingress (of the host's "
+        "namespace) that match the canary-* rules go to its Service; its other annotations, TLS and "
+        "defaultBackend are not used; a path with no main Ingress is reported and not served.",
+        default="false",
+    ),
+    _a(
+        "canary-by-header",
+        v.header_name,
+        "header name (letters, digits, `-`)",
+        "Requests with this header set to `always` go to the canary, `never` to the main Ingress (checked first).",
+    ),
+    _a(
+        "canary-by-header-value",
+        v.header_value,
+        "printable text, at most 256 characters",
+        "With canary-by-header: the value that sends a request to the canary (instead of `always`); "
+        "other values fall through to the cookie and the weight.",
+    ),
+    _a(
+        "canary-by-header-pattern",
+        v.header_pattern,
+        "regular expression, at most 256 characters, a safe subset: no backreferences, lookarounds, inline "
+        "flags, braces or quantified groups (others are invalid: ingress-nginx would serve the canary and send "
+        "such requests to the main Ingress)",
+        "With canary-by-header and no canary-by-header-value: a header value matching it (PCRE, case-sensitive) "
+        "sends the request to the canary.",
+    ),
+    _a(
+        "canary-by-cookie",
+        v.cookie_name,
+        "cookie name",
+        "A cookie of this name set to `always` sends the request to the canary, `never` to the main Ingress "
+        "(checked after the header).",
+    ),
+    _a(
+        "canary-weight",
+        v.integer(0, 1000000),
+        "0 to canary-weight-total (above it is invalid: ingress-nginx would send the canary everything)",
+        "This many requests out of canary-weight-total go to the canary (checked last; 0 none, the total all).",
+        default="0",
+    ),
+    _a(
+        "canary-weight-total",
+        v.integer(1, 1000000),
+        "1-1000000 (below 100 counts as 100, as in ingress-nginx)",
+        "The total canary-weight is out of.",
+        default="100",
+    ),
 )
 
 BY_NAME = {a.name: a for a in ANNOTATIONS}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import warnings
 from collections.abc import Callable
 
 from ingressctl.translate import validate
@@ -347,4 +348,62 @@ def secret_ref(value: str) -> str:
     validate.name(name, "Secret name")
     if ns:
         validate.name(ns, "namespace")
+    return v
+
+
+# --- canary (read by translate/canary.py; the values go to the Lua balancer, never into nginx.conf) ---
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")  # nginx drops headers with '_' (underscores_in_headers off)
+_COOKIE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_PATTERN = 256
+# A header-value regex: literal characters, classes, anchors, alternation, non-capturing and plain
+# groups, quantifiers; backslash only before a class letter or a punctuation character; `$` only at
+# the end of a branch. No braces, backreferences, lookarounds, inline flags or named groups (PCRE and
+# Python differ there), and no quantifier right after a group: no nested repetition, the backtracking
+# that could take seconds per request.
+_PATTERN = re.compile(r"(?:[A-Za-z0-9 !%&,/:<=>@_~-]|[.^$|*+?()\[\]]|\\[dDwWsS.^$|*+?()\[\]\\/-])*")
+_PATTERN_BAD = re.compile(r"\)[*+?]|\(\?(?!:)|(?<!\\)\$(?![|)]|\Z)")
+# A header value compared exactly: the characters of a URL's path and query, and spaces inside.
+_HEADER_VALUE = re.compile(
+    r"[A-Za-z0-9._~!&()*+,=:@/?%|-](?:[A-Za-z0-9._~!&()*+,=:@/?%| -]*[A-Za-z0-9._~!&()*+,=:@/?%|-])?"
+)
+
+
+def header_name(value: str) -> str:
+    """An HTTP header name: letters, digits and '-' (nginx ignores headers with '_')."""
+    if not _HEADER_NAME.fullmatch(_text(value, 64)):
+        raise Invalid(f"{value!r} is not a header name (1-64 letters, digits or '-')")
+    return value
+
+
+def cookie_name(value: str) -> str:
+    if not _COOKIE_NAME.fullmatch(_text(value, 64)):
+        raise Invalid(f"{value!r} is not a cookie name (1-64 letters, digits, '_', '.' or '-')")
+    return value
+
+
+def header_value(value: str) -> str:
+    """A header value compared exactly: URL characters and inner spaces (nginx strips outer ones)."""
+    if not _HEADER_VALUE.fullmatch(_text(value, MAX_PATTERN)):
+        raise Invalid(
+            f"{value!r} is not an accepted header value: letters, digits, ._~!&()*+,=:@/?%|- and inner spaces"
+        )
+    return value
+
+
+def header_pattern(value: str) -> str:
+    """A regular expression over the header's value (PCRE in the balancer): a subset that Python and
+    PCRE read alike and that cannot backtrack without bound."""
+    v = _text(value, MAX_PATTERN)
+    if not v or not _PATTERN.fullmatch(v) or _PATTERN_BAD.search(v):
+        raise Invalid(
+            f"{value!r} is not an accepted pattern: letters, digits, ' !%&,/:<=>@_~-', '.^$|*+?()[]' ($ only "
+            "at the end of a branch), backslash only before d D w W s S or punctuation; no braces, quotes, "
+            "';', '#', backreferences, lookarounds or inline flags (only '(?:'); no quantifier after a group"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "possible nested set": a construct PCRE may read differently
+        try:
+            re.compile(v)
+        except (re.error, FutureWarning) as exc:
+            raise Invalid(f"{value!r} is not an accepted regular expression: {exc}") from None
     return v
