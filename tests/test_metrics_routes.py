@@ -5,6 +5,8 @@ only (generated Ingresses, hypothesis); enable-metrics=false leaves no label map
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import re
 from typing import Any
 
@@ -12,7 +14,9 @@ from hypothesis import given
 
 from ingressctl.cache import Cache
 from ingressctl.config import Configuration, RouteLabels, TenancyPolicy, route_id
-from ingressctl.dataplane.monitor import BUCKETS, FIELDS
+from ingressctl.dataplane.luaapi import LuaApi
+from ingressctl.dataplane.monitor import BUCKETS, FIELDS, RouteMetrics
+from ingressctl.metrics import Metrics
 from ingressctl.model import CONFIG_MAP, Event, EventType, Obj
 from ingressctl.plan import Action, make_plan
 from ingressctl.translate import Settings, translate
@@ -122,3 +126,64 @@ def test_lua_and_python_agree_on_the_buckets() -> None:
     assert match
     assert tuple(float(x) for x in match.group(1).split(",")) == BUCKETS
     assert 6 + 2 * len(BUCKETS) == FIELDS
+
+
+def _doc(epoch: str, **routes: float) -> dict[str, Any]:
+    """A GET /configuration/metrics answer: `route_class=count` (every field holds the count)."""
+    return {
+        "epoch": epoch,
+        "buckets": list(BUCKETS),
+        "fields": FIELDS,
+        "routes": {k.replace("_", ":"): [v] * FIELDS for k, v in routes.items()},
+    }
+
+
+def _collector(routes: dict[str, RouteLabels]) -> tuple[RouteMetrics, Configuration]:
+    metrics = Metrics()
+    collector = RouteMetrics(lua=LuaApi("/nonexistent"), metrics=metrics)
+    config = dataclasses.replace(run([ingress_class()]), routes=routes)
+    asyncio.run(collector.publish(config))
+    return collector, config
+
+
+def _counts(collector: RouteMetrics) -> dict[tuple[str, str], float]:
+    family = next(f for f in collector.collect() if f.name == "ingressctl_requests")
+    return {(s.labels["ingress"], s.labels["status"]): s.value for s in family.samples}
+
+
+def test_the_controller_adds_differences_and_never_goes_down() -> None:
+    a, b = RouteLabels("ns", "a", "a.example", "/", "svc"), RouteLabels("ns", "b", "b.example", "/", "svc")
+    collector, config = _collector({"ra": a})
+    collector.add(_doc("e1", ra_2=5, rb_2=7))  # rb: not published yet, kept for later
+    assert _counts(collector) == {("a", "2xx"): 5}
+    collector.add(_doc("e1", ra_2=8, ra_5=1, rb_2=9))
+    assert _counts(collector) == {("a", "2xx"): 8, ("a", "5xx"): 1}
+    asyncio.run(collector.publish(dataclasses.replace(config, routes={"ra": a, "rb": b})))
+    collector.add(_doc("e1", ra_2=8, ra_5=1, rb_2=9))
+    assert _counts(collector)[("b", "2xx")] == 9  # everything the dict counted for it
+    # A new nginx master: a new epoch, its dict counts from zero; ours go on.
+    collector.add(_doc("e2", ra_2=2))
+    assert _counts(collector)[("a", "2xx")] == 10
+    # An entry the dict lost (evicted) and counts again from a smaller value: added as it is.
+    collector.add(_doc("e2", ra_2=1))
+    assert _counts(collector)[("a", "2xx")] == 11
+    # Route b leaves the configuration: its last counts are taken, then its series go.
+    asyncio.run(collector.publish(dataclasses.replace(config, routes={"ra": a})))
+    collector.add(_doc("e2", ra_2=1, rb_2=4))
+    assert ("b", "2xx") not in _counts(collector)
+    # A layout the controller does not know is refused whole.
+    collector.add({**_doc("e2", ra_2=50), "buckets": [1, 2]})
+    assert _counts(collector)[("a", "2xx")] == 11
+
+
+def test_histograms_are_cumulative_and_end_with_the_count() -> None:
+    collector, _ = _collector({"r": RouteLabels("ns", "a", "a.example", "/", "svc")})
+    record = [0.0] * FIELDS
+    record[0], record[3] = 3, 0.5  # 3 requests, 0.5 s in all
+    record[6 + 0], record[6 + 4], record[6 + len(BUCKETS) - 1] = 1, 1, 1  # 5 ms, 100 ms, 10 s
+    collector.add({"epoch": "e", "buckets": list(BUCKETS), "fields": FIELDS, "routes": {"r:2": record}})
+    family = next(f for f in collector.collect() if f.name == "ingressctl_request_duration_seconds")
+    buckets = [(s.labels["le"], s.value) for s in family.samples if s.name.endswith("_bucket")]
+    assert buckets[0] == ("0.005", 1) and buckets[4] == ("0.1", 2) and buckets[-2] == ("10.0", 3)
+    assert buckets[-1] == ("+Inf", 3)
+    assert [v for _, v in buckets] == sorted(v for _, v in buckets)

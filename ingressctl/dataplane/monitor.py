@@ -92,10 +92,12 @@ class RouteMetrics:
             route, _, digit = name.rpartition(":")
             status = CLASSES.get(digit)
             labels = self._routes.get(route) or self._retired.get(route)
+            if status is None or labels is None or len(raw) != FIELDS:
+                # Not known yet (nginx may run a new configuration a moment before it is published
+                # here) or not any more: counted from what was last read once its labels are known.
+                continue
             last = self._last.get(name)
             self._last[name] = raw
-            if status is None or labels is None or len(raw) != FIELDS:
-                continue
             if last is None or any(r < p for r, p in zip(raw, last, strict=True)):
                 delta = raw  # new, or the dict lost the entry (evicted) and counts again from zero
             else:
