@@ -7,6 +7,7 @@ for it at all."""
 from __future__ import annotations
 
 import http.client
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tests.harness import (
     endpoint_slice,
     ingress,
     pods,
+    request,
     rule,
     running_controller,
     service,
@@ -215,3 +217,38 @@ def test_enable_metrics_false_renders_no_lua_for_them(tmp_path: Path, manifests:
         _wait_reloaded(ctl, reloads)
         assert ctl.get(SHOP, "/api/x").status == 200
         _wait_counts(ctl, {(*SHOP_API, "2xx"): 1})
+
+
+def test_reloads_under_load_lose_no_count(tmp_path: Path, manifests: Path) -> None:
+    """Requests run while nginx reloads twice: old workers flush what they hold when they exit, and
+    what they finish while exiting goes to the dict directly; every answered request is counted once."""
+    _manifests(manifests)
+    with (
+        pods([SHOP_POD], PORT),
+        running_controller(tmp_path, manifests, extra_args=["--configmap", "default/cm"]) as ctl,
+    ):
+        answered, stop = [0], threading.Event()
+
+        def load() -> None:
+            deadline = time.monotonic() + 30
+            for _ in range(2000):  # bounded in count and time
+                if stop.is_set() or time.monotonic() > deadline:
+                    return
+                if request(ctl.http_port, host=SHOP, path="/api/load").status == 200:
+                    answered[0] += 1
+
+        worker = threading.Thread(target=load)
+        worker.start()
+        try:
+            for round_ in range(2):
+                time.sleep(0.5)
+                reloads = ctl.reloads()
+                _manifests(manifests, extra_host=f"load{round_}.metrics.example")
+                _wait_reloaded(ctl, reloads)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            worker.join(timeout=40)
+        assert answered[0] > 20
+        scraped = _wait_counts(ctl, {(*SHOP_API, "2xx"): answered[0]})
+        assert _requests(scraped)[(*SHOP_API, "2xx")] == answered[0]
