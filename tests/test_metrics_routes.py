@@ -187,3 +187,24 @@ def test_histograms_are_cumulative_and_end_with_the_count() -> None:
     assert buckets[0] == ("0.005", 1) and buckets[4] == ("0.1", 2) and buckets[-2] == ("10.0", 3)
     assert buckets[-1] == ("+Inf", 3)
     assert [v for _, v in buckets] == sorted(v for _, v in buckets)
+
+
+def test_concurrent_scrapes_read_one_at_a_time() -> None:
+    """Two scrapes at once: the answers are added in the order they were read, never an older one last."""
+    labels = RouteLabels("ns", "a", "a.example", "/", "svc")
+    collector, _ = _collector({"ra": labels})
+    answers = iter([_doc("e", ra_2=5), _doc("e", ra_2=9)])
+
+    class Lua:
+        async def metrics(self) -> dict[str, Any]:
+            answer = next(answers)
+            await asyncio.sleep(0.05 if answer["routes"]["ra:2"][0] == 5 else 0)  # the older answer is slower
+            return answer
+
+    collector.lua = Lua()  # type: ignore[assignment]
+
+    async def both() -> None:
+        await asyncio.gather(collector.refresh(), collector.refresh())
+
+    asyncio.run(both())
+    assert _counts(collector) == {("a", "2xx"): 9}

@@ -13,6 +13,7 @@ It also serves the ready endpoints per backend (what the balancer has), from the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -59,6 +60,9 @@ class RouteMetrics:
         self._epoch: str | None = None
         self._last: dict[str, list[float]] = {}  # "route:class" -> the dict's totals at the last read
         self._totals: dict[_Key, list[float]] = {}
+        # One read at a time: two scrapes at once (an HA pair of Prometheus servers) must not add an
+        # older answer after a newer one (it would look like an evicted entry and count twice).
+        self._reading = asyncio.Lock()
         metrics.registry.register(self)
         metrics.before_scrape.append(self.refresh)
 
@@ -74,10 +78,10 @@ class RouteMetrics:
         """Adds what nginx counted since the last read; keeps the totals when nginx does not answer."""
         if not self.enabled:
             return
-        document = await self.lua.metrics()
-        if document is None:
-            return
-        self.add(document)
+        async with self._reading:
+            document = await self.lua.metrics()
+            if document is not None:
+                self.add(document)
 
     def add(self, document: Mapping[str, Any]) -> None:
         """Adds a GET /configuration/metrics answer (the dict's totals) as differences."""
