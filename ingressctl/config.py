@@ -348,6 +348,83 @@ class ErrorPages:
 
 
 @dataclass(frozen=True, slots=True)
+class ExternalAuth:
+    """auth-url and its auth-* settings: nginx's auth_request to an internal location of the server
+    (ingress-nginx's headers), a 401 optionally answered by a redirect to `signin`. URLs, header names
+    and the cache key are validated (translate/annotations/auth.py); `signin` and `cache_key` may hold
+    only the variables auth.py lists, already renamed to ours."""
+
+    url: str  # http(s) URL whose host is an IP address, a Service's cluster DNS name or "$host"
+    host: str  # the URL's host[:port]: the Host header sent to it
+    scheme: str = "http"
+    path: str = "/"  # the URL's path and query
+    service: str | None = None  # "namespace/name" when the host is a Service's cluster DNS name
+    address: str | None = None  # that Service's cluster IP, once resolved
+    method: str | None = None  # proxy_method
+    signin: str | None = None  # the redirect URL (with its redirect parameter), else 401 goes to the client
+    response_headers: tuple[str, ...] = ()  # copied from the auth response to the upstream request
+    request_redirect: str | None = None  # X-Auth-Request-Redirect (default $request_uri)
+    cache_key: str | None = None  # None: no caching
+    cache_valid: tuple[tuple[str, ...], ...] = ()  # proxy_cache_valid arguments (("200", "202", "401", "5m"),)
+    always_set_cookie: bool = False
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
+
+    @property
+    def loop(self) -> bool:
+        """The auth service is served by this nginx (the URL's host is `$host`)."""
+        return self.host == "$host"
+
+    @property
+    def unusable(self) -> bool:
+        """A Service's name that did not resolve to a cluster IP: the paths answer 503."""
+        return self.service is not None and self.address is None
+
+    @property
+    def name(self) -> str:
+        """The URL's host name (no port): the TLS server name sent to an HTTPS Service."""
+        return self.host.rsplit(":", 1)[0] if not self.host.endswith("]") else self.host
+
+    @property
+    def upstream(self) -> str:
+        """What proxy_pass is given (not for `loop`): the URL, with a Service's name replaced by its cluster IP."""
+        if self.service is None or self.address is None:
+            return self.url
+        port = self.host.rsplit(":", 1)[1] if ":" in self.host else ("443" if self.scheme == "https" else "80")
+        address = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{self.scheme}://{address}:{port}{self.path}"
+
+    @property
+    def location(self) -> str:
+        """The internal location that asks the auth service; equal settings share one per server. The
+        '|' is no Ingress path's character, so no path of any Ingress can be this location."""
+        return f"/_ingressctl_auth|{self.digest}"
+
+    @property
+    def signin_location(self) -> str:
+        return f"@ingressctl_signin_{self.digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAuth:
+    """auth-tls-*: client certificates verified against a Secret's ca.crt (server scope)."""
+
+    secret: str  # Secret name in the Ingress's namespace
+    verify: str = "on"  # on, off, optional, optional_no_ca
+    depth: int = 1
+    error_page: str | None = None  # URL or path answering a missing or bad certificate
+    pass_certificate: bool = False  # ssl-client-cert header to the endpoints
+    match_cn: str | None = None  # regex over the subject DN, starting with CN=
+    ca: str | None = None  # Certificate name of ca.crt once resolved; None: the host answers 503
+
+    @property
+    def unusable(self) -> bool:
+        return self.ca is None
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Location-scope annotation settings of one Ingress, printed in each of its locations.
 
@@ -386,6 +463,7 @@ class Policy:
     ssl_verify_depth: int | None = None
     ssl_trusted: str | None = None  # Certificate name of the Secret's ca.crt, once resolved
     ssl_client: str | None = None  # Certificate name of its tls.crt + tls.key, once resolved
+    external_auth: ExternalAuth | None = None  # auth-url
 
     @property
     def ssl_unusable(self) -> bool:
@@ -394,6 +472,11 @@ class Policy:
         return bool(self.ssl_verify and not self.ssl_trusted) or bool(
             self.ssl_secret and not self.ssl_client and not self.ssl_trusted
         )
+
+    @property
+    def auth_unusable(self) -> bool:
+        """auth-url names a Service that did not resolve: the location answers 503, never unchecked."""
+        return self.external_auth is not None and self.external_auth.unusable
 
     @property
     def scheme(self) -> str:
@@ -422,3 +505,4 @@ class ServerPolicy:
     aliases: tuple[str, ...] = ()
     from_to_www: bool = False
     app_root: str | None = None
+    client_auth: ClientAuth | None = None  # auth-tls-secret and its settings

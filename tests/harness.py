@@ -433,11 +433,14 @@ class Controller:
                 pids = self.worker_pids()
             except (OSError, ValueError):
                 return
-            draining = False
+            draining, workers = False, 0
             for pid in pids:
                 with contextlib.suppress(OSError):
-                    draining = draining or b"shutting down" in Path(f"/proc/{pid}/cmdline").read_bytes()
-            if not draining and len(pids) == expected:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    draining = draining or b"shutting down" in cmdline
+                    # Not the cache manager and loader (auth-cache-key's proxy_cache_path starts them).
+                    workers += b"cache " not in cmdline
+            if not draining and workers == expected:
                 return
             time.sleep(0.005)
         # An unexpected worker count: do not slow every request down, but say so (requests may

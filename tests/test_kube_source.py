@@ -445,3 +445,17 @@ def test_referenced_secrets_bookkeeping() -> None:
     _, deletes = refs.on_ingress(Event(EventType.REPLACED, "Ingress", objects=()))
     assert sorted(d.obj["metadata"]["name"] for d in deletes if d.obj) == ["s1", "s2"]
     assert refs.forwarded == set()
+
+
+def test_secrets_named_by_annotations_are_referenced() -> None:
+    """proxy-ssl-secret and auth-tls-secret (either prefix, `name` or `own-namespace/name`) keep their
+    Secrets passed on; one of another namespace is never referenced (the Ingress is rejected)."""
+    from ingressctl.sources.secrets import tls_references
+
+    ing = ingress("i", "a")
+    ing["metadata"]["annotations"] = {
+        "nginx.ingress.kubernetes.io/auth-tls-secret": "a/client-ca",
+        "ingressctl.io/proxy-ssl-secret": "backend-ca",
+        "ingressctl.io/auth-tls-secret": "other/elsewhere",
+    }
+    assert tls_references(ing) == {("a", "client-ca"), ("a", "backend-ca")}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import resource
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +65,33 @@ def quote_rewrite(value: object) -> str:
     return f'"{text}"'
 
 
+# A value that may hold variables (auth-signin, auth-cache-key): quotable characters and only these
+# variables (translate/annotations/auth.py maps ingress-nginx's names to them), each ending the name.
+_VARIABLE = (
+    r"\$(?:scheme|host|ingressctl_host|request_uri|ingressctl_escaped_request_uri|remote_user|remote_addr|uri"
+    r"|(?:http|cookie|arg)_[A-Za-z0-9_]+)(?![A-Za-z0-9_])"
+)
+_WITH_VARIABLES = re.compile(r'(?:[^"\\\s;{}#$\x00-\x1f\x7f]|' + _VARIABLE + ")*")
+
+
+def quote_variables(value: object) -> str:
+    """Checks and double-quotes a value whose only variables are the documented ones."""
+    text = str(value)
+    if not _WITH_VARIABLES.fullmatch(text):
+        raise UnsafeValue(f"refusing to emit {text!r} into nginx.conf")
+    return f'"{text}"'
+
+
+def uses_auth_cache(servers: Iterable[Server]) -> bool:
+    """Whether a location caches auth-url answers: nginx.conf then declares the cache."""
+    return any(
+        loc.policy.external_auth.cache_key
+        for server in servers
+        for loc in server.locations
+        if loc.policy is not None and loc.policy.external_auth is not None
+    )
+
+
 _SEPARATOR = "\n#@ingressctl-server-end@\n"  # cannot occur in a block: `q` refuses '#'
 _DIGEST_PLACEHOLDER = "0000digest0000"
 
@@ -110,6 +137,7 @@ class Renderer:
         env.globals["open_files_limit"] = max_open_files
         env.filters["qre"] = quote_regex
         env.filters["qrw"] = quote_rewrite
+        env.filters["qv"] = quote_variables
         self._template = env.get_template("nginx.conf.j2")
         self._server_template = env.get_template("server.conf.j2")
         # Server blocks of the last render, reused while the Server is unchanged (and the options
@@ -153,6 +181,7 @@ class Renderer:
                 digest=_DIGEST_PLACEHOLDER,
                 access_log_format=_access_log_format(options),
                 **realip_context(options),
+                auth_cache=uses_auth_cache(servers),
                 http2_directive=self.version.http2_directive,
             )
         )

@@ -21,7 +21,7 @@ from ingressctl.translate.annotations.registry import PREFIXES
 
 
 def tls_references(ingress: Obj) -> set[Key]:
-    """The (namespace, name) of every Secret an Ingress's spec.tls (or proxy-ssl-secret) names."""
+    """The (namespace, name) of every Secret an Ingress's spec.tls (or proxy-ssl-secret, auth-tls-secret) names."""
     namespace = str((ingress.get("metadata") or {}).get("namespace") or "")
     out: set[Key] = set()
     tls = (ingress.get("spec") or {}).get("tls")
@@ -30,12 +30,14 @@ def tls_references(ingress: Obj) -> set[Key]:
         if isinstance(name, str) and name:
             out.add((namespace, name))
     annotations = (ingress.get("metadata") or {}).get("annotations")
-    for prefix in PREFIXES:  # proxy-ssl-secret: `name` or `namespace/name` (the Ingress's namespace only)
-        ref = annotations.get(prefix + "proxy-ssl-secret") if isinstance(annotations, dict) else None
-        if isinstance(ref, str) and ref:
-            ns, _, name = ref.rpartition("/")
-            if ns in ("", namespace):
-                out.add((namespace, name))
+    # proxy-ssl-secret, auth-tls-secret: `name` or `namespace/name` (the Ingress's namespace only)
+    for prefix in PREFIXES:
+        for annotation in ("proxy-ssl-secret", "auth-tls-secret"):
+            ref = annotations.get(prefix + annotation) if isinstance(annotations, dict) else None
+            if isinstance(ref, str) and ref:
+                ns, _, name = ref.rpartition("/")
+                if ns in ("", namespace):
+                    out.add((namespace, name))
     return out
 
 

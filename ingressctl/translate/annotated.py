@@ -1,14 +1,30 @@
 """The annotations that need other objects than their Ingress: default-backend and custom-http-errors
-(a Service of the Ingress's namespace), service-upstream (the Service's cluster IP). translate's steps
-call these with the builder; everything here is pure."""
+(a Service of the Ingress's namespace), service-upstream (the Service's cluster IP), proxy-ssl-secret
+and auth-tls-secret (a Secret's certificates). translate's steps call these with the builder;
+everything here is pure."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import hashlib
 from typing import Protocol
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from ingressctl.cache import Snapshot
-from ingressctl.config import Backend, Certificate, Endpoint, ErrorPages, ObjectRef, Policy, TenancyPolicy
+from ingressctl.config import (
+    Backend,
+    Certificate,
+    Endpoint,
+    ErrorPages,
+    ObjectRef,
+    Policy,
+    ServerPolicy,
+    TenancyPolicy,
+)
 from ingressctl.model import SECRET, SERVICE
 from ingressctl.translate import ingress as ing
 from ingressctl.translate.annotations import field_of
@@ -54,6 +70,8 @@ def location_policy(b: Builder, p: ing.ParsedIngress, *, global_default: tuple[s
     policy = p.annotations.policy
     if policy is not None and policy.ssl_secret:
         policy = _ssl_secret(b, p, policy)
+    if policy is not None and policy.external_auth is not None and policy.external_auth.service:
+        policy = _auth_service(b, p, policy)
     codes = p.annotations.values.get("custom-http-errors")
     if not isinstance(codes, tuple):
         return policy
@@ -104,6 +122,67 @@ def _ssl_secret(b: Builder, p: ing.ParsedIngress, policy: Policy) -> Policy:
         )
     b.policy_certificates.update(n for n in (trusted, client) if n)
     return dataclasses.replace(policy, ssl_trusted=trusted, ssl_client=client)
+
+
+def _auth_service(b: Builder, p: ing.ParsedIngress, policy: Policy) -> Policy:
+    """auth-url on a Service's cluster DNS name: the Service's cluster IP from the cache (nginx never
+    resolves names). A Service that is missing or has none is reported; the paths then answer 503."""
+    auth = policy.external_auth
+    assert auth is not None and auth.service is not None
+    namespace, name = auth.service.split("/")
+    spec = (b.snapshot.of(SERVICE).get((namespace, name)) or {}).get("spec")
+    try:
+        address = ip_address(spec.get("clusterIP") if isinstance(spec, dict) else None)
+    except Invalid:
+        where = field_of(p.annotations.keys["auth-url"])
+        b.problem(
+            p.ref, where=where, reason=f"Service {auth.service} not found or without a cluster IP; its paths answer 503"
+        )
+        return policy
+    return dataclasses.replace(policy, external_auth=dataclasses.replace(auth, address=address))
+
+
+MAX_CA_BYTES = 262144  # a client-certificate CA bundle, decoded
+
+
+def client_ca(b: Builder, p: ing.ParsedIngress, policy: ServerPolicy) -> ServerPolicy:
+    """auth-tls-secret: the Secret's ca.crt (kubernetes.io/tls Secrets: the cache keeps no others),
+    re-encoded from the parsed certificates as a certificate file. A missing or bad Secret is
+    reported; the host then answers 503."""
+    auth = policy.client_auth
+    if auth is None:
+        return policy
+    where = field_of(p.annotations.keys["auth-tls-secret"])
+    secret = b.snapshot.of(SECRET).get((p.ref.namespace, auth.secret))
+    data = (secret or {}).get("data")
+    raw = data.get("ca.crt") if isinstance(data, dict) else None
+    reason = f"Secret {p.ref.namespace}/{auth.secret}"
+    if secret is None:
+        reason += " not found (only Secrets of type kubernetes.io/tls are read)"
+    elif not isinstance(raw, str) or not raw:
+        reason += " has no ca.crt"
+    elif len(raw) * 3 // 4 > MAX_CA_BYTES:
+        reason += f": ca.crt is larger than the cap of {MAX_CA_BYTES} bytes"
+    else:
+        try:
+            chain = x509.load_pem_x509_certificates(base64.b64decode(raw, validate=True))
+        except (binascii.Error, ValueError, TypeError) as exc:
+            reason += f": ca.crt is not valid base64 PEM certificates: {exc}"
+        else:
+            pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+            ca = Certificate(name=hashlib.sha256(pem).hexdigest()[:32], pem=pem)
+            b.certificates[ca.name] = ca
+            b.policy_certificates.add(ca.name)
+            return dataclasses.replace(policy, client_auth=dataclasses.replace(auth, ca=ca.name))
+    b.problem(p.ref, where=where, reason=f"{reason}; its hosts answer 503")
+    return policy
+
+
+def unresolved(policy: ServerPolicy | None) -> ServerPolicy | None:
+    """A server policy as its annotations say it, before client_ca resolved its Secret."""
+    if policy is None or policy.client_auth is None or policy.client_auth.ca is None:
+        return policy
+    return dataclasses.replace(policy, client_auth=dataclasses.replace(policy.client_auth, ca=None))
 
 
 def cluster_ip(b: Builder, ref: ing.ServiceRef, *, owner: ObjectRef, where: str) -> str:

@@ -430,11 +430,13 @@ def _add_server_policy(b: _Builder, p: ing.ParsedIngress) -> None:
     hosts, mine = b.hosts, p.annotations.server
     if mine is None:
         return
+    owned = {h for h in p.hosts if hosts.origins[h][0] == p.ref}
+    resolved = annotated.client_ca(b, p, mine) if owned and mine.client_auth else mine
     for host in p.hosts:
         owner = hosts.origins[host][0]
-        if owner == p.ref:
-            hosts.server_policy[host] = mine
-        elif hosts.server_policy.get(host) != mine:
+        if host in owned:
+            hosts.server_policy[host] = resolved
+        elif annotated.unresolved(hosts.server_policy.get(host)) != mine:
             b.problem(
                 p.ref,
                 where="metadata.annotations",
@@ -458,6 +460,15 @@ def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_de
 
     def certificate(host: str) -> str | None:
         return hosts.tls.get(host) or (default_cert if host in hosts.tls else None)
+
+    for host, policy in policies.items():
+        if policy.client_auth is not None and host not in hosts.tls:
+            b.problem(
+                hosts.origins[host][0],
+                where="metadata.annotations",
+                reason=f"auth-tls-secret: host {host} has no TLS section (spec.tls), so nginx cannot ask for "
+                "client certificates: its HTTPS requests get 400",
+            )
 
     servers = tuple(
         _memo_server(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ingressctl.config import Cors, Policy, ServerPolicy
+from ingressctl.translate.annotations import auth
 from ingressctl.translate.annotations.registry import (
     BY_NAME,
     NGINX,
@@ -110,12 +111,13 @@ def read(annotations: Mapping[str, Any], *, namespace: str = "") -> Read:
         except Invalid as exc:
             raise AnnotationError(field_of(key), str(exc)) from None
     keys = {name: key for name, (key, _) in chosen.items()}
-    secret = values.get("proxy-ssl-secret")
-    if isinstance(secret, str) and "/" in secret:
-        secret_ns, _, secret_name = secret.partition("/")
-        if namespace and secret_ns != namespace:
-            raise AnnotationError(field_of(keys["proxy-ssl-secret"]), "must be a Secret of the Ingress's own namespace")
-        values["proxy-ssl-secret"] = secret_name
+    for name in ("proxy-ssl-secret", "auth-tls-secret"):
+        secret = values.get(name)
+        if isinstance(secret, str) and "/" in secret:
+            secret_ns, _, secret_name = secret.partition("/")
+            if namespace and secret_ns != namespace:
+                raise AnnotationError(field_of(keys[name]), "must be a Secret of the Ingress's own namespace")
+            values[name] = secret_name
     warnings += _ignored_warning(ignored)
     warnings += _unused(values, keys)
     regex = bool(values.get("use-regex")) or "rewrite-target" in values
@@ -144,6 +146,7 @@ def _unused(values: Mapping[str, object], keys: Mapping[str, str]) -> list[tuple
         "proxy-redirect-to": "proxy-redirect-from",
         "proxy-redirect-from": "proxy-redirect-to",
         **{n: "enable-cors" for n in values if n.startswith("cors-")},
+        **auth.NEEDS,
         **{n: "canary" for n in values if n.startswith("canary-")},
     }
     if values.get("canary") is True:
@@ -208,6 +211,7 @@ def location_policy(values: Mapping[str, Any]) -> Policy | None:
         ssl_secret=values.get("proxy-ssl-secret"),
         ssl_verify=values.get("proxy-ssl-verify"),
         ssl_verify_depth=values.get("proxy-ssl-verify-depth"),
+        external_auth=auth.external_auth(values),
     )
     return None if policy == _NO_POLICY else policy
 
@@ -222,6 +226,7 @@ def server_policy(values: Mapping[str, Any]) -> ServerPolicy | None:
         aliases=values.get("server-alias", ()),
         from_to_www=values.get("from-to-www-redirect", False),
         app_root=values.get("app-root"),
+        client_auth=auth.client_auth(values),
     )
     return None if policy == _NO_SERVER else policy
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ingressctl.translate.annotations import auth
 from ingressctl.translate.annotations import values as v
 
 OURS = "ingressctl.io/"
@@ -311,6 +312,108 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     ),
     _a("cors-allow-credentials", v.boolean, _BOOL, "Access-Control-Allow-Credentials.", default="true"),
     _a("cors-max-age", v.integer(0, 315360000), "seconds", "Access-Control-Max-Age.", default="1728000"),
+    # Authentication: external (auth_request) and client certificates
+    _a(
+        "auth-url",
+        auth.auth_url,
+        "http(s) URL whose host is an IP address, a Service's `<name>.<namespace>.svc[.cluster.local]` or "
+        "`$host` (no other names or variables)",
+        "Each request is first sent (without its body) to this URL: 2xx lets it through, 401/403 answer the "
+        "client, anything else 500. Headers sent: X-Original-URL, X-Original-URI, X-Original-Method, X-Scheme, "
+        "X-Auth-Request-Redirect, X-Real-IP, X-Forwarded-For, X-Request-ID, X-Sent-From and the client's.",
+        difference="a Service's cluster DNS name is replaced by its cluster IP, `$host` is asked through this "
+        "nginx; other DNS names and variables are refused (nginx resolves no name)",
+    ),
+    _a("auth-method", auth.method, ", ".join(auth.METHODS), "Method of the auth request.", default="the request's"),
+    _a(
+        "auth-signin",
+        auth.signin,
+        "http(s) URL; variables `$host`, `$http_host`, `$best_http_host`, `$scheme`, `$pass_access_scheme`, "
+        "`$request_uri`, `$escaped_request_uri` only",
+        "A 401 from auth-url becomes a 302 to this URL, with the original URL in the redirect parameter.",
+    ),
+    _a(
+        "auth-signin-redirect-param",
+        auth.redirect_param,
+        "query parameter name",
+        "Parameter of auth-signin that carries the original URL (unless auth-signin sets it itself).",
+        default="rd",
+    ),
+    _a(
+        "auth-response-headers",
+        v.headers,
+        "comma-separated header names",
+        "Headers of the auth response copied to the request sent to the endpoints.",
+    ),
+    _a(
+        "auth-request-redirect",
+        v.url_or_path,
+        "path or http(s) URL",
+        "X-Auth-Request-Redirect sent to auth-url.",
+        default="the request URI",
+    ),
+    _a(
+        "auth-cache-key",
+        auth.cache_key,
+        "text with `$remote_user`, `$remote_addr`, `$host`, `$uri`, `$request_uri`, `$http_<name>`, "
+        "`$cookie_<name>`, `$arg_<name>`",
+        "Caches auth responses under this key (per host and auth-url).",
+    ),
+    _a(
+        "auth-cache-duration",
+        auth.cache_duration,
+        "comma-separated `[statuses] time` (`200 202 401 5m`)",
+        "How long each auth status is cached (with auth-cache-key).",
+        default=auth.DEFAULT_CACHE_DURATION,
+    ),
+    _a(
+        "auth-always-set-cookie",
+        v.boolean,
+        _BOOL,
+        "Send the auth response's Set-Cookie on every answer, errors included (else on 2xx/3xx only).",
+        default="false",
+    ),
+    _a(
+        "auth-tls-secret",
+        v.secret_ref,
+        "`name` or `namespace/name` of a kubernetes.io/tls Secret of the Ingress's namespace with a `ca.crt`",
+        "Verify client certificates against the Secret's ca.crt.",
+        scope=SERVER,
+        difference="server scope: the host's owner decides; the Secret must be of type kubernetes.io/tls "
+        "(ingress-nginx: any type); one of another namespace rejects the Ingress; a missing or bad one makes "
+        "the host answer 503",
+    ),
+    _a(
+        "auth-tls-verify-client",
+        auth.verify_client,
+        "`on` / `off` / `optional` / `optional_no_ca`",
+        "Whether a client certificate is required (`on`: 400 without a valid one).",
+        scope=SERVER,
+        default="on",
+    ),
+    _a("auth-tls-verify-depth", v.integer(1, 10), "1-10", "Client certificate chain depth.", scope=SERVER, default="1"),
+    _a(
+        "auth-tls-error-page",
+        v.url_or_path,
+        "path or http(s) URL",
+        "Where a missing or invalid client certificate is redirected (instead of 400).",
+        scope=SERVER,
+    ),
+    _a(
+        "auth-tls-pass-certificate-to-upstream",
+        v.boolean,
+        _BOOL,
+        "Send the client certificate (URL-encoded PEM) in the ssl-client-cert header.",
+        scope=SERVER,
+        default="false",
+    ),
+    _a(
+        "auth-tls-match-cn",
+        auth.match_cn,
+        "`CN=` and a regex (no whitespace)",
+        "Client certificates whose subject DN does not match get 403.",
+        scope=SERVER,
+    ),
     # Canary (a canary Ingress adds no route: it takes requests of the main Ingress's host and path)
     _a(
         "canary",
