@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import given
 
 from ingressctl.cache import Cache
-from ingressctl.config import Configuration, RouteLabels, TenancyPolicy, route_id
+from ingressctl.config import Backend, Configuration, Endpoint, RouteLabels, TenancyPolicy, route_id
 from ingressctl.dataplane.luaapi import LuaApi
 from ingressctl.dataplane.monitor import BUCKETS, FIELDS, RouteMetrics
 from ingressctl.metrics import Metrics
@@ -208,3 +208,16 @@ def test_concurrent_scrapes_read_one_at_a_time() -> None:
 
     asyncio.run(both())
     assert _counts(collector) == {("a", "2xx"): 9}
+
+
+def test_endpoints_ready_per_service_port_without_canary_routes() -> None:
+    collector, config = _collector({})
+    backends = (
+        Backend("ns/main:80", (Endpoint("10.0.0.1", 80), Endpoint("10.0.0.2", 80))),
+        Backend("ns/canary:http", ()),
+        Backend("ns/main:80~ns/canary:http~ns/canary-ing", ()),  # translate/canary.py's route backend
+    )
+    asyncio.run(collector.publish(dataclasses.replace(config, backends=backends)))
+    family = next(f for f in collector.collect() if f.name == "ingressctl_backend_endpoints_ready")
+    got = {(s.labels["namespace"], s.labels["service"], s.labels["port"]): s.value for s in family.samples}
+    assert got == {("ns", "main", "80"): 2, ("ns", "canary", "http"): 0}

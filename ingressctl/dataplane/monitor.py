@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from ingressctl.config import Backend, Configuration, RouteLabels
 from ingressctl.dataplane.luaapi import LuaApi
 from ingressctl.metrics import Metrics
+from ingressctl.translate.canary import SEPARATOR as CANARY_SEPARATOR
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,8 @@ class RouteMetrics:
             labels=["namespace", "service", "port"],
         )
         for backend in self._backends:
+            if CANARY_SEPARATOR in backend.name:
+                continue  # a canary route's backend: no endpoints of its own (its two Services' are listed)
             namespace, _, rest = backend.name.partition("/")
             service, _, port = rest.rpartition(":")
             ready.add_metric([namespace, service, port], len(backend.endpoints))
