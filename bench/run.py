@@ -8,9 +8,10 @@ to bench/results/latest.json.
     python bench/run.py --only 6 --soak-minutes 30   # a longer soak (minutes per source)
 
 Sections: 1 data-plane cost, 2 endpoint propagation, 3 scale, 4 zero-downtime, 5 coalescing,
-6 soak under endpoint churn. Every process a section starts is stopped by PID when it ends (also
-on Ctrl-C or SIGTERM). With --only, the other sections' figures already in the output file stay.
-Stacks (bench/stack.py): every section runs on the host's nginx packages; sections 1 and 3 run again
+6 soak under endpoint churn, 7 TLS handshakes (certificates from the Lua store vs files). Every
+process a section starts is stopped by PID when it ends (also on Ctrl-C or SIGTERM). With --only,
+the other sections' figures already in the output file stay.
+Stacks (bench/stack.py): every section runs on the host's nginx packages; sections 1, 3 and 7 run again
 on the image's (build/rootfs, `make rootfs`: Debian 13), in a child process, side by side.
 """
 
@@ -91,6 +92,13 @@ def section_6(tmp: Path, quick: bool) -> tuple[list[Row], dict[str, Any]]:
     return soak.run(tmp, opts)
 
 
+def section_7(tmp: Path, quick: bool) -> tuple[list[Row], dict[str, Any]]:
+    from bench import handshakes
+
+    opts = handshakes.Options(seconds=1, repeats=2, warmup=1) if quick else handshakes.Options()
+    return handshakes.run(tmp, opts)
+
+
 SECTIONS: dict[int, tuple[str, Section]] = {
     1: ("data-plane cost", section_1),
     2: ("endpoint propagation", section_2),
@@ -98,6 +106,7 @@ SECTIONS: dict[int, tuple[str, Section]] = {
     4: ("zero-downtime", section_4),
     5: ("coalescing", section_5),
     6: ("soak under endpoint churn", section_6),
+    7: ("TLS handshakes", section_7),
 }
 
 
@@ -110,7 +119,7 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-IMAGE_SECTIONS = (1, 3)  # the ones whose figures depend on the nginx stack
+IMAGE_SECTIONS = (1, 3, 7)  # the ones whose figures depend on the nginx stack
 IMAGE_LABEL = "[image] "  # prefix of the image stack's rows
 
 

@@ -196,9 +196,18 @@ class TenancyPolicy:
 class StaticConfig:
     servers: tuple[Server, ...]
     default_server: Server
+    # Every certificate in use: those the Lua store serves by SNI (Server.certificate and the
+    # default) and those nginx.conf names as files (the SSL context's, proxy-ssl-secret's).
     certificates: tuple[Certificate, ...]
-    default_certificate: str  # Certificate.name
+    default_certificate: str  # Certificate.name, served by Lua to names without a certificate
     options: GlobalOptions
+    # The file the one shared SSL context is built with (the self-signed fallback, fixed for the
+    # controller's life, so that rotating the default certificate reloads nothing); "": the default.
+    context_certificate: str = ""
+
+    @property
+    def tls_context_certificate(self) -> str:
+        return self.context_certificate or self.default_certificate
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,13 @@
 """The change plan: what it takes to go from the running Configuration to a new one.
 
-`make_plan(running, new)` is pure: nothing, a Lua update (the backends the balancer holds), or a
-reload, and for a reload the changes that need it, each with its reason and the objects it came
-from (the Ingresses of a host, the controller's ConfigMap). The controller executes plans; it does
-not decide them. A new kind of change that the data plane can take without a reload (certificates)
-is one more Action below RELOAD and one more comparison here, not a new flag. Canary policies
-(weight, header, cookie) travel inside the backends (Backend.canary): they are Action.LUA already.
+`make_plan(running, new)` is pure: nothing, a Lua update (the backends the balancer holds, the
+certificates the Lua store serves by SNI), or a reload, and for a reload the changes that need it,
+each with its reason and the objects it came from (the Ingresses of a host, the controller's
+ConfigMap). The controller executes plans; it does not decide them. A new kind of change that the
+data plane can take without a reload is one more flag of a LUA plan and one more comparison here.
+Canary policies (weight, header, cookie) travel inside the backends (Backend.canary): they are
+Action.LUA already. A certificate change reloads only when nginx.conf changes with it: a host
+gaining or losing its TLS section (its redirect and HSTS), not another certificate.
 
 Reasons are a small fixed set (they label the reload counter): the first one a plan lists is the
 reload's main reason.
@@ -20,13 +22,14 @@ from dataclasses import dataclass
 
 from ingressctl.config import Configuration, GlobalOptions, Location, ObjectRef, Server, StaticConfig
 from ingressctl.translate.options import KEYS
+from ingressctl.translate.sni import file_certificates, served
 
 
 class Action(enum.IntEnum):
     """What executing a plan costs, cheapest first."""
 
     NOTHING = 0
-    LUA = 1  # the balancer's data only (shared dict through the Lua API): no reload
+    LUA = 1  # the data plane's shared dicts only (backends, certificates; the Lua API): no reload
     RELOAD = 2  # nginx.conf changes: render, test, reload
 
 
@@ -75,6 +78,7 @@ class Plan:
     action: Action
     changes: tuple[Change, ...] = ()  # why the reload is needed; empty unless action is RELOAD
     backends_changed: bool = False  # the balancer's backends differ (sent with a reload too)
+    certificates_changed: bool = False  # what the Lua store serves by SNI differs (sent with a reload too)
 
     @property
     def reload(self) -> bool:
@@ -96,7 +100,8 @@ class Plan:
         if self.action is Action.NOTHING:
             return "nothing to do"
         if self.action is Action.LUA:
-            return "backends only (Lua update, no reload)"
+            changed = (("backends", self.backends_changed), ("certificates", self.certificates_changed))
+            return f"{' and '.join(w for w, c in changed if c)} only (Lua update, no reload)"
         shown = "; ".join(str(c) for c in self.changes[:limit])
         rest = len(self.changes) - limit
         more = f"; and {rest} more" if rest > 0 else ""
@@ -106,16 +111,25 @@ class Plan:
 def make_plan(running: Configuration | None, new: Configuration) -> Plan:
     """The plan that makes `new` run where `running` runs (None: nothing runs yet)."""
     if running is None:
-        return Plan(Action.RELOAD, (Change(Reason.START, "first configuration"),), backends_changed=True)
+        first = (Change(Reason.START, "first configuration"),)
+        return Plan(Action.RELOAD, first, backends_changed=True, certificates_changed=True)
     backends_changed = running.backends is not new.backends and running.backends != new.backends
+    certificates_changed = running.static is not new.static and served(running.static).key != served(new.static).key
     changes = static_changes(running, new)
     if changes:
-        return Plan(Action.RELOAD, changes, backends_changed)
-    return Plan(Action.LUA if backends_changed else Action.NOTHING, backends_changed=backends_changed)
+        return Plan(Action.RELOAD, changes, backends_changed, certificates_changed)
+    lua = backends_changed or certificates_changed
+    return Plan(
+        Action.LUA if lua else Action.NOTHING,
+        backends_changed=backends_changed,
+        certificates_changed=certificates_changed,
+    )
 
 
 def static_changes(running: Configuration, new: Configuration) -> tuple[Change, ...]:
-    """Every difference between the two static parts, in a stable order (main reason first)."""
+    """Every difference between the two static parts that nginx.conf carries, in a stable order
+    (main reason first). Which certificate a host or the default serves is not one of them (the
+    Lua store serves it); whether a host serves TLS is."""
     old, cur = running.static, new.static
     if old is cur or old == cur:
         return ()
@@ -124,11 +138,11 @@ def static_changes(running: Configuration, new: Configuration) -> tuple[Change, 
     if old.default_server != cur.default_server:
         origins = new.origins.get("", ()) or running.origins.get("", ())
         changes += _server_diff(old.default_server, cur.default_server, subject="default server", origins=origins)
-    if old.default_certificate != cur.default_certificate:
-        changes.append(Change(Reason.TLS_CHANGED, "default certificate"))
+    if old.tls_context_certificate != cur.tls_context_certificate:
+        changes.append(Change(Reason.TLS_CHANGED, "the SSL context's certificate"))
     changes += _option_changes(old.options, cur.options, configmap=new.configmap)
-    if not changes:  # e.g. only the certificates' tuple: still a change nginx.conf carries
-        changes.append(Change(Reason.OTHER, "static configuration"))
+    if not changes and file_certificates(old) != file_certificates(cur):
+        changes.append(Change(Reason.OTHER, "certificate files"))  # a change nginx.conf carries
     changes.sort(key=lambda c: _RANK[c.reason])  # stable: servers stay in host order
     return tuple(changes)
 
@@ -161,7 +175,7 @@ def _server_diff(was: Server, now: Server, *, subject: str, origins: tuple[Objec
     changed = {
         SERVER_FIELDS.get(f.name, Reason.OTHER)
         for f in dataclasses.fields(Server)
-        if f.compare and getattr(was, f.name) != getattr(now, f.name)
+        if f.compare and getattr(was, f.name) != getattr(now, f.name) and not _lua_served(f.name, was, now)
     }
     if Reason.PATH_CHANGED in changed and _routing(was.locations) == _routing(now.locations):
         changed.discard(Reason.PATH_CHANGED)  # the same paths and backends: only annotations differ
@@ -169,6 +183,11 @@ def _server_diff(was: Server, now: Server, *, subject: str, origins: tuple[Objec
     reasons = sorted(changed, key=_RANK.__getitem__)
     for reason in reasons:
         yield Change(reason, subject, origins)
+
+
+def _lua_served(field: str, was: Server, now: Server) -> bool:
+    """Another certificate for a host that serves TLS either way: the Lua store's business."""
+    return field == "certificate" and was.certificate is not None and now.certificate is not None
 
 
 def _routing(locations: tuple[Location, ...]) -> list[tuple[str, str, str | None]]:

@@ -543,6 +543,7 @@ http {{
     access_log off;
     lua_package_path "{REPO}/lua/?.lua;{REPO}/tests/lua/?.lua;;";
     lua_shared_dict ingressctl {dict_size};
+    lua_shared_dict ingressctl_certificates 1m;
     init_by_lua_block {{
 {lines}
     }}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import coalesce, dataplane, downtime, propagation, scale
+from bench import coalesce, dataplane, downtime, handshakes, propagation, scale
 from bench.common import parse_wrk, percentile
 from bench.run import table
 
@@ -66,8 +66,9 @@ def test_section_3_scale(tmp_path: Path) -> None:
     got = raw["sizes"]["50"]
     # 50 hosts, the catch-all, the configuration API, the no-endpoints servers (HTTP, TLS, HTTP/2)
     assert got["servers"] == 55
-    # Locations: 5 per host, the catch-all's, the configuration API's (backends, metrics, digest, /).
-    assert got["locations"] == 50 * 5 + 1 + 4
+    # Locations: 5 per host, the catch-all's, the configuration API's (backends, certificates, metrics,
+    # digest, /).
+    assert got["locations"] == 50 * 5 + 1 + 5
     assert 0 < got["translate_render_s"] < 5 and got["conf_bytes"] > 10_000
     assert 10 < got["controller_peak_rss_mb"] < 1000 and 0 < got["nginx_t_s"] < 30
     assert len(got["change_to_serving_s"]) == 1 and 0 < got["nginx_pss_mb"] < 2000
@@ -92,3 +93,12 @@ def test_section_5_coalescing(tmp_path: Path, changes: int) -> None:
     _rows, raw = coalesce.run(tmp_path, coalesce.Options(changes=changes, sample=5, quiet=0.5))
     assert 1 <= raw["reloads"] <= 10
     assert 0 < raw["last_change_to_final_s"] <= raw["first_change_to_final_s"] < 60
+
+
+def test_section_7_handshakes(tmp_path: Path) -> None:
+    opts = handshakes.Options(hosts=3, seconds=1, repeats=1, warmup=1, connections=4)
+    rows, raw = handshakes.run(tmp_path, opts)
+    assert raw["failures"] == 0
+    assert raw["lua_handshakes_per_s"] > 0 and raw["static_handshakes_per_s"] > 0
+    assert len(raw["runs"]) == 3 and {r["variant"] for r in raw["runs"]} == {"static", "lua", "floor"}
+    assert "CPU/handshake" in table(rows)

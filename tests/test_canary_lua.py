@@ -1,11 +1,14 @@
 """The configuration API's canary validation (lua/ingressctl/configuration.lua) against translate's
-parsers, on generated input, in a real nginx worker: every canary policy translate can make is
-accepted (and stored as it was sent), a field of the wrong shape is refused with its name, and the
-header variable the balancer reads is nginx's name for the header."""
+parsers, and the balancer's canary decision (lua/ingressctl/canary.lua) against a model of ingress-nginx's
+rules, on generated input, in a real nginx worker: every canary policy translate can make is accepted,
+a field of the wrong shape is refused with its name, the header variable read is nginx's name for the
+header, and header, cookie and weight decide in ingress-nginx's order for real requests."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +20,7 @@ from ingressctl.config import Backend, Canary, Endpoint
 from ingressctl.dataplane.luaapi import BackendsEncoder
 from ingressctl.translate.annotations import values as v
 from ingressctl.translate.validate import Invalid
-from tests.harness import lua_nginx
+from tests.harness import lua_nginx, request
 from tests.test_lua_validation import _lua
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -30,6 +33,10 @@ ngx.req.read_body()
 local case = cjson.decode(ngx.req.get_body_data())
 if case.kind == "header" then
     ngx.say(cjson.encode({ ok = true, err = canary.header_variable(case.value) }))
+    return
+end
+if case.kind == "choose" then -- the decision for this very request (its headers and cookies)
+    ngx.say(cjson.encode({ ok = true, err = canary.choose(canary.prepare(cjson.decode(case.value))) }))
     return
 end
 local ok, err = configuration.validate(cjson.decode(case.value))
@@ -142,3 +149,59 @@ def test_canary_names_and_canary_fields_go_together(lua_port: int) -> None:
         doc["backends"][2]["name"] = bad
         result = _lua(lua_port, "document", json.dumps(doc))
         assert not result["ok"] and "backends[2].name" in result["err"], (bad, result)
+
+
+def _model(policy: Canary, header: str | None, cookie: str | None) -> str:
+    """ingress-nginx's route_to_alternative_balancer (rootfs/etc/nginx/lua/balancer.lua), for weights
+    0 and the total (the random draw then decides nothing)."""
+    if policy.header and header is not None:
+        if policy.header_value:
+            if header == policy.header_value:
+                return PREVIEW
+        elif policy.header_pattern:
+            if re.search(policy.header_pattern, header):
+                return PREVIEW
+        elif header == "always":
+            return PREVIEW
+        elif header == "never":
+            return MAIN
+    if policy.cookie and cookie is not None:
+        if cookie == "always":
+            return PREVIEW
+        if cookie == "never":
+            return MAIN
+    return PREVIEW if policy.weight == policy.weight_total else MAIN
+
+
+REQUEST_VALUES = st.one_of(st.none(), st.sampled_from(["always", "never", "v1", "v12", "x"]), VALUES)
+
+
+@SETTINGS
+@given(
+    policy=policies(),
+    header=REQUEST_VALUES,
+    cookie=REQUEST_VALUES,
+    everything=st.booleans(),
+    pattern_only=st.booleans(),
+)
+def test_the_decision_is_ingress_nginx_s(
+    lua_port: int, policy: Canary, header: str | None, cookie: str | None, everything: bool, pattern_only: bool
+) -> None:
+    """Header (value, pattern, always/never), then cookie (always/never), then weight: the balancer's
+    choice for a real request equals the model of ingress-nginx's rules, for any policy translate makes."""
+    policy = dataclasses.replace(
+        policy,
+        weight=policy.weight_total if everything else 0,
+        header_value=None if pattern_only else policy.header_value,
+    )
+    headers = {}
+    if policy.header and header is not None:
+        headers[policy.header] = header
+    if policy.cookie and cookie is not None:
+        headers["Cookie"] = f"other=1; {policy.cookie}={cookie}"
+    body = json.dumps({"kind": "choose", "value": json.dumps(policy.document())}).encode()
+    resp = request(lua_port, host="localhost", path="/run", method="POST", body=body, headers=headers)
+    assert resp.status == 200, resp.body
+    assert resp.json()["err"] == _model(
+        policy, headers.get(policy.header or ""), cookie if "Cookie" in headers else None
+    )

@@ -6,11 +6,13 @@ second of the change."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from tests.annotation_backends import echo_pods
 from tests.harness import (
     Controller,
     backend,
@@ -27,7 +29,7 @@ from tests.timing import Lag
 
 PORT = free_port()
 A = "nginx.ingress.kubernetes.io/"
-STABLE, CANARY = "127.43.0.1", "127.43.0.2"
+STABLE, CANARY, FAILING = "127.43.0.1", "127.43.0.2", "127.43.0.3"
 
 
 def services(manifests: Path) -> None:
@@ -130,6 +132,29 @@ def test_header_cookie_weight_precedence(controller: Controller, manifests: Path
         log = controller.log()
         assert "default/bad-canary" in log and "canary-weight" in log
         assert "default/lonely-canary" in log and "no main Ingress serves host lonely.test path /" in log
+
+
+def test_retries_stay_with_the_backend_chosen_first(controller: Controller, manifests: Path) -> None:
+    """nginx retries (proxy-next-upstream of the main Ingress) run the balancer again: a request sent
+    to the canary by the weight is retried on the canary's other endpoints, never on the main Service."""
+    with pods([STABLE, CANARY], PORT), echo_pods((FAILING, PORT, {"fail": True})):
+        docs = [service("stable", target=PORT), endpoint_slice("stable", [STABLE], port=PORT)]
+        docs += [service("preview", target=PORT), endpoint_slice("preview", [FAILING, CANARY], port=PORT)]
+        write_manifests(manifests, "services.yaml", docs)
+        retrying = main("retry.test")
+        retrying["metadata"]["annotations"] = {A + "proxy-next-upstream": "error timeout http_502"}
+        write_manifests(manifests, "ingresses.yaml", [retrying, canary("retry.test", canary_weight="50")])
+        wait_for(lambda: controller.get("retry.test").pod == CANARY, what="canary served")
+        answers = [to(controller, "retry.test") for _ in range(60)]
+        assert set(answers) == {STABLE, CANARY}, answers
+
+        # The access log's $upstream_addr lists every peer a request tried (flushed within 1 s).
+        def tried() -> list[list[str]]:
+            lines = [line for line in controller.log().splitlines() if "~default/retry-canary" in line]
+            return [re.findall(r"127\.43\.0\.\d+", line) for line in lines if f"{FAILING}:" in line]
+
+        retried = wait_for(lambda: [t for t in tried() if len(t) > 1], what="retried requests in the access log")
+        assert all(peers[-1] == CANARY for peers in retried), retried
 
 
 def test_weight_change_under_load_is_reload_free_and_measured_within_a_second(

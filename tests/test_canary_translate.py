@@ -268,3 +268,43 @@ def test_nginx_accepts_a_configuration_with_canaries() -> None:
     assert len([b for b in config.backends if b.canary is not None]) == 2
     result = nginx_test(config)
     assert result.ok, result.output
+
+
+def test_host_rules_and_catch_alls_follow_the_tenancy_policy() -> None:
+    import dataclasses
+
+    from ingressctl.config import TenancyPolicy
+
+    foreign = canary(name="foreign", canary_weight="100")
+    foreign["metadata"]["namespace"] = "other"
+    objects = [
+        main(),
+        foreign,
+        service("next", namespace="other"),
+        endpoint_slice("next", ["10.0.9.1"], namespace="other"),
+    ]
+    cache = Cache()
+    cache.load(Event(EventType.ADDED, o["kind"], o) for o in (*BASE, *objects))
+    open_policy = dataclasses.replace(SETTINGS, tenancy=TenancyPolicy(allow_cross_namespace_hosts=True))
+    config = translate(cache.snapshot(), open_policy)
+    assert location_backends(config, "a.test") == {"prefix /": f"{APP}~other/next:80~other/foreign"}
+    # A rule without a host reaches the catch-all routes: only from a catch-all namespace.
+    hostless = ingress("any", rules=[rule(None, ("/", "Prefix", backend("app")))], created="2026-01-01T00:00:00Z")
+    stray = ingress(
+        "stray",
+        namespace="other",
+        rules=[rule(None, ("/", "Prefix", backend("next")))],
+        annotations={NGINX + "canary": "true", NGINX + "canary-weight": "100"},
+    )
+    config = run(hostless, stray, service("next", namespace="other"))
+    default = {loc.path: loc.backend for loc in config.static.default_server.locations}
+    assert default["/"] == APP
+    assert any("catch-all-namespaces" in p.reason for p in config.problems if p.ref.name == "stray")
+    allowed = ingress(
+        "allowed",
+        rules=[rule(None, ("/", "Prefix", backend("next")))],
+        annotations={NGINX + "canary": "true", NGINX + "canary-weight": "100"},
+    )
+    config = run(hostless, allowed)
+    default = {loc.path: loc.backend for loc in config.static.default_server.locations}
+    assert default["/"] == f"{APP}~{NEXT}~default/allowed"

@@ -86,7 +86,7 @@ def _serve(controller: Controller, manifests: Path, addresses: list[str]) -> Non
 
 
 def test_configuration_api(controller: Controller, manifests: Path) -> None:
-    sock = controller.work_dir / "lua-api.sock"
+    sock = controller.work_dir / "api" / "lua-api.sock"
     assert oct(os.stat(controller.work_dir).st_mode & 0o777) in ("0o700", "0o711")
     with pods(["127.0.0.61", "127.0.0.62"], PORT):
         _serve(controller, manifests, ["127.0.0.61"])

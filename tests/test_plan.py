@@ -111,6 +111,7 @@ class Row:
     # Each change's text, as the reload log line names it ("reason: subject (origins)").
     changes: tuple[str, ...] = ()
     backends_changed: bool = False
+    certificates_changed: bool = False  # what the Lua store serves by SNI
 
 
 ROWS: dict[str, Row] = {
@@ -171,15 +172,37 @@ ROWS: dict[str, Row] = {
     ),
     "tls-secret-rotated": Row(
         lambda: [modified(tls_secret("b-tls", "b.example.com"))],
-        Action.RELOAD,
-        (Reason.TLS_CHANGED,),
-        ("tls_changed: host b.example.com (Ingress default/b)",),
+        Action.LUA,
+        certificates_changed=True,
+    ),
+    "tls-host-switches-to-another-secret": Row(
+        lambda: [
+            added(tls_secret("b-tls-2", "b.example.com")),
+            modified(
+                {**ING_B, "spec": {**ING_B["spec"], "tls": [{"hosts": ["b.example.com"], "secretName": "b-tls-2"}]}}
+            ),
+        ],
+        Action.LUA,
+        certificates_changed=True,
+    ),
+    "tls-secret-broken-host-falls-back-to-the-default-certificate": Row(
+        lambda: [modified({**tls_secret("b-tls", "b.example.com"), "data": {"tls.crt": "", "tls.key": ""}})],
+        Action.LUA,
+        certificates_changed=True,
     ),
     "tls-added-to-a-host": Row(
         lambda: [modified(ing_a(tls=[{"hosts": ["a.example.com"], "secretName": "b-tls"}]))],
         Action.RELOAD,
         (Reason.TLS_CHANGED,),
         ("tls_changed: host a.example.com (Ingress default/a)",),
+        certificates_changed=True,
+    ),
+    "tls-removed-from-a-host": Row(
+        lambda: [modified({**ING_B, "spec": {k: v for k, v in ING_B["spec"].items() if k != "tls"}})],
+        Action.RELOAD,
+        (Reason.TLS_CHANGED,),
+        ("tls_changed: host b.example.com (Ingress default/b)",),
+        certificates_changed=True,
     ),
     "option-changed-in-the-configmap": Row(
         lambda: [modified(configmap(**{"proxy-read-timeout": "120"}))],
@@ -304,7 +327,10 @@ def test_plan(name: str) -> None:
     assert plan.reasons == row.reasons
     assert tuple(str(c) for c in plan.changes) == row.changes
     if row.action is not Action.NOTHING:
-        assert plan.backends_changed == (row.backends_changed or row.action is Action.LUA)
+        # A Lua update is the backends' unless the row says it is the certificates'.
+        lua_backends = row.action is Action.LUA and not row.certificates_changed
+        assert plan.backends_changed == (row.backends_changed or lua_backends)
+        assert plan.certificates_changed == row.certificates_changed
 
 
 def test_rows_agree_with_a_fresh_translation() -> None:
@@ -321,6 +347,23 @@ def test_first_configuration_is_a_start() -> None:
     config = running_world(cache, Translator(SETTINGS))
     plan = make_plan(None, config)
     assert plan.action is Action.RELOAD and plan.reasons == (Reason.START,) and plan.backends_changed
+    assert plan.certificates_changed
+
+
+def test_the_default_certificate_rotated_is_a_lua_update() -> None:
+    """--default-ssl-certificate's Secret renewed: the SSL context keeps its own (fallback) file."""
+    settings = dataclasses.replace(SETTINGS, default_ssl_certificate=("default", "def-tls"))
+    cache, translator = Cache(), Translator(settings)
+    cache.load(added(obj) for obj in [*WORLD, tls_secret("def-tls", "default.example.com")])
+    running = translator.full(cache.snapshot())
+    cache.take_changes()
+    cache.load([modified(tls_secret("def-tls", "default.example.com"))])
+    cache.take_changes()
+    new = translator.full(cache.snapshot())
+    assert new.static.default_certificate != running.static.default_certificate
+    plan = make_plan(running, new)
+    assert (plan.action, plan.certificates_changed, plan.backends_changed) == (Action.LUA, True, False)
+    assert plan.describe() == "certificates only (Lua update, no reload)"
 
 
 def test_the_log_line_names_at_most_ten_objects_then_a_count() -> None:

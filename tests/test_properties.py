@@ -24,6 +24,7 @@ from ingressctl.translate import Settings, translate
 from ingressctl.translate import validate as v
 from ingressctl.translate.build import server_name
 from ingressctl.translate.options import OPTIONS, apply_configmap
+from ingressctl.translate.sni import served
 from tests.certs import make_cert, tls_secret
 from tests.harness import backend, endpoint_slice, ingress, ingress_class, rule, service
 
@@ -176,7 +177,8 @@ CERT = make_cert("tenant.example.com")
 
 def _expected_server(server: Server, static: StaticConfig) -> dict[str, Any]:
     """What the template must print for one Server, as (directive, args) structure."""
-    cert = server.certificate or (static.default_certificate if server.host == "" else None)
+    # One SSL context, the default server's; each host's certificate comes from the Lua store by SNI.
+    cert = static.tls_context_certificate if server.host == "" else None
     locations = []
     for loc in server.locations:
         if loc.backend:
@@ -231,3 +233,6 @@ def test_the_rendered_file_has_exactly_the_configuration_structure(objects: list
     assert len(named) == 1 + len(static.servers)
     want = [_expected_server(s, static) for s in (static.default_server, *static.servers)]
     assert [_actual_server(block) for block in named] == want
+    sni = served(static)
+    assert {s.host: s.certificate for s in static.servers if s.certificate} == dict(sni.hosts)
+    assert sni.default == static.default_certificate and set(sni.certificates) == {sni.default, *sni.hosts.values()}

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.certs import make_cert, tls_secret
 from tests.harness import (
     REPO,
     Controller,
@@ -64,6 +65,18 @@ def test_render_diff(tmp_path: Path) -> None:
         "would reload (host_removed), backends change too",
         "  host_removed: host b.example.com (Ingress default/b)",
     ]
+
+
+def test_render_diff_of_a_certificate_renewal(tmp_path: Path) -> None:
+    def folder(name: str, cert: tuple[bytes, bytes]) -> Path:
+        path = _folder(tmp_path / name, hosts=[], addresses=["10.0.0.1"])
+        tls = [{"hosts": ["t.example.com"], "secretName": "t"}]
+        rules = [rule("t.example.com", ("/", "Prefix", backend("app")))]
+        write_manifests(path, "t.yaml", [tls_secret("t", *cert), ingress("t", rules=rules, tls=tls)])
+        return path
+
+    renewed = _diff(folder("old", make_cert("t.example.com")), folder("new", make_cert("t.example.com")))
+    assert (renewed.returncode, renewed.stdout) == (0, "certificates change: Lua update, no reload\n"), renewed.stderr
 
 
 def test_a_reload_logs_its_reasons_and_counts_by_reason(controller: Controller, manifests: Path) -> None:

@@ -215,7 +215,7 @@ def config(
     default_certificate: Certificate = FALLBACK,
     options: GlobalOptions | None = None,
 ) -> Configuration:
-    certs = {default_certificate.name: default_certificate}
+    certs = {default_certificate.name: default_certificate, FALLBACK.name: FALLBACK}  # FALLBACK: the SSL context's
     certs.update({c.name: c for c in certificates})
     return Configuration(
         static=StaticConfig(
@@ -224,6 +224,7 @@ def config(
             certificates=tuple(sorted(certs.values(), key=lambda c: c.name)),
             default_certificate=default_certificate.name,
             options=options or GlobalOptions(),
+            context_certificate=FALLBACK.name,
         ),
         backends=tuple(sorted(backends, key=lambda b: b.name)),
         ingresses=tuple(sorted(ingresses, key=lambda r: (r.namespace, r.name))),

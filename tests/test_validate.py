@@ -309,6 +309,7 @@ def served_alone(*problems: Problem) -> Configuration:
             certificates=(FALLBACK,),
             default_certificate=FALLBACK.name,
             options=GlobalOptions(),
+            context_certificate=FALLBACK.name,
         ),
         backends=(APP_BACKEND,),
         ingresses=(ObjectRef("Ingress", "default", "good"),),

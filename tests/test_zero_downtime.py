@@ -165,7 +165,7 @@ def _manifests(manifests: Path, addresses: list[str], hosts: list[str]) -> None:
 
 def _stored(ctl: Controller) -> set[str]:
     """The endpoint addresses the Lua store holds for the Service."""
-    state = json.loads(unix_request(ctl.work_dir / "lua-api.sock", "GET", "/configuration/backends").body)
+    state = json.loads(unix_request(ctl.work_dir / "api" / "lua-api.sock", "GET", "/configuration/backends").body)
     return {
         e["address"] for b in state["document"]["backends"] if b["name"] == "default/roll:80" for e in b["endpoints"]
     }

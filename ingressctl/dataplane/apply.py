@@ -8,7 +8,9 @@ accepting. With test_reloads off (--skip-reload-test) a reload is its own test (
 at 10,000 Ingresses that halves a host change): the master keeps the running configuration when it
 cannot load the new one. Either way a refusal the master logs is reported exactly like a failed
 test (ConfigRejected, traced to its Ingress where it can be), with the last good nginx.conf put back. A Lua update
-sends the backends only (ingressctl.dataplane.backends: as a delta where it can).
+sends the backends (ingressctl.dataplane.backends: as a delta where it can) and the certificates served
+by SNI (ingressctl.dataplane.certificates), whichever changed. A certificate the Lua store refuses is a
+ConfigRejected traced to the Ingresses that chose it; the store keeps what it served.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from pathlib import Path
 
 from ingressctl.config import Backend, Configuration, StaticConfig
 from ingressctl.dataplane.backends import LuaBackends
+from ingressctl.dataplane.certificates import CertificateRefused, LuaCertificates
 from ingressctl.dataplane.luaapi import LuaApi
 from ingressctl.dataplane.nginx import Nginx
 from ingressctl.dataplane.refusal import Trace, trace
 from ingressctl.dataplane.render import Renderer, UnsafeValue
 from ingressctl.metrics import Metrics
 from ingressctl.plan import Action, Plan, Reason, make_plan
+from ingressctl.translate.sni import file_certificates, served
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,7 @@ class Applier:
         # backends sent since (a held-back reload may send the new backends alongside the old ones).
         self.running: Configuration | None = None
         self.lua_backends = LuaBackends(lua=lua, metrics=metrics)
+        self.lua_certificates = LuaCertificates(lua=lua)
         # The last nginx.conf installed and its Configuration: a refused reload is traced on them.
         self._installed: tuple[str, Configuration] | None = None
         self.reloads = 0
@@ -96,8 +101,9 @@ class Applier:
         return self.running is not None and self.backends is not None and self.nginx.alive()
 
     def _write_certificates(self, static: StaticConfig) -> None:
+        """Only the files nginx.conf names: the certificates served by SNI live in the Lua store."""
         certs = Path(self.nginx.paths.certs)
-        for cert in static.certificates:
+        for cert in file_certificates(static):
             path = certs / f"{cert.name}.pem"
             if path.exists():
                 continue
@@ -108,7 +114,7 @@ class Applier:
             os.replace(tmp, path)
 
     def _remove_unused_certificates(self, static: StaticConfig) -> None:
-        keep = {f"{c.name}.pem" for c in static.certificates}
+        keep = {f"{c.name}.pem" for c in file_certificates(static)}
         for path in Path(self.nginx.paths.certs).glob("*.pem"):
             if path.name not in keep:
                 path.unlink(missing_ok=True)
@@ -158,11 +164,27 @@ class Applier:
     async def _send(self, backends: tuple[Backend, ...]) -> None:
         await self.lua_backends.send(backends, master=self.nginx.pid)
 
+    async def _send_certificates(self, config: Configuration) -> None:
+        """The certificates `config` serves by SNI (nothing if the store has them); a refused one
+        is traced to the Ingresses whose TLS sections chose it (none for the default certificate)."""
+        static = config.static
+        try:
+            await self.lua_certificates.send(served(static), ciphers=static.options.ssl_ciphers, master=self.nginx.pid)
+        except CertificateRefused as exc:
+            self.metrics.reload_errors.inc()
+            users = () if exc.name == static.default_certificate else config.certificate_users.get(exc.name, ())
+            raise ConfigRejected(
+                f"nginx (OpenSSL) refuses a certificate, keeping the ones it serves: {exc.reason}",
+                Trace(tuple(users), exc.reason),
+            ) from None
+
     async def _go_live(self, config: Configuration, plan: Plan) -> None:
         """Start or reload: the one path by which a new nginx.conf goes live."""
         starting = not self.nginx.alive()
         if starting:
-            self.lua_backends.forget()  # a new master has a new, empty shared dict: send everything
+            # A new master has new, empty shared dicts: send everything.
+            self.lua_backends.forget()
+            self.lua_certificates.forget()
             self.nginx.prepare()
         digest = await self._install_static(config, test=starting or self.test_reloads)
         started = time.monotonic()
@@ -170,8 +192,9 @@ class Applier:
         if starting:
             await self.nginx.start()
         else:
-            # New routes must find their backends the moment the new workers take over.
+            # New routes must find their backends and certificates the moment the new workers take over.
             await self._send(config.backends)
+            await self._send_certificates(config)
             old_workers = self.nginx.worker_pids()
             self.nginx.reload()  # counted once live (below): a refused one counts in reload_errors only
         self.last_reload = started
@@ -185,6 +208,7 @@ class Applier:
             raise
         if starting:
             await self._send(config.backends)
+            await self._send_certificates(config)
         else:
             self.reloads += 1
             self.metrics.reloads.labels(reason=(plan.reason or Reason.OTHER).value).inc()
@@ -217,9 +241,12 @@ class Applier:
             await self._go_live(config, plan)
             return ApplyResult(reloaded=True, backends_updated=True)
         if plan.action is Action.LUA:
+            if plan.certificates_changed:
+                await self._send_certificates(config)
             await self._send(config.backends)
-            self.running = dataclasses.replace(running, backends=config.backends)
-            log.debug("backends updated without reload")
+            # nginx.conf is the same text for both static parts (the plan says so): the new one runs.
+            self.running = config
+            log.debug("%s", plan.describe())
             return ApplyResult(reloaded=False, backends_updated=True)
         return ApplyResult(reloaded=False, backends_updated=False)
 

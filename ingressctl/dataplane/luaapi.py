@@ -1,4 +1,5 @@
-"""Client of the Lua configuration API on the unix socket in the work dir, and the JSON it sends.
+"""Client of the Lua configuration API on the unix socket in the work dir, and the JSON it sends
+(the backends; the certificates' document is ingressctl.dataplane.certificates').
 
 Two ways to update the backends (lua/ingressctl/configuration.lua): POST replaces them all (start,
 after an nginx restart, whenever the state there is not known); PATCH sends only the backends that
@@ -121,6 +122,25 @@ class LuaApi:
         """Applies a delta (from BackendsEncoder.encode_delta); raises LuaApiConflict when the
         store is not at the delta's base."""
         return await self._write("PATCH", body)
+
+    async def post_certificates(self, body: str) -> tuple[int, dict[str, object]]:
+        """Sends the certificate store's document (ingressctl.dataplane.certificates); returns the
+        status and the JSON answer, whatever the status."""
+        try:
+            async with self._client().post(
+                "http://ingressctl/configuration/certificates",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            ) as resp:
+                text = await resp.text()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise LuaApiError(f"Lua API POST of the certificates failed: {exc!r}") from exc
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            raise LuaApiError(f"Lua API answered {status} to the certificates: {text.strip()[:200]}") from None
+        return status, answer if isinstance(answer, dict) else {}
 
     async def digest(self) -> str | None:
         """The digest of the configuration the answering worker runs; None if unreachable."""

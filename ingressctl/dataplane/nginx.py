@@ -112,9 +112,9 @@ class Nginx:
         work.mkdir(parents=True, exist_ok=True)
         wu = worker_user()
         os.chmod(work, 0o711 if wu else 0o700)
-        certs = Path(self.paths.certs)
-        certs.mkdir(exist_ok=True)
-        os.chmod(certs, 0o700)
+        for private in (Path(self.paths.certs), Path(self.paths.api)):
+            private.mkdir(exist_ok=True)
+            os.chmod(private, 0o700)
         tmp = Path(self.paths.tmp)
         tmp.mkdir(parents=True, exist_ok=True)
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -130,7 +130,7 @@ class Nginx:
             run.mkdir(parents=True, exist_ok=True)
             os.chmod(run, 0o711 if wu else 0o700)
         # A socket file left by an nginx that did not exit cleanly would make the bind fail.
-        for socket in self.paths.no_endpoints_sockets.values():
+        for socket in (self.paths.socket, *self.paths.no_endpoints_sockets.values()):
             Path(socket).unlink(missing_ok=True)
 
     async def test(self, conf: Path) -> TestResult:

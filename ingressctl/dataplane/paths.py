@@ -38,8 +38,15 @@ class Paths:
         return f"{self.work}/emerg.log"
 
     @property
+    def api(self) -> str:
+        """The configuration API's directory, private to the controller's user (0700): nginx makes
+        every unix socket 0666, and this one hands out the shared dicts, certificate keys included.
+        The workers accept on the master's listening socket and never need its path."""
+        return f"{self.work}/api"
+
+    @property
     def socket(self) -> str:
-        return f"{self.work}/lua-api.sock"
+        return f"{self.api}/lua-api.sock"
 
     @property
     def no_endpoints_socket(self) -> str:

@@ -141,7 +141,7 @@ class Renderer:
         self._template = env.get_template("nginx.conf.j2")
         self._server_template = env.get_template("server.conf.j2")
         # Server blocks of the last render, reused while the Server is unchanged (and the options
-        # and default certificate, for which they were rendered): with thousands of hosts, a
+        # and the SSL context's certificate, for which they were rendered): with thousands of hosts, a
         # change of one re-renders one block. Servers hash cheaply (computed once).
         self._blocks: dict[Server, str] = {}
         self._blocks_for: tuple[GlobalOptions, str] | None = None
@@ -149,7 +149,7 @@ class Renderer:
     def render(self, static: StaticConfig) -> Rendered:
         """nginx.conf for the static part, and the digest the configuration API will answer."""
         options = static.options
-        default = static.default_certificate
+        default = static.tls_context_certificate
         if self._blocks_for != (options, default):
             self._blocks, self._blocks_for = {}, (options, default)
         previous = self._blocks
@@ -164,7 +164,7 @@ class Renderer:
                 paths=self.paths,
                 listen=_listen(options),
                 separator=_SEPARATOR,
-                default_certificate=default,
+                context_certificate=default,
                 http2_directive=self.version.http2_directive,
             )
             previous.update(zip(chunk, text.split(_SEPARATOR), strict=False))

@@ -494,13 +494,16 @@ def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_de
         server_name="_",
         locations=_memo_locations(memo, "", routes=hosts.routes.get("", {}), fallback=catch_all),
     )
-    used_certs = {default_cert} | {s.certificate for s in servers if s.certificate} | b.policy_certificates
+    context_cert = b.settings.fallback_certificate.name
+    used_certs = {default_cert, context_cert} | {s.certificate for s in servers if s.certificate}
+    used_certs |= b.policy_certificates
     return StaticConfig(
         servers=servers,
         default_server=default_server,
         certificates=tuple(sorted((b.certificates[n] for n in used_certs), key=lambda c: c.name)),
         default_certificate=default_cert,
         options=options,
+        context_certificate=context_cert,
     )
 
 

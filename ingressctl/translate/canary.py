@@ -15,8 +15,8 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ingressctl.config import Backend, Canary, ObjectRef, Policy
@@ -40,42 +40,21 @@ class Builder(Protocol):
     def use(self, ref: ing.ServiceRef, *, owner: ObjectRef, where: str, suffix: str = "") -> str: ...
 
 
-@dataclass(frozen=True)
-class Settings:
-    """A canary Ingress's traffic policy, without the backends it applies to."""
-
-    header: str | None = None
-    header_value: str | None = None
-    header_pattern: str | None = None
-    cookie: str | None = None
-    weight: int = 0
-    weight_total: int = 100
-
-    def for_route(self, main: str, canary: str) -> Canary:
-        return Canary(
-            main=main,
-            backend=canary,
-            header=self.header,
-            header_value=self.header_value,
-            header_pattern=self.header_pattern,
-            cookie=self.cookie,
-            weight=self.weight,
-            weight_total=self.weight_total,
-        )
-
-
 def is_canary(p: ing.ParsedIngress) -> bool:
     return p.annotations.values.get("canary") is True
 
 
-def settings(values: Mapping[str, Any], keys: Mapping[str, str]) -> tuple[Settings | None, tuple[str, str] | None]:
-    """The policy of a canary Ingress's annotations, or None and (field, reason) that rejects it."""
+def settings(values: Mapping[str, Any], keys: Mapping[str, str]) -> tuple[Canary | None, tuple[str, str] | None]:
+    """The policy of a canary Ingress's annotations (its backends left empty: each route fills them in),
+    or None and (field, reason) that rejects it."""
     total = max(values.get("canary-weight-total", 100), MIN_TOTAL)
     weight = values.get("canary-weight", 0)
     if weight > total:
         return None, (field_of(keys["canary-weight"]), f"{weight} is more than canary-weight-total ({total})")
     return (
-        Settings(
+        Canary(
+            main="",
+            backend="",
             header=values.get("canary-by-header"),
             header_value=values.get("canary-by-header-value"),
             header_pattern=None if "canary-by-header-value" in values else values.get("canary-by-header-pattern"),
@@ -135,7 +114,7 @@ def _attach(
     key: tuple[str, str],
     *,
     canary: str,
-    policy: Settings,
+    policy: Canary,
     host_routes: dict[tuple[str, str], Target],
     taken: dict[tuple[str, tuple[str, str]], ObjectRef],
 ) -> bool:
@@ -152,7 +131,7 @@ def _attach(
     main, location = target if isinstance(target, tuple) else (target, None)
     assert main is not None  # merge() keeps only routes with a backend
     name = f"{main}{SEPARATOR}{canary}{SEPARATOR}{p.ref.namespace}/{p.ref.name}"
-    backend = Backend(name, (), canary=policy.for_route(main, canary))
+    backend = Backend(name, (), canary=dataclasses.replace(policy, main=main, backend=canary))
     b.backends[name] = backend
     host_routes[key] = name if location is None else (name, location)
     taken[(route.host, key)] = p.ref

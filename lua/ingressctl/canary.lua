@@ -6,8 +6,8 @@
 --   cookie: `always` / `never`, the same way.
 --   weight: math.random(weight_total) <= weight: 0 never, weight_total always (both exact).
 -- The policy comes with the route's backend from the configuration API (validated there);
--- prepare() runs once per decoded backend, so a request pays two table reads and the checks the
--- policy asks for. Routes without a canary never reach this module.
+-- prepare() runs once per decoded backend, so a request pays ngx.ctx, a few table reads and the
+-- checks the policy asks for. Routes without a canary never reach this module.
 local ngx_var = ngx.var
 local re_find = ngx.re.find
 local random = math.random
@@ -83,8 +83,16 @@ end
 
 -- The backend instance this request goes to, from `get` (backends.get): a canary backend without
 -- ready endpoints gives way to the main one, as in ingress-nginx (nil: the main one is unknown).
+-- The choice is made once per request: nginx's retries (proxy_next_upstream) run the balancer again
+-- and stay with the backend chosen first (ingress-nginx keeps it in ngx.ctx too).
 function M.route(policy, get)
-    if to_canary(policy) then
+    local ctx = ngx.ctx
+    local chosen = ctx.ingressctl_canary
+    if chosen == nil then
+        chosen = to_canary(policy)
+        ctx.ingressctl_canary = chosen
+    end
+    if chosen then
         local backend = get(policy.backend)
         if backend ~= nil and backend.count > 0 then
             return backend

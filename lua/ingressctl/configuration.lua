@@ -507,6 +507,11 @@ end
 -- The field checks on their own, for the tests that compare them with translate's (Python) ones.
 M.valid_address = valid_address
 M.valid_name = valid_name
+-- Shared with the API's other writer (ingressctl.certificates): one lock, the same checks.
+M.lock = lock
+M.unlock = unlock
+M.valid_subdomain = valid_subdomain
+M.is_object = is_object
 
 function M.epoch()
     return epoch()
@@ -557,7 +562,9 @@ local function worker_view(brief)
     for name in pairs(counts) do
         count = count + 1
         if not brief then
-            view[name] = backends.endpoints(name)
+            local list = backends.endpoints(name)
+            -- Debian's lua-cjson has no empty_array_mt: an empty table would encode as {}
+            view[name] = (list and #list > 0) and list or cjson.empty_array
         end
     end
     return {
@@ -599,5 +606,8 @@ function M.call()
     end
     return respond(201, { version = version, epoch = epoch(), changed = status })
 end
+
+M.respond = respond
+M.read_body = read_body
 
 return M
