@@ -75,7 +75,7 @@ def _wait_reloaded(ctl: Controller, reloads: int) -> None:
     """Waits for the reload after `reloads` and until nginx's new workers serve its configuration:
     the reload counter moves when nginx is signalled, before the master has started them."""
     wait_for(lambda: ctl.reloads() > reloads, timeout=15, what="reload")
-    socket = ctl.work_dir / "lua-api.sock"
+    socket = ctl.work_dir / "api" / "lua-api.sock"
     wait_for(lambda: unix_request(socket, "GET", "/configuration/metrics").status == 200, what="new workers")
     ctl.settle()
 
