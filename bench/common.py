@@ -292,7 +292,14 @@ def parse_wrk(out: str) -> WrkResult:
 
 
 def wrk_args(
-    url: str, *, host: str, seconds: float, connections: int = 32, threads: int = 1, script: Path | None = None
+    url: str,
+    *,
+    host: str,
+    seconds: float,
+    connections: int = 32,
+    threads: int = 1,
+    script: Path | None = None,
+    headers: tuple[str, ...] = (),
 ) -> list[str]:
     args = [
         WRK,
@@ -304,6 +311,8 @@ def wrk_args(
         "-H",
         f"Host: {host}",
     ]
+    for header in headers:
+        args += ["-H", header]
     if script is not None:
         args += ["-s", str(script)]
     return [*args, url]
@@ -318,9 +327,12 @@ def run_wrk(
     threads: int = 1,
     script: Path | None = None,
     cpus: set[int] | None = None,
+    headers: tuple[str, ...] = (),
 ) -> WrkResult:
-    """One bounded wrk run; with `cpus`, wrk is pinned to those CPUs."""
-    args = wrk_args(url, host=host, seconds=seconds, connections=connections, threads=threads, script=script)
+    """One bounded wrk run; with `cpus`, wrk is pinned to those CPUs; `headers`: more "Name: value" ones."""
+    args = wrk_args(
+        url, host=host, seconds=seconds, connections=connections, threads=threads, script=script, headers=headers
+    )
     pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 30, check=True, preexec_fn=pin).stdout
     return parse_wrk(out)

@@ -13,6 +13,13 @@ its static servers replaced by the smallest possible `balancer_by_lua` (round ro
 backends from a Lua table, `set_current_peer`, nothing else). Its ratio to the baseline is what the
 Lua balancer phase alone costs on this nginx and Lua module build, whatever a balancer does in it.
 
+The other balancing algorithms run in the same rotation, on the same controller's nginx, each on a
+host of its own whose Service has the same 3 backends: `load-balance: ewma` (its routes also run the
+log phase that feeds it), `upstream-hash-by: $request_uri` and `affinity: cookie` with wrk sending one
+session's cookie (the steady state of a sticky session: read the cookie, look its key up on the ring).
+Their CPU/request is reported next to round robin's (paired per repeat) and the baseline's; for
+reference, ingress-nginx's ewma measured about 1.54x the static upstream on this machine.
+
 The per-route request metrics (issue 14; the ConfigMap's enable-metrics, on by default) are measured
 in the same rotation: "ingressctl" runs with them off (the balancer's cost, comparable with earlier
 results), "metrics" is a second controller with the same configuration and them on; the paired ratio
@@ -52,6 +59,13 @@ log = logging.getLogger("bench.dataplane")
 HOST = "bench.example.com"
 TARGET_RATIO = 1.05
 TARGET_METRICS_RATIO = 1.05  # metrics on / off, CPU per request
+INGRESS_NGINX_EWMA = 1.54  # ingress-nginx's ewma over a static upstream, measured here (issue 13)
+# Balancing variants: name -> (annotations of its Ingress, extra request headers wrk sends).
+ALGORITHMS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "ewma": ({"load-balance": "ewma"}, ()),
+    "hash": ({"upstream-hash-by": "$request_uri"}, ()),
+    "affinity": ({"affinity": "cookie"}, ("Cookie: INGRESSCOOKIE=0123456789abcdef",)),
+}
 CPUS = os.cpu_count() or 1  # worker_processes auto, in both configurations
 MEASURED_CPUS = {CPUS - 1}
 LOAD_CPUS = set(range(CPUS - 1)) or {0}
@@ -70,6 +84,7 @@ class Options:
     # cores: one core each), so nginx runs saturated on its own core. Off by default (the
     # published table is unpinned); pinned runs gave higher ratios with no smaller spread here.
     pin: bool = False
+    algorithms: tuple[str, ...] = tuple(ALGORITHMS)  # the balancing variants measured beside round robin
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,10 @@ class Run:
     failures: int
 
 
+def _host(variant: str) -> str:
+    return f"{variant}.{HOST}" if variant in ALGORITHMS else HOST
+
+
 def _measure(variant: str, port: int, workers: Callable[[], list[int]], opts: Options, seconds: float) -> Run:
     pids = workers()
     if opts.pin:
@@ -88,10 +107,11 @@ def _measure(variant: str, port: int, workers: Callable[[], list[int]], opts: Op
     before = cpu_ticks(pids)
     result = run_wrk(
         f"http://127.0.0.1:{port}/",
-        host=HOST,
+        host=_host(variant),
         seconds=seconds,
         connections=opts.connections,
         cpus=LOAD_CPUS if opts.pin else None,
+        headers=ALGORITHMS[variant][1] if variant in ALGORITHMS else (),
     )
     after = cpu_ticks(pids)
     if workers() != pids:
@@ -143,7 +163,15 @@ def floor_conf(backends: list[str], port: int, http_port: int, *, access_log: bo
     return FLOOR_MODULES + text
 
 
-def _manifests(folder: Path, backends: list[str], port: int, *, access_log: bool, metrics: bool) -> None:
+def _manifests(
+    folder: Path,
+    backends: list[str],
+    port: int,
+    *,
+    access_log: bool,
+    metrics: bool = False,
+    algorithms: tuple[str, ...] = (),
+) -> None:
     docs: list[dict[str, Any]] = [
         ingress_class(),
         {
@@ -159,6 +187,17 @@ def _manifests(folder: Path, backends: list[str], port: int, *, access_log: bool
         endpoint_slice("bench", backends, port=port),
         ingress("bench", rules=[rule(HOST, ("/", "Prefix", backend("bench")))]),
     ]
+    for name in algorithms:  # a Service each: balancing is decided per backend
+        annotations = {f"nginx.ingress.kubernetes.io/{k}": v for k, v in ALGORITHMS[name][0].items()}
+        docs += [
+            service(f"bench-{name}", target=port),
+            endpoint_slice(f"bench-{name}", backends, port=port),
+            ingress(
+                f"bench-{name}",
+                rules=[rule(_host(name), ("/", "Prefix", backend(f"bench-{name}")))],
+                annotations=annotations,
+            ),
+        ]
     write_atomic(folder, "bench.yaml", manifest_text(docs))
 
 
@@ -168,10 +207,12 @@ def _new_workers(ctl: Controller, old: set[int]) -> bool:
     return len(workers) == CPUS and not old & workers
 
 
-def _spread(port: int, expected: set[str]) -> bool:
-    poller = Poller(port, HOST)
+def _spread(port: int, expected: set[str], host: str = HOST) -> bool:
+    """Round robin answers from every backend; another algorithm (host) answers from any of them."""
+    poller = Poller(port, host)
     try:
-        return {poller.get()[1] for _ in range(4 * len(expected))} == expected
+        answers = {poller.get()[1] for _ in range(4 * len(expected))}
+        return answers == expected if host == HOST else bool(answers) and answers <= expected
     finally:
         poller.close()
 
@@ -187,12 +228,14 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
         if opts.pin:
             pin([pods.pid, *pods.worker_pids()], LOAD_CPUS)
         current = opts.access_log[0]
-        # Two controllers, the same configuration but for enable-metrics: off ("ingressctl") and on.
+        # Two controllers, the same configuration but for enable-metrics: off ("ingressctl", which
+        # also serves the balancing variants' hosts) and on ("metrics": round robin only).
         controllers: dict[str, Controller] = {}
         for name, metrics in (("ingressctl", False), ("metrics", True)):
             folder = tmp / f"manifests-{name}"
             folder.mkdir()
-            _manifests(folder, backends, backend_port, access_log=current, metrics=metrics)
+            algorithms = () if metrics else opts.algorithms
+            _manifests(folder, backends, backend_port, access_log=current, metrics=metrics, algorithms=algorithms)
             controllers[name] = procs.controller(
                 Controller(
                     manifests=folder,
@@ -209,7 +252,15 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
                 for c in controllers.values():
                     old = set(c.worker_pids())
                     assert c.manifests is not None
-                    _manifests(c.manifests, backends, backend_port, access_log=access_log, metrics=c is with_metrics)
+                    metrics = c is with_metrics
+                    _manifests(
+                        c.manifests,
+                        backends,
+                        backend_port,
+                        access_log=access_log,
+                        metrics=metrics,
+                        algorithms=() if metrics else opts.algorithms,
+                    )
                     wait_for(
                         functools.partial(_new_workers, c, old),
                         timeout=30,
@@ -226,16 +277,20 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
             floor = NginxProcess(floor_conf(backends, backend_port, floor_port, access_log=access_log), name="floor")
             floor.start()
             procs.add(floor.stop)
-            ports = {"ingressctl": ctl.http_port, "metrics": with_metrics.http_port, "baseline": http_port}
-            for name, port in (*ports.items(), ("floor", floor_port)):
+            served = [("ingressctl", ctl.http_port), ("baseline", http_port), ("floor", floor_port)]
+            served += [("metrics", with_metrics.http_port), *((name, ctl.http_port) for name in opts.algorithms)]
+            for name, port in served:
                 wait_for(
-                    functools.partial(_spread, port, set(backends)), timeout=15, what=f"{name} spreads over 3 backends"
+                    functools.partial(_spread, port, set(backends), _host(name)),
+                    timeout=15,
+                    what=f"{name} spreads over 3 backends",
                 )
             variants: dict[str, tuple[int, Callable[[], list[int]]]] = {
                 "ingressctl": (ctl.http_port, ctl.worker_pids),
                 "baseline": (http_port, base.worker_pids),
                 "floor": (floor_port, floor.worker_pids),
                 "metrics": (with_metrics.http_port, with_metrics.worker_pids),
+                **{name: (ctl.http_port, ctl.worker_pids) for name in opts.algorithms},
             }
             if len(ctl.worker_pids()) != len(base.worker_pids()):
                 raise RuntimeError(f"worker counts differ: {ctl.worker_pids()} vs {base.worker_pids()}")
@@ -245,6 +300,8 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
             pairs: list[float] = []
             floor_pairs: list[float] = []
             metrics_pairs: list[float] = []
+            # algorithm -> paired ratios to round robin (ingressctl) and to the baseline
+            algorithm_pairs: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in opts.algorithms}
             names = list(variants)
             for i in range(opts.repeats):
                 order = names[i % len(names) :] + names[: i % len(names)]  # each goes first in turn
@@ -256,9 +313,23 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
                 pairs.append(got["ingressctl"].cpu_us_per_request / base_us)
                 floor_pairs.append(got["floor"].cpu_us_per_request / base_us)
                 metrics_pairs.append(got["metrics"].cpu_us_per_request / got["ingressctl"].cpu_us_per_request)
+                for name, (to_rr, to_base) in algorithm_pairs.items():
+                    to_rr.append(got[name].cpu_us_per_request / got["ingressctl"].cpu_us_per_request)
+                    to_base.append(got[name].cpu_us_per_request / base_us)
             base.stop()
             floor.stop()
             summary = _summary(runs, pairs, floor_pairs, metrics_pairs)
+            summary["algorithms"] = {
+                name: {
+                    "cpu_us": median([r.cpu_us_per_request for r in runs if r.variant == name]),
+                    "rps": median([r.rps for r in runs if r.variant == name]),
+                    "to_round_robin_paired_median": median(to_rr),
+                    "to_round_robin": to_rr,
+                    "to_baseline_paired_median": median(to_base),
+                    "to_baseline": to_base,
+                }
+                for name, (to_rr, to_base) in algorithm_pairs.items()
+            }
             raw["modes"][mode] = {"runs": [r.__dict__ for r in runs], **summary}
             rows += _rows(mode, summary)
     return rows, raw
@@ -328,5 +399,22 @@ def _rows(mode: str, s: dict[str, Any]) -> list[Row]:
             f"<= {TARGET_METRICS_RATIO}x",
             metrics <= TARGET_METRICS_RATIO,
         ),
+        *_algorithm_rows(section, s.get("algorithms", {})),
         Row(section, "failed requests (non-2xx/3xx + socket errors)", str(s["failures"]), "0", s["failures"] == 0),
     ]
+
+
+def _algorithm_rows(section: str, algorithms: dict[str, Any]) -> list[Row]:
+    rows = []
+    for name, a in algorithms.items():
+        rows.append(
+            Row(
+                section,
+                f"{name}: CPU µs/request; / round robin, / baseline (paired medians)",
+                f"{a['cpu_us']:.1f}; {a['to_round_robin_paired_median']:.3f}x, {a['to_baseline_paired_median']:.3f}x "
+                f"(runs {min(a['to_baseline']):.2f}-{max(a['to_baseline']):.2f})",
+                f"< {INGRESS_NGINX_EWMA}x baseline (ingress-nginx's ewma)",
+                a["to_baseline_paired_median"] < INGRESS_NGINX_EWMA,
+            )
+        )
+    return rows

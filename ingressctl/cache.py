@@ -3,7 +3,8 @@
 It keys objects by (kind, namespace, name), decides whether an event matters (a change that only
 touches resourceVersion, managedFields or status of an object we do not read is dropped), and hands
 out immutable snapshots for translate, and says what changed since the last one was taken (everything,
-or only the endpoints of some Services). Secrets other than kubernetes.io/tls are never stored.
+or only the endpoints of some Services). Secrets other than kubernetes.io/tls and Opaque (basic auth's
+users: `kubectl create secret generic` makes Opaque ones) are never stored.
 """
 
 from __future__ import annotations
@@ -50,8 +51,11 @@ def _service_of(kind: str, obj: Obj | None) -> Key | None:
     return object_key(obj) if kind == ENDPOINTS else slice_owner(obj)
 
 
+_SECRET_TYPES = ("kubernetes.io/tls", "Opaque", None)  # None: no type is Opaque
+
+
 def _stored(kind: str, obj: Obj) -> bool:
-    return not (kind == SECRET and obj.get("type") != "kubernetes.io/tls")
+    return not (kind == SECRET and obj.get("type") not in _SECRET_TYPES)
 
 
 @dataclass(frozen=True)

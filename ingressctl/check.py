@@ -132,8 +132,13 @@ def _hosts(obj: Obj) -> set[str]:
 
 
 def _note(reason: str, where: str) -> bool:
-    """Problems every controller has alike (a missing Service or TLS Secret) are notes."""
-    return "(answers 503)" in reason or (where.startswith("spec.tls") and "default certificate" in reason)
+    """Problems every controller has alike (a missing Service or Secret) are notes: a missing auth-secret
+    denies the paths in ingress-nginx too (503 there; the Ingress is rejected here)."""
+    return (
+        "(answers 503)" in reason
+        or (where.startswith("spec.tls") and "default certificate" in reason)
+        or (where.endswith('auth-secret"]') and reason.endswith("not found; Ingress rejected"))
+    )
 
 
 def check(objects: Sequence[Obj], settings: Settings) -> list[Report]:
@@ -169,6 +174,11 @@ def check(objects: Sequence[Obj], settings: Settings) -> list[Report]:
         # Warnings about annotations that are read (no effect alone, both prefixes differ) are notes.
         kept = [(f, r) for f, r in found if f not in annotation_fields and not r.startswith(IGNORED_PREFIX)]
         warned = [f"{f}: {r}" for f, r in found if f in annotation_fields and not r.endswith("Ingress rejected")]
+        # A rejection every controller makes alike (no auth-secret) is a note, not an invalid annotation.
+        missing = [
+            (f, r) for f, r in found if f in annotation_fields and r.endswith("Ingress rejected") and _note(r, f)
+        ]
+        warned += [f"{f}: {r}" for f, r in missing]
         served = is_ours(
             obj,
             classes=ours,
@@ -182,7 +192,8 @@ def check(objects: Sequence[Obj], settings: Settings) -> list[Report]:
                 ingress_class=class_of(obj),
                 served=served,
                 annotations=_with_rejections(
-                    classify(annotations_of(obj), shared=any(sharing[h] > 1 for h in hosts_of[id(obj)])), found
+                    classify(annotations_of(obj), shared=any(sharing[h] > 1 for h in hosts_of[id(obj)])),
+                    [x for x in found if x not in missing],
                 ),
                 problems=tuple(f"{f}: {r}" for f, r in kept if not _note(r, f)),
                 notes=tuple(f"{f}: {r}" for f, r in kept if _note(r, f)) + tuple(warned),

@@ -25,7 +25,13 @@ REGEX = "~*"
 # The balancing algorithms of the Lua balancer's registry (lua/ingressctl/balancer.lua: one module
 # per algorithm under lua/ingressctl/balancer/); a test keeps the two lists equal.
 ROUND_ROBIN = "round_robin"
-ALGORITHMS = (ROUND_ROBIN,)
+EWMA = "ewma"
+CHASH = "chash"  # upstream-hash-by
+CHASH_SUBSET = "chashsubset"  # upstream-hash-by with upstream-hash-by-subset
+STICKY_BALANCED = "sticky_balanced"  # affinity: cookie, affinity-mode: balanced
+STICKY_PERSISTENT = "sticky_persistent"  # affinity: cookie, affinity-mode: persistent
+ALGORITHMS = (ROUND_ROBIN, EWMA, CHASH, CHASH_SUBSET, STICKY_BALANCED, STICKY_PERSISTENT)
+LOAD_BALANCE = (ROUND_ROBIN, EWMA)  # what `load-balance` may name; the others follow from other annotations
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,8 @@ class Location:
     match: str  # EXACT, PREFIX or REGEX
     backend: str | None  # backend name; None answers 404
     policy: Policy | None = None  # the Ingress's location-scope annotations; None: none set
+    # Its backend's algorithm learns from answers (ewma): the location runs the balancer's log phase.
+    feedback: bool = False
     # The route id of the rule this location serves (route_id(): host, rule path, pathType), which
     # per-route metrics count under; the controller knows id -> labels (Configuration.routes).
     route: str = ""
@@ -141,7 +149,7 @@ class GlobalOptions:
     proxy_body_size: str = "1m"
     proxy_next_upstream_tries: int = 3
     upstream_keepalive: int = 320
-    load_balance: str = ROUND_ROBIN  # one of ALGORITHMS
+    load_balance: str = ROUND_ROBIN  # one of LOAD_BALANCE
     access_log: bool = True
     ssl_redirect: bool = True
     worker_shutdown_timeout: int = 240
@@ -168,6 +176,12 @@ class GlobalOptions:
     )
     metrics: bool = True  # enable-metrics: per-route request metrics (log_by_lua, ingressctl.monitor)
     max_worker_open_files: int = 0  # 0: worker_connections * 2 + 1024 (ingress-nginx's rule)
+    # Rate and connection limits (translate/annotations/limits.py): the status of a refused request, and the
+    # global response rate limit in KB/s (0: none), as ingress-nginx's ConfigMap keys.
+    limit_req_status_code: int = 503
+    limit_conn_status_code: int = 503
+    limit_rate: int = 0
+    limit_rate_after: int = 0
     worker_connections: int = 16384
 
 
@@ -204,6 +218,10 @@ class StaticConfig:
     # The file the one shared SSL context is built with (the self-signed fallback, fixed for the
     # controller's life, so that rotating the default certificate reloads nothing); "": the default.
     context_certificate: str = ""
+    # http{}-level zones of the locations' rate and connection limits, one set per Ingress (sorted).
+    limits: tuple[Limits, ...] = ()
+    # The htpasswd files basic auth locations read (sorted by name).
+    htpasswd: tuple[Htpasswd, ...] = ()
 
     @property
     def tls_context_certificate(self) -> str:
@@ -214,6 +232,36 @@ class StaticConfig:
 class Endpoint:
     address: str
     port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cookie:
+    """The session affinity cookie (affinity: cookie and the session-cookie-* annotations)."""
+
+    persistent: bool = False  # affinity-mode: persistent (else balanced)
+    name: str = "INGRESSCOOKIE"
+    path: str = "/"
+    domain: str | None = None
+    max_age: int | None = None
+    expires: int | None = None  # seconds from the answer
+    samesite: str | None = None  # None, Lax or Strict
+    conditional_samesite_none: bool = False
+    secure: bool | None = None  # None: Secure when the request came over HTTPS
+    change_on_failure: bool = False
+
+    def document(self) -> dict[str, object]:
+        out: dict[str, object] = {}
+        if self.name != "INGRESSCOOKIE":
+            out["name"] = self.name
+        if self.path != "/":
+            out["path"] = self.path
+        for key in ("domain", "max_age", "expires", "samesite", "secure"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        for key in ("conditional_samesite_none", "change_on_failure"):
+            if getattr(self, key):
+                out[key] = True
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +295,40 @@ class Canary:
 
 
 @dataclass(frozen=True, slots=True)
+class Balancing:
+    """How the Lua balancer picks an endpoint of a backend: load-balance, upstream-hash-by (and its
+    subset), affinity. As ingress-nginx: affinity wins over upstream-hash-by, which wins over load-balance."""
+
+    load_balance: str = ROUND_ROBIN  # one of LOAD_BALANCE
+    hash_by: str = ""  # a validated upstream-hash-by expression
+    subset_size: int = 0  # > 0: upstream-hash-by-subset with this size
+    cookie: Cookie | None = None  # affinity: cookie
+
+    @property
+    def algorithm(self) -> str:
+        if self.cookie is not None:
+            return STICKY_PERSISTENT if self.cookie.persistent else STICKY_BALANCED
+        if self.hash_by:
+            return CHASH_SUBSET if self.subset_size else CHASH
+        return self.load_balance
+
+    def document(self) -> dict[str, object]:
+        """The settings the configuration API stores with the backend (beside "algorithm")."""
+        algorithm = self.algorithm
+        out: dict[str, object] = {}
+        if algorithm in (CHASH, CHASH_SUBSET):
+            out["hash_by"] = self.hash_by
+        if algorithm == CHASH_SUBSET:
+            out["subset_size"] = self.subset_size
+        if self.cookie is not None:
+            out["cookie"] = self.cookie.document()
+        return out
+
+
+DEFAULT_BALANCING = Balancing()
+
+
+@dataclass(frozen=True, slots=True)
 class Backend:
     name: str  # "namespace/service:port"; a route with a canary: "<main>~<canary>~<canary Ingress ns/name>"
     endpoints: tuple[Endpoint, ...]
@@ -254,6 +336,10 @@ class Backend:
     # A route with a canary Ingress: no endpoints of its own; the balancer picks the main or the
     # canary backend per request.
     canary: Canary | None = None
+    balancing: Balancing | None = None  # the algorithm's settings (None: none beyond the algorithm)
+
+    def settings(self) -> dict[str, object]:
+        return self.balancing.document() if self.balancing is not None else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +350,7 @@ class BackendSource:
     namespace: str
     service: str
     port: int | str
-    algorithm: str = ROUND_ROBIN
+    balancing: Balancing = DEFAULT_BALANCING
 
 
 @dataclass(frozen=True)
@@ -295,6 +381,7 @@ class Configuration:
                 {
                     "name": b.name,
                     **({"algorithm": b.algorithm} if b.algorithm != ROUND_ROBIN else {}),
+                    **b.settings(),
                     "endpoints": [{"address": e.address, "port": e.port} for e in b.endpoints],
                     **({"canary": b.canary.document()} if b.canary is not None else {}),
                 }
@@ -473,6 +560,8 @@ class Policy:
     ssl_trusted: str | None = None  # Certificate name of the Secret's ca.crt, once resolved
     ssl_client: str | None = None  # Certificate name of its tls.crt + tls.key, once resolved
     external_auth: ExternalAuth | None = None  # auth-url
+    limits: Limits | None = None  # limit-rps, limit-rpm, limit-connections, limit-rate...
+    basic_auth: BasicAuth | None = None  # auth-type: basic
 
     @property
     def ssl_unusable(self) -> bool:
@@ -515,3 +604,72 @@ class ServerPolicy:
     from_to_www: bool = False
     app_root: str | None = None
     client_auth: ClientAuth | None = None  # auth-tls-secret and its settings
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """An Ingress's rate and connection limits (limit-* annotations), as ingress-nginx has them: nginx's
+    limit_req / limit_conn with zones of their own per Ingress (5 MB each, keyed by the client address,
+    $binary_remote_addr; a client of `allowlist` gets an empty key, which nginx never limits; a burst of
+    limit times burst_multiplier, without delay), and limit_rate on the response (KB/s)."""
+
+    namespace: str  # the Ingress's: the zones are named after it
+    ingress: str
+    rps: int = 0  # 0: no such limit
+    rpm: int = 0
+    connections: int = 0
+    burst_multiplier: int = 5
+    rate: int | None = None  # limit_rate, KB/s (None: the global one)
+    rate_after: int | None = None  # limit_rate_after, KB
+    allowlist: tuple[str, ...] = ()  # CIDRs never limited
+
+    ZONE_SIZE = "5m"
+
+    @property
+    def zoned(self) -> bool:
+        return bool(self.rps or self.rpm or self.connections)
+
+    @property
+    def key_id(self) -> str:
+        """ "" without an allowlist; else a name part for the allowlist's key variables (hex), shared by
+        the Ingresses with the same allowlist."""
+        if not self.allowlist:
+            return ""
+        return hashlib.sha256(",".join(self.allowlist).encode()).hexdigest()[:16]
+
+    @property
+    def key(self) -> str:
+        """The zones' key: the client address, or its allowlist's variable (empty for listed clients)."""
+        return f"$ingressctl_limit_{self.key_id}" if self.allowlist else "$binary_remote_addr"
+
+    def zone(self, kind: str) -> str:
+        """The zone of `kind` (conn, rps, rpm): namespace and name are DNS names, '_' separates them. The
+        allowlist is part of the name: nginx refuses a reload that gives a zone another key variable, so a
+        changed allowlist gets new zones."""
+        suffix = f"_{self.key_id}" if self.allowlist else ""
+        return f"{self.namespace}_{self.ingress}_{kind}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class BasicAuth:
+    """auth-type: basic: the realm and the htpasswd file (Htpasswd.name) of the auth-secret, set once
+    translate read the Secret (an Ingress whose Secret is missing or gives no valid user is rejected,
+    never served open, so a location never has a BasicAuth without a file)."""
+
+    realm: str
+    secret: str  # the Secret's name (the Ingress's namespace)
+    secret_type: str = "auth-file"  # auth-file or auth-map
+    file: str | None = None  # Htpasswd.name
+
+
+@dataclass(frozen=True)
+class Htpasswd:
+    """An htpasswd file made of the validated lines of an auth Secret, named by its content hash."""
+
+    name: str
+    content: bytes = field(repr=False)
+
+    @staticmethod
+    def of(lines: tuple[str, ...]) -> Htpasswd:
+        content = "".join(f"{line}\n" for line in lines).encode()
+        return Htpasswd(name=hashlib.sha256(content).hexdigest()[:32], content=content)

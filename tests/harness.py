@@ -6,6 +6,7 @@ Every process started here is stopped by PID when the test ends.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import http.server
@@ -64,9 +65,18 @@ QUIET = 3.0
 
 class Pod:
     """A backend "pod": an HTTP server on its own 127.0.0.x address that answers with JSON naming
-    itself and echoing what it received."""
+    itself and echoing what it received (after `delay` seconds: a slow pod; with `headers` added to
+    its answers)."""
 
-    def __init__(self, address: str, port: int, name: str | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        name: str | None = None,
+        *,
+        delay: float = 0.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.address = address
         self.port = port
         self.name = name or address
@@ -81,6 +91,8 @@ class Pod:
 
             def _answer(self) -> None:
                 pod.requests += 1
+                if delay:
+                    time.sleep(delay)
                 length = int(self.headers.get("Content-Length") or 0)
                 received = self.rfile.read(length) if length else b""
                 body = json.dumps(
@@ -95,6 +107,8 @@ class Pod:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -265,6 +279,17 @@ def endpoint_slice(
             }
             for a in addresses
         ],
+    }
+
+
+def opaque_secret(name: str, data: dict[str, str], *, namespace: str = "default") -> dict[str, Any]:
+    """An Opaque Secret (what `kubectl create secret generic` makes), its values base64-encoded."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     }
 
 

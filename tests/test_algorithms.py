@@ -41,12 +41,15 @@ def test_load_balance_is_validated_against_the_registry() -> None:
     assert (options.load_balance, errors) == (ROUND_ROBIN, [])
     options, errors = apply_configmap(GlobalOptions(), {"load-balance": "ewma;"})
     assert options.load_balance == ROUND_ROBIN
-    assert [(e.field, e.reason) for e in errors] == [("data.load-balance", "'ewma;' is not one of round_robin")]
+    assert [(e.field, e.reason) for e in errors] == [("data.load-balance", "'ewma;' is not one of round_robin, ewma")]
+    # The other registered algorithms follow from upstream-hash-by and affinity, never from load-balance.
+    options, errors = apply_configmap(GlobalOptions(), {"load-balance": "chash"})
+    assert options.load_balance == ROUND_ROBIN
+    assert [e.reason for e in errors] == ["'chash' is not one of round_robin, ewma"]
 
 
 def test_every_backend_carries_the_algorithm_also_after_an_endpoint_change() -> None:
-    """Wiring, with a name the registry will have (issue 13 adds ewma): translate puts the options'
-    algorithm on each backend, and the endpoint-only path keeps it."""
+    """Translate puts the options' algorithm on each backend, and the endpoint-only path keeps it."""
     cache = Cache()
     objects = [ingress_class(), service("app"), endpoint_slice("app", ["10.0.0.1"])]
     objects.append(ingress("a", rules=[rule("a.example.com", ("/", "Prefix", backend("app")))]))

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingressctl.config import Cors, Policy, ServerPolicy
-from ingressctl.dataplane.render import quote, quote_regex, quote_variables
+from ingressctl.dataplane.render import quote, quote_regex, quote_text, quote_variables
 from ingressctl.translate.annotations import AnnotationError, read
 from ingressctl.translate.annotations import doc as annotation_doc
 from ingressctl.translate.annotations.registry import ANNOTATIONS, BY_NAME, NGINX, OURS
@@ -94,6 +94,21 @@ EXAMPLES: dict[str, tuple[str, object]] = {
     "auth-tls-error-page": ("https://errors.example.com/cert", "https://errors.example.com/cert"),
     "auth-tls-pass-certificate-to-upstream": ("true", True),
     "auth-tls-match-cn": ("CN=(alice|bob)\\.example\\.com", "CN=(alice|bob)\\.example\\.com"),
+    "load-balance": ("ewma", "ewma"),
+    "upstream-hash-by": ("${request_uri}-text-value", "${request_uri}-text-value"),
+    "upstream-hash-by-subset": ("true", True),
+    "upstream-hash-by-subset-size": ("3", 3),
+    "affinity": ("cookie", "cookie"),
+    "affinity-mode": ("persistent", "persistent"),
+    "session-cookie-name": ("route", "route"),
+    "session-cookie-path": ("/app", "/app"),
+    "session-cookie-domain": (".Example.com", ".example.com"),
+    "session-cookie-max-age": ("172800", 172800),
+    "session-cookie-expires": ("172800", 172800),
+    "session-cookie-samesite": ("none", "None"),
+    "session-cookie-conditional-samesite-none": ("true", True),
+    "session-cookie-secure": ("true", True),
+    "session-cookie-change-on-failure": ("true", True),
     # "false": one Ingress carrying every example must stay a main Ingress (a lone canary serves nothing)
     "canary": ("false", False),
     "canary-by-header": ("X-Canary", "X-Canary"),
@@ -102,10 +117,23 @@ EXAMPLES: dict[str, tuple[str, object]] = {
     "canary-by-cookie": ("canary_cookie", "canary_cookie"),
     "canary-weight": ("10", 10),
     "canary-weight-total": ("1000", 1000),
+    "limit-rps": ("5", 5),
+    "limit-rpm": ("300", 300),
+    "limit-connections": ("10", 10),
+    "limit-burst-multiplier": ("3", 3),
+    "limit-rate": ("100", 100),
+    "limit-rate-after": ("1024", 1024),
+    "limit-whitelist": ("10.0.0.0/8, 2001:db8::1", ("10.0.0.0/8", "2001:db8::1/128")),
+    "limit-allowlist": ("192.168.0.0/16", ("192.168.0.0/16",)),
+    "auth-type": ("basic", "basic"),
+    "auth-secret": ("default/basic-auth", "default/basic-auth"),
+    "auth-secret-type": ("auth-map", "auth-map"),
+    "auth-realm": ("Authentication Required - foo", "Authentication Required - foo"),
 }
 # Annotations whose values may hold a few documented variables: printed through `qv`, not `q`.
 WITH_VARIABLES = {"auth-signin", "auth-cache-key"}
 REGEXES = {"auth-tls-match-cn"}  # printed through `qre`
+TEXT = {"auth-realm"}  # printed through `qtext`
 
 HOSTILE_SUFFIXES = ["\n", "\r\nX: y", '"', "'", ";", "{", "}", "$host", "#", "\\", "\t", "\x00", "é", "\u2028"]
 
@@ -154,8 +182,9 @@ _TEXT = st.lists(_ALPHABET, max_size=40).map("".join)
 
 # Values that never reach nginx.conf: rewrite-target (its own test), canary-by-header-pattern and
 # canary-by-header-value (a regex and a header value, any text a header may carry, for the Lua balancer,
-# sent as JSON; test_canary_translate checks that no canary value is rendered).
-_NOT_RENDERED = ("rewrite-target", "canary-by-header-pattern", "canary-by-header-value")
+# sent as JSON; test_canary_translate checks that no canary value is rendered), upstream-hash-by (also
+# for the Lua balancer; tests/test_balancing.py proves Lua and Python accept the same expressions).
+_NOT_RENDERED = ("rewrite-target", "canary-by-header-pattern", "canary-by-header-value", "upstream-hash-by")
 
 
 @pytest.mark.parametrize("name", sorted(n for n in EXAMPLES if n not in _NOT_RENDERED))
@@ -169,7 +198,15 @@ def test_whatever_passes_is_safe_to_quote(name: str, text: str) -> None:
         except Invalid:
             continue
         for piece in _strings(value):
-            quoting = quote_variables if name in WITH_VARIABLES else quote_regex if name in REGEXES else quote
+            quoting = (
+                quote_variables
+                if name in WITH_VARIABLES
+                else quote_regex
+                if name in REGEXES
+                else quote_text  # a realm is text: spaces between words
+                if name in TEXT
+                else quote
+            )
             quoting(piece)
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from ingressctl.cache import Cache
 from ingressctl.config import EXACT, PREFIX, REGEX, Certificate, Configuration, Location, Policy, ServerPolicy
+from ingressctl.dataplane import htpasswd
 from ingressctl.dataplane.nginx import Nginx
 from ingressctl.dataplane.paths import Paths, lua_dir
 from ingressctl.dataplane.render import Renderer
@@ -22,11 +23,13 @@ from ingressctl.model import Event, EventType
 from ingressctl.translate import Settings, translate
 from ingressctl.translate.annotations.registry import BY_NAME, NGINX, OURS
 from tests.certs import make_cert
-from tests.harness import backend, endpoint_slice, ingress, ingress_class, rule, service
+from tests.harness import backend, endpoint_slice, ingress, ingress_class, opaque_secret, rule, service
 from tests.test_annotations import EXAMPLES
 
 SETTINGS = Settings(fallback_certificate=Certificate.from_pem(*make_cert("fallback")))
-BASE = [ingress_class(), service("app"), endpoint_slice("app", ["10.0.0.1"]), service("other")]
+# The users of EXAMPLES' auth-secret (alice's password: "alice", an $apr1$ hash).
+BASIC_AUTH = opaque_secret("basic-auth", {"alice": "$apr1$9r4Hk8Zr$jXDdJMuzQYs8.v8IycIyj1"})
+BASE = [ingress_class(), service("app"), endpoint_slice("app", ["10.0.0.1"]), service("other"), BASIC_AUTH]
 APP = "default/app:80"
 OTHER = "default/other:80"
 
@@ -287,6 +290,7 @@ def nginx_test(config: Configuration) -> Any:
         nginx.prepare()
         for cert in config.static.certificates:
             Path(paths.cert(cert.name)).write_bytes(cert.pem)
+        htpasswd.write(paths, config.static)
         conf = Path(tmp) / "nginx.conf"
         conf.write_text(Renderer(paths=paths).render(config.static).text)
         return asyncio.run(nginx.test(conf))

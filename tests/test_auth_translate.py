@@ -233,7 +233,11 @@ def test_client_auth_resolves_the_ca_into_a_certificate_file() -> None:
 @pytest.mark.parametrize(
     ("secrets", "reason"),
     [
-        ([], "Secret default/ca not found (only Secrets of type kubernetes.io/tls are read); its hosts answer 503"),
+        (
+            [],
+            "Secret default/ca not found (only Secrets of type kubernetes.io/tls or Opaque are read); "
+            "its hosts answer 503",
+        ),
         ([_secret("ca", {"tls.crt": SERVER_CERT, "tls.key": SERVER_KEY})], "Secret default/ca has no ca.crt"),
         ([_ca_secret("ca", b"not a certificate")], "Secret default/ca: ca.crt is not valid base64 PEM certificates"),
     ],

@@ -45,10 +45,13 @@ def test_section_1_data_plane(tmp_path: Path) -> None:
         assert 1 < mode[f"{variant}_cpu_us"] < 10_000
     assert 0.3 < mode["cpu_ratio_paired_median"] < 5
     assert 1 < mode["floor_cpu_us"] < 10_000 and 0.3 < mode["floor_ratio_paired_median"] < 5
-    assert {r["variant"] for r in mode["runs"]} == {"ingressctl", "baseline", "floor", "metrics"}
+    assert {r["variant"] for r in mode["runs"]} == {"ingressctl", "baseline", "floor", "metrics", *dataplane.ALGORITHMS}
+    for name in dataplane.ALGORITHMS:  # the balancing variants, beside round robin
+        got = mode["algorithms"][name]
+        assert 1 < got["cpu_us"] < 10_000 and 0.3 < got["to_round_robin_paired_median"] < 5
     assert 1 < mode["metrics_cpu_us"] < 10_000 and 0.3 < mode["metrics_ratio_paired_median"] < 5
     assert mode["failures"] == 0
-    assert "CPU/request" in table(rows)
+    assert "CPU/request" in table(rows) and "affinity: CPU" in table(rows)
 
 
 def test_section_2_propagation(tmp_path: Path) -> None:

@@ -207,6 +207,11 @@ async def test_drop_and_stall(api: FakeApi, kube: client.ApiClient) -> None:
         except TimeoutError:
             ended = "silence for 2 s"
         assert isinstance(ended, aiohttp.ClientPayloadError), ended
+        # The server's handler unwinds after the client saw the abort: give it a moment (bounded).
+        for _ in range(100):
+            if api.open_watches == 0:
+                break
+            await asyncio.sleep(0.01)
         assert api.open_watches == 0
     api.stall()
     resp = await net.list_ingress_for_all_namespaces(watch=True, timeout_seconds=1, _preload_content=False)

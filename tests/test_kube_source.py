@@ -36,7 +36,8 @@ from tests.timing import Lag
 
 
 def is_tls(obj: Any) -> bool:
-    return bool(obj.get("type") == "kubernetes.io/tls")
+    """The Secret types the source watches: TLS, and Opaque (basic auth)."""
+    return obj.get("type") in ("kubernetes.io/tls", "Opaque")
 
 
 @pytest.fixture
@@ -88,10 +89,11 @@ async def test_initial_list_then_synced(api: FakeApi, kube_client: client.ApiCli
         assert events.events[-1].type is EventType.SYNCED
         assert all(e.type is EventType.REPLACED for e in before_sync)
         assert sorted(e.kind for e in before_sync) == sorted(
-            ["Ingress", "IngressClass", "Service", "EndpointSlice", "Secret", "ConfigMap", "Endpoints"]
+            ["Ingress", "IngressClass", "Service", "EndpointSlice", "Secret", "Secret", "ConfigMap", "Endpoints"]
         )
         assert events.names("Ingress") == [f"{ns}/ing{i}" for ns in "ab" for i in range(3)]
-        assert events.names("Secret") == ["a/cert", "b/cert"]  # only kubernetes.io/tls
+        # Only kubernetes.io/tls and Opaque (basic auth's users): never service account tokens and the like.
+        assert events.names("Secret") == ["a/cert", "a/password", "b/cert", "b/password"]
         assert events.names("ConfigMap") == ["ingressctl/config"]  # only ours
         assert events.names("IngressClass") == ["ingressctl"]
         assert events.mirror["Endpoints"] == {}
@@ -116,7 +118,8 @@ async def test_create_update_delete_reach_the_stream(api: FakeApi, kube_client: 
         api.delete("Ingress", "b", "ing1")
         api.update(config_map("config", "ingressctl", **{"proxy-body-size": "16m"}))
         api.update(config_map("other", "ingressctl", x="y"))  # not ours: never reported
-        api.create(opaque_secret("another", "a"))  # not TLS: never reported
+        token = {**opaque_secret("another", "a"), "type": "kubernetes.io/service-account-token"}
+        api.create(token)  # neither TLS nor Opaque: never reported
         await events.until(lambda: len(events.events) - start >= 6)
         await asyncio.sleep(0.3)
         got = [(e.type.value, e.kind, e.obj["metadata"]["name"]) for e in events.events[start:] if e.obj]
@@ -381,8 +384,8 @@ async def test_only_referenced_secrets_are_passed_on(
     async with Collector(source) as events:
         await events.until(events.synced.is_set)
         assert events.names("Secret") == ["a/cert", "b/default-cert"]
-        # Listed once per namespace, after the Ingresses.
-        assert [e.kind for e in events.events].count("Secret") == max(1, len(namespaces))
+        # Listed once per namespace and type (TLS, Opaque), after the Ingresses.
+        assert [e.kind for e in events.events].count("Secret") == 2 * max(1, len(namespaces))
 
         # A new reference to a Secret that was dropped: one relist brings it.
         api.create(ingress("secure", "b", tls_secret="cert"))
@@ -435,6 +438,18 @@ def test_referenced_secrets_bookkeeping() -> None:
     # A relist of another namespace's informer keeps what this one passed on.
     refs.on_secret(Event(EventType.REPLACED, "Secret", objects=()), "b")
     assert refs.forwarded == {("a", "s1")}
+    # So does a relist of the same namespace's other type (Opaque: basic auth's auth-secret), and a
+    # Secret that collection passed on is deleted through it.
+    auth = ingress("k", "a")
+    auth["metadata"]["annotations"] = {"nginx.ingress.kubernetes.io/auth-secret": "a/users"}
+    assert refs.on_ingress(Event(EventType.ADDED, "Ingress", obj=auth)) == ({("a", "users")}, [])
+    opaque = ("a", "type=Opaque")
+    users = refs.on_secret(Event(EventType.REPLACED, "Secret", objects=(opaque_secret("users", "a"),)), opaque)
+    assert users is not None and [o["metadata"]["name"] for o in users.objects] == ["users"]
+    assert refs.forwarded == {("a", "s1"), ("a", "users")}
+    gone = refs.on_secret(Event(EventType.DELETED, "Secret", obj=opaque_secret("users", "a")), opaque)
+    assert gone is not None and gone.type is EventType.DELETED
+    assert refs.on_ingress(Event(EventType.DELETED, "Ingress", obj=auth)) == (set(), [])
     # A Secret the consumer does not hold arrives as ADDED even if the API says MODIFIED.
     added = refs.on_secret(Event(EventType.MODIFIED, "Secret", obj=tls_secret("s2", "a")), "a")
     assert added is not None and added.type is EventType.ADDED

@@ -36,6 +36,7 @@ UNIT_MODULES = [
     "test_balancer",
     "test_backends",
     "test_algorithms",
+    "test_hashing",
     "test_monitor",
 ]
 

@@ -16,9 +16,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ingressctl.config import ALGORITHMS, Backend, Endpoint
+from ingressctl.config import ALGORITHMS, LOAD_BALANCE, Backend, Balancing, Cookie, Endpoint
 from ingressctl.dataplane.luaapi import BackendsEncoder, LuaState
 from ingressctl.translate import validate
+from ingressctl.translate.annotations.balancing import hash_by
 from ingressctl.translate.validate import Invalid
 from tests.harness import lua_nginx, request
 
@@ -163,12 +164,50 @@ ENDPOINTS = st.builds(
     address=st.ip_addresses().map(str),
     port=st.integers(1, 65535),
 )
+# What translate's balancing annotations can make (ingressctl.translate.annotations.balancing's grammars).
+_HASH_PIECE = st.one_of(
+    st.sampled_from(["$remote_addr", "${request_uri}"]),
+    st.from_regex(r"\$(http|cookie|arg)_[A-Za-z0-9_]{1,8}", fullmatch=True),
+)
+_HASH_BY = st.builds(
+    lambda first, rest: first + "".join(rest),
+    _HASH_PIECE,
+    st.lists(st.one_of(_HASH_PIECE, st.from_regex(r"[A-Za-z0-9._:/@,=~+|-]{1,8}", fullmatch=True)), max_size=4),
+).filter(lambda e: _python_accepts(hash_by, e))  # text glued to a name makes another name
+_COOKIES = st.builds(
+    Cookie,
+    persistent=st.booleans(),
+    name=st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True),
+    path=st.from_regex(r"/[A-Za-z0-9._~!*+,=:@/%-]{0,255}", fullmatch=True),
+    domain=st.none() | st.from_regex(r"\.?[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?(\.[a-z0-9]{1,5}){0,3}", fullmatch=True),
+    max_age=st.none() | st.integers(1, 315360000),
+    expires=st.none() | st.integers(1, 315360000),
+    samesite=st.sampled_from([None, "None", "Lax", "Strict"]),
+    conditional_samesite_none=st.booleans(),
+    secure=st.sampled_from([None, True, False]),
+    change_on_failure=st.booleans(),
+)
+BALANCING = st.builds(
+    Balancing,
+    load_balance=st.sampled_from(LOAD_BALANCE),
+    hash_by=st.just("") | _HASH_BY,
+    subset_size=st.just(0) | st.integers(1, 64),
+    cookie=st.none() | _COOKIES,
+)
 BACKENDS = st.lists(
-    st.builds(
-        Backend,
-        name=st.builds(lambda n, s, p: f"{n}/{s}:{p}", LABEL, LABEL, PORTS),
-        endpoints=st.lists(ENDPOINTS, max_size=4).map(tuple),
-        algorithm=st.sampled_from(ALGORITHMS),
+    st.one_of(
+        st.builds(
+            Backend,
+            name=st.builds(lambda n, s, p: f"{n}/{s}:{p}", LABEL, LABEL, PORTS),
+            endpoints=st.lists(ENDPOINTS, max_size=4).map(tuple),
+            algorithm=st.sampled_from(ALGORITHMS),
+        ),
+        st.builds(
+            lambda name, endpoints, balancing: Backend(name, endpoints, balancing.algorithm, balancing=balancing),
+            st.builds(lambda n, s, p: f"{n}/{s}:{p}", LABEL, LABEL, PORTS),
+            st.lists(ENDPOINTS, max_size=4).map(tuple),
+            BALANCING,
+        ),
     ),
     max_size=4,
     unique_by=lambda b: b.name,

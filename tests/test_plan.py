@@ -22,7 +22,7 @@ from ingressctl.model import Event, EventType
 from ingressctl.plan import SERVER_FIELDS, Action, Plan, Reason, make_plan
 from ingressctl.translate import Settings, Translator
 from tests.certs import make_cert
-from tests.harness import backend, endpoint_slice, ingress, ingress_class, rule, service
+from tests.harness import backend, endpoint_slice, ingress, ingress_class, opaque_secret, rule, service
 
 Obj = dict[str, Any]
 SETTINGS = Settings(fallback_certificate=Certificate.from_pem(*make_cert("fallback")), configmap=("ingressctl", "cfg"))
@@ -54,6 +54,14 @@ ING_B = ingress(
     tls=[{"hosts": ["b.example.com"], "secretName": "b-tls"}],
 )
 
+# Basic auth (auth-secret: the Opaque Secret "users"), proxying to `other` like Ingress b.
+APR1 = "$apr1$9r4Hk8Zr$jXDdJMuzQYs8.v8IycIyj1"
+ING_GUARDED = ingress(
+    "g",
+    rules=[rule("g.example.com", ("/", "Prefix", backend("other")))],
+    annotations={"nginx.ingress.kubernetes.io/auth-type": "basic", "nginx.ingress.kubernetes.io/auth-secret": "users"},
+)
+
 WORLD: list[Obj] = [
     ingress_class(),
     service("app"),
@@ -64,6 +72,8 @@ WORLD: list[Obj] = [
     configmap(**{"proxy-read-timeout": "60"}),
     ing_a(),
     ING_B,
+    opaque_secret("users", {"auth": f"ann:{APR1}\n"}),
+    ING_GUARDED,
     # A main Ingress with a canary (issue 13): policy changes are Lua updates.
     service("stable"),
     endpoint_slice("stable", ["10.0.3.1"]),
@@ -133,6 +143,24 @@ ROWS: dict[str, Row] = {
     "service-removed-answers-503-without-reload": Row(
         lambda: [deleted(service("app"))],
         Action.LUA,
+        backends_changed=True,
+    ),
+    # Balancing settings travel with the backend: no reload. Only ewma adds the log phase to its routes.
+    "affinity-annotation-added": Row(
+        lambda: [modified(ing_a(annotations={"nginx.ingress.kubernetes.io/affinity": "cookie"}))],
+        Action.LUA,
+        backends_changed=True,
+    ),
+    "upstream-hash-by-changed": Row(
+        lambda: [modified(ing_a(annotations={"nginx.ingress.kubernetes.io/upstream-hash-by": "$request_uri"}))],
+        Action.LUA,
+        backends_changed=True,
+    ),
+    "load-balance-ewma-adds-its-log-phase": Row(
+        lambda: [modified(ing_a(annotations={"nginx.ingress.kubernetes.io/load-balance": "ewma"}))],
+        Action.RELOAD,
+        (Reason.ANNOTATIONS_CHANGED,),
+        ("annotations_changed: host a.example.com (Ingress default/a)",),
         backends_changed=True,
     ),
     "no-op-resource-version-bump": Row(lambda: [modified(bumped(ing_a()))], Action.NOTHING),
@@ -227,6 +255,28 @@ ROWS: dict[str, Row] = {
         Action.RELOAD,
         (Reason.ANNOTATIONS_CHANGED,),
         ("annotations_changed: host a.example.com (Ingress default/a)",),
+    ),
+    "limit-annotation-set": Row(
+        lambda: [modified(ing_a(annotations={"nginx.ingress.kubernetes.io/limit-rps": "10"}))],
+        Action.RELOAD,
+        (Reason.ANNOTATIONS_CHANGED,),
+        ("annotations_changed: host a.example.com (Ingress default/a)",),
+    ),
+    "basic-auth-secret-rotated": Row(
+        lambda: [modified(opaque_secret("users", {"auth": "ann:{SHA}/vNB+F2HQ559kaLUZbmHHvZrXpg=\n"}))],
+        Action.RELOAD,
+        (Reason.ANNOTATIONS_CHANGED,),  # the location's user file (named by its content) changes
+        ("annotations_changed: host g.example.com (Ingress default/g)",),
+    ),
+    "basic-auth-secret-deleted-rejects-its-ingress": Row(
+        lambda: [deleted(opaque_secret("users", {}))],
+        Action.RELOAD,
+        (Reason.HOST_REMOVED,),
+        ("host_removed: host g.example.com (Ingress default/g)",),
+    ),
+    "unreferenced-opaque-secret-added": Row(
+        lambda: [added(opaque_secret("unrelated", {"password": "x"}))],
+        Action.NOTHING,
     ),
     "unknown-annotation-added": Row(
         lambda: [modified(ing_a(annotations={"nginx.ingress.kubernetes.io/mirror-target": "http://m.test"}))],

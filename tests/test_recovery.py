@@ -86,9 +86,7 @@ def _running(tmp_path: Path, manifests: Path, *extra: str) -> Iterator[tuple[Con
     faults are injected by an nginx wrapper when the controller runs `nginx -t`, so these run with
     a test before each reload (--skip-reload-test=false); the default, a reload that is its own
     test, is covered by test_bad_input's refused-reload test."""
-    ctl = Controller(
-        manifests=manifests, work_dir=tmp_path / "work", extra_args=["--skip-reload-test=false", *extra]
-    )
+    ctl = Controller(manifests=manifests, work_dir=tmp_path / "work", extra_args=["--skip-reload-test=false", *extra])
     seen: set[int] = set()
     try:
         ctl.start()

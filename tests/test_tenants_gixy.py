@@ -24,7 +24,7 @@ from ingressctl.model import Event, EventType, Obj
 from ingressctl.sources.manifests import parse_file
 from ingressctl.translate import Settings, translate
 from tests.certs import make_cert, tls_secret
-from tests.harness import backend, endpoint_slice, ingress, ingress_class, rule, service
+from tests.harness import backend, endpoint_slice, ingress, ingress_class, opaque_secret, rule, service
 from tests.test_validate import tenant_objects
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,6 +61,8 @@ def multi_tenant() -> list[Obj]:
             namespace="team-b",
             rules=[rule("*.team-b.example.com", ("/", "Prefix", backend("app"))), rule("plain.example.com")],
             tls=[{"hosts": ["*.team-b.example.com"], "secretName": "tls"}],
+            # ewma: its locations run the balancer's log phase (log_by_lua_block).
+            annotations={"nginx.ingress.kubernetes.io/load-balance": "ewma"},
         ),
         ingress("catch-all", namespace="team-a", default_backend=backend("app")),
         # A canary (issue 13): its route's backend is a "<main>~<canary>~<ingress>" name in nginx.conf.
@@ -101,8 +103,37 @@ def demo() -> list[Obj]:
     return list(parse_file(REPO / "demo" / "hostnames" / "hostnames.yaml").values())
 
 
+def limits_and_basic_auth() -> list[Obj]:
+    """Two tenants with rate/connection limits (one with an allowlist) and basic auth."""
+    from tests.test_limits_auth_translate import APR1
+
+    a = "nginx.ingress.kubernetes.io/"
+    objects: list[Obj] = [ingress_class()]
+    for ns in ("team-a", "team-b"):
+        objects += [service("app", namespace=ns), endpoint_slice("app", ["10.0.0.1"], namespace=ns)]
+        objects.append(opaque_secret("users", {"auth": f"alice:{APR1}\n"}, namespace=ns))
+    limits = {a + "limit-rps": "10", a + "limit-connections": "5", a + "limit-rate": "100"}
+    auth = {a + "auth-type": "basic", a + "auth-secret": "users", a + "auth-realm": "Team only"}
+    objects += [
+        ingress(
+            "a",
+            namespace="team-a",
+            rules=[rule("a.example.com", ("/", "Prefix", backend("app")))],
+            annotations={**limits, a + "limit-whitelist": "10.0.0.0/8, 2001:db8::/32", **auth},
+        ),
+        ingress(
+            "b",
+            namespace="team-b",
+            rules=[rule("b.example.com", ("/api", "Prefix", backend("app")))],
+            annotations={**limits, a + "limit-rpm": "600"},
+        ),
+    ]
+    return objects
+
+
 SCENARIOS = {
     "multi-tenant": (multi_tenant, TenancyPolicy(catch_all_namespaces=("team-a",))),
+    "limits-and-basic-auth": (limits_and_basic_auth, TenancyPolicy()),
     "hostile-values": (tenant_objects, TenancyPolicy(catch_all_namespaces=("zz-ns",))),
     "demo": (demo, TenancyPolicy()),
 }
@@ -121,6 +152,8 @@ def test_gixy_finds_nothing_at_high_or_medium_but_the_documented_one(name: str, 
     config = configuration(make(), policy)
     conf = tmp_path / "nginx.conf"
     conf.write_text(RENDERER.render(config.static).text)
+    if name == "limits-and-basic-auth":  # the scenario renders what it is about
+        assert all(d in conf.read_text() for d in ("auth_basic ", "limit_req ", "limit_conn ", "geo ")), config.problems
     result = subprocess.run(
         # No --nginx-version: the CVE check goes by version number alone, and Debian backports the
         # fixes (README's Safety section), so it is a property of the package, not of the config.

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingressctl.config import Backend, Configuration, StaticConfig
+from ingressctl.dataplane import htpasswd
 from ingressctl.dataplane.backends import LuaBackends
 from ingressctl.dataplane.certificates import CertificateRefused, LuaCertificates
 from ingressctl.dataplane.luaapi import LuaApi
@@ -144,6 +145,7 @@ class Applier:
         on failure."""
         static = config.static
         self._write_certificates(static)
+        htpasswd.write(self.nginx.paths, static)
         try:
             rendered = await asyncio.to_thread(self.renderer.render, static)
         except UnsafeValue as exc:
@@ -214,6 +216,7 @@ class Applier:
             self.metrics.reloads.labels(reason=(plan.reason or Reason.OTHER).value).inc()
         self.running = config
         self._remove_unused_certificates(config.static)
+        htpasswd.remove_unused(self.nginx.paths, config.static)
         what = "start" if starting else f"reload {self.reloads}"
         log.info("nginx %s done in %.0f ms: %s", what, (time.monotonic() - started) * 1000, plan.describe())
 

@@ -42,6 +42,7 @@ def _fragment(backend: Backend) -> str:
     document: dict[str, object] = {"name": backend.name}
     if backend.algorithm != ROUND_ROBIN:  # the balancer's default: not sent
         document["algorithm"] = backend.algorithm
+    document.update(backend.settings())
     document["endpoints"] = [{"address": e.address, "port": e.port} for e in backend.endpoints]
     if backend.canary is not None:
         document["canary"] = backend.canary.document()

@@ -123,6 +123,11 @@ class Nginx:
             if wu:
                 os.chown(directory, wu[1], wu[2])
             os.chmod(directory, 0o700)
+        auth = Path(self.paths.auth)  # basic auth user files: the workers read them at each request
+        auth.mkdir(parents=True, exist_ok=True)
+        if wu:
+            os.chown(auth, wu[1], wu[2])
+        os.chmod(auth, 0o700)
         if self.paths.run:
             # Sockets the workers connect to (the no-endpoints server): the worker user needs to
             # traverse this directory and its parents, not to list it.

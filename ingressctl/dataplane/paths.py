@@ -74,3 +74,12 @@ class Paths:
 
     def cert(self, name: str) -> str:
         return f"{self.certs}/{name}.pem"
+
+    @property
+    def auth(self) -> str:
+        """Basic auth user files: nginx's workers read them at each request, so they live where the
+        worker user can reach them (the run dir), in a directory only that user may read."""
+        return f"{self.run or self.work}/auth"
+
+    def htpasswd(self, name: str) -> str:
+        return f"{self.auth}/{name}.htpasswd"

@@ -49,20 +49,25 @@ _REGEX = re.compile(r'(?:[^"\\\s;{}#\x00-\x1f\x7f]|\\\.)*')
 _REWRITE = re.compile(r'(?:[^"\\\s;{}#$\x00-\x1f\x7f]|\$[1-9])*')
 
 
-def quote_regex(value: object) -> str:
-    """Checks and double-quotes a regular expression (annotations' regex paths and origins)."""
-    text = str(value)
-    if not _REGEX.fullmatch(text):
-        raise UnsafeValue(f"refusing to emit regex {text!r} into nginx.conf")
-    return f'"{text}"'
+def _quoter(pattern: re.Pattern[str], what: str, doc: str) -> Callable[[object], str]:
+    """A filter that checks a value against `pattern` and double-quotes it."""
+
+    def check(value: object) -> str:
+        text = str(value)
+        if not pattern.fullmatch(text):
+            raise UnsafeValue(f"refusing to emit {what}{text!r} into nginx.conf")
+        return f'"{text}"'
+
+    check.__doc__ = doc
+    return check
 
 
-def quote_rewrite(value: object) -> str:
-    """Checks and double-quotes a rewrite replacement, whose only variables are $1..$9."""
-    text = str(value)
-    if not _REWRITE.fullmatch(text):
-        raise UnsafeValue(f"refusing to emit rewrite target {text!r} into nginx.conf")
-    return f'"{text}"'
+quote_regex = _quoter(_REGEX, "regex ", "Checks and double-quotes a regular expression (regex paths and origins).")
+quote_rewrite = _quoter(_REWRITE, "rewrite target ", "Checks and double-quotes a rewrite replacement ($1..$9 only).")
+# Text shown to people (auth-realm): quotable characters and single spaces between words; no variables.
+quote_text = _quoter(
+    re.compile(r'(?:[^"\\\s;{}#$\x00-\x1f\x7f]| (?! ))*'), "text ", "Checks and double-quotes text with spaces."
+)
 
 
 # A value that may hold variables (auth-signin, auth-cache-key): quotable characters and only these
@@ -74,12 +79,9 @@ _VARIABLE = (
 _WITH_VARIABLES = re.compile(r'(?:[^"\\\s;{}#$\x00-\x1f\x7f]|' + _VARIABLE + ")*")
 
 
-def quote_variables(value: object) -> str:
-    """Checks and double-quotes a value whose only variables are the documented ones."""
-    text = str(value)
-    if not _WITH_VARIABLES.fullmatch(text):
-        raise UnsafeValue(f"refusing to emit {text!r} into nginx.conf")
-    return f'"{text}"'
+quote_variables = _quoter(
+    _WITH_VARIABLES, "", "Checks and double-quotes a value whose only variables are the documented ones."
+)
 
 
 def uses_auth_cache(servers: Iterable[Server]) -> bool:
@@ -137,6 +139,7 @@ class Renderer:
         env.globals["open_files_limit"] = max_open_files
         env.filters["qre"] = quote_regex
         env.filters["qrw"] = quote_rewrite
+        env.filters["qtext"] = quote_text
         env.filters["qv"] = quote_variables
         self._template = env.get_template("nginx.conf.j2")
         self._server_template = env.get_template("server.conf.j2")

@@ -6,11 +6,12 @@ which also owns the API client. The flags live in ingressctl.sources.kubeflags, 
 manifests-folder run never imports kubernetes_asyncio.
 
 What is watched: one informer (ingressctl.kubeapi.informer) per kind and namespace: Ingress,
-IngressClass, Service, EndpointSlice (discovery.k8s.io/v1), Secret (field selector
-type=kubernetes.io/tls) and, with --configmap, that one ConfigMap (field selector metadata.name).
-Only the TLS Secrets that an Ingress (spec.tls[].secretName) or --default-ssl-certificate names are
-passed on (ingressctl.sources.secrets). Endpoints are not watched (EndpointSlices are); the source
-reports them, and the ConfigMap without --configmap, as empty. With several --watch-namespace values
+IngressClass, Service, EndpointSlice (discovery.k8s.io/v1), Secret (two informers: field selector
+type=kubernetes.io/tls, and type=Opaque for basic auth) and, with --configmap, that one ConfigMap (field
+selector metadata.name). Only the Secrets that an Ingress (spec.tls[].secretName, proxy-ssl-secret,
+auth-secret) or --default-ssl-certificate names are passed on (ingressctl.sources.secrets). Endpoints
+are not watched (EndpointSlices are); the source reports them, and the ConfigMap without --configmap,
+as empty. With several --watch-namespace values
 a relist of one namespace is merged with the others' current objects, so REPLACED always carries the
 whole kind.
 """
@@ -124,7 +125,8 @@ class KubeSource:
                 index, raw = item
                 event: Event | None = raw
                 if index in gated and self._secrets is not None:
-                    event = self._secrets.on_secret(raw, self.informers[index].collection.scope)
+                    collection = self.informers[index].collection
+                    event = self._secrets.on_secret(raw, (collection.scope, collection.field_selector))
                 if event is not None:
                     if index in state:
                         event = _merge(event, index, state, scopes[event.kind])
@@ -206,6 +208,8 @@ def collections(
             core.list_namespaced_secret,
             "type=kubernetes.io/tls",
         ),
+        # Basic auth's users (auth-secret): `kubectl create secret generic` makes Opaque Secrets.
+        (SECRET, "v1", core.list_secret_for_all_namespaces, core.list_namespaced_secret, "type=Opaque"),
     ]
     for kind, api_version, all_ns, one_ns, selector in namespaced:
         if not namespaces:
@@ -220,8 +224,9 @@ def collections(
 
 
 def collection_count(*, namespaces: Sequence[str], configmap: tuple[str, str] | None) -> int:
-    """len(collections(...)) without a client: IngressClass, 4 namespaced kinds, the ConfigMap."""
-    return 1 + 4 * max(1, len(namespaces)) + (1 if configmap else 0)
+    """len(collections(...)) without a client: IngressClass, 5 namespaced collections (Secrets twice:
+    TLS and Opaque), the ConfigMap."""
+    return 1 + 5 * max(1, len(namespaces)) + (1 if configmap else 0)
 
 
 def empty_kinds(configmap: tuple[str, str] | None) -> list[str]:

@@ -1,4 +1,5 @@
-"""Which TLS Secrets the API source passes on: only those an Ingress references.
+"""Which Secrets the API source passes on: only those an Ingress references (TLS, and Opaque ones for
+basic auth).
 
 A cluster can hold thousands of kubernetes.io/tls Secrets (cert-manager makes one per certificate)
 that no Ingress of ours uses; holding them all would cost memory for nothing. The Secret informer
@@ -21,7 +22,8 @@ from ingressctl.translate.annotations.registry import PREFIXES
 
 
 def tls_references(ingress: Obj) -> set[Key]:
-    """The (namespace, name) of every Secret an Ingress's spec.tls (or proxy-ssl-secret, auth-tls-secret) names."""
+    """The (namespace, name) of every Secret an Ingress's spec.tls (or proxy-ssl-secret, auth-tls-secret,
+    basic auth's auth-secret) names."""
     namespace = str((ingress.get("metadata") or {}).get("namespace") or "")
     out: set[Key] = set()
     tls = (ingress.get("spec") or {}).get("tls")
@@ -30,9 +32,9 @@ def tls_references(ingress: Obj) -> set[Key]:
         if isinstance(name, str) and name:
             out.add((namespace, name))
     annotations = (ingress.get("metadata") or {}).get("annotations")
-    # proxy-ssl-secret, auth-tls-secret: `name` or `namespace/name` (the Ingress's namespace only)
+    # proxy-ssl-secret, auth-tls-secret, auth-secret: `name` or `namespace/name` (the Ingress's namespace only)
     for prefix in PREFIXES:
-        for annotation in ("proxy-ssl-secret", "auth-tls-secret"):
+        for annotation in ("proxy-ssl-secret", "auth-tls-secret", "auth-secret"):
             ref = annotations.get(prefix + annotation) if isinstance(annotations, dict) else None
             if isinstance(ref, str) and ref:
                 ns, _, name = ref.rpartition("/")
@@ -51,6 +53,7 @@ class ReferencedSecrets:
         self._by_ingress: dict[Key, set[Key]] = {}
         self._counts: dict[Key, int] = {k: 1 for k in self._static}
         self.forwarded: set[Key] = set()  # Secrets the consumer holds
+        self._origin: dict[Key, object] = {}  # the collection each held Secret came from
 
     def referenced(self, key: Key) -> bool:
         return self._counts.get(key, 0) > 0
@@ -91,12 +94,15 @@ class ReferencedSecrets:
         deletes = [Event(EventType.DELETED, SECRET, obj=_tombstone(k)) for k in dropped]
         return {k for k in added if k not in self.forwarded}, deletes
 
-    def on_secret(self, event: Event, scope: str) -> Event | None:
-        """The Secret event to pass on, if any; `scope` is the informer's namespace ("" for all)."""
+    def on_secret(self, event: Event, collection: object) -> Event | None:
+        """The Secret event to pass on, if any; `collection` names the informer's collection (its
+        namespace and type: a relist replaces what that collection passed on, not the others')."""
         if event.type is EventType.REPLACED:
             objects = tuple(o for o in event.objects if self.referenced(object_key(o)))
-            self.forwarded = {k for k in self.forwarded if scope and k[0] != scope}
-            self.forwarded |= {object_key(o) for o in objects}
+            self.forwarded = {k for k in self.forwarded if self._origin.get(k) != collection}
+            for o in objects:
+                self.forwarded.add(object_key(o))
+                self._origin[object_key(o)] = collection
             return Event(EventType.REPLACED, SECRET, objects=objects)
         if event.obj is None:
             return event
@@ -108,5 +114,6 @@ class ReferencedSecrets:
             return None
         if key not in self.forwarded:  # new to the consumer, whatever the API said
             self.forwarded.add(key)
+            self._origin[key] = collection
             return Event(EventType.ADDED, SECRET, obj=event.obj)
         return event

@@ -1,7 +1,7 @@
 """The annotations that need other objects than their Ingress: default-backend and custom-http-errors
 (a Service of the Ingress's namespace), service-upstream (the Service's cluster IP), proxy-ssl-secret
-and auth-tls-secret (a Secret's certificates). translate's steps call these with the builder;
-everything here is pure."""
+and auth-tls-secret (a Secret's certificates), auth-secret (the users of basic authentication).
+translate's steps call these with the builder; everything here is pure."""
 
 from __future__ import annotations
 
@@ -20,12 +20,14 @@ from ingressctl.config import (
     Certificate,
     Endpoint,
     ErrorPages,
+    Htpasswd,
     ObjectRef,
     Policy,
     ServerPolicy,
     TenancyPolicy,
 )
-from ingressctl.model import SECRET, SERVICE
+from ingressctl.model import SECRET, SERVICE, Obj
+from ingressctl.translate import basicauth
 from ingressctl.translate import ingress as ing
 from ingressctl.translate.annotations import field_of
 from ingressctl.translate.tls import BadCertificate, ca_from_secret, certificate_from_secret
@@ -38,12 +40,19 @@ class Builder(Protocol):
     backends: dict[str, Backend]
     certificates: dict[str, Certificate]
     policy_certificates: set[str]
+    htpasswd: dict[str, Htpasswd]  # basic auth user files, by name
     tenancy: TenancyPolicy  # caps on Secrets
     security_level: int  # OpenSSL's, for the keys of client certificates
 
     def use(self, ref: ing.ServiceRef, *, owner: ObjectRef, where: str, suffix: str = "") -> str: ...
 
     def problem(self, ref: ObjectRef, *, where: str, reason: str) -> None: ...
+
+
+def tls_secret(snapshot: Snapshot, namespace: str, name: str) -> Obj | None:
+    """A Secret of type kubernetes.io/tls (the cache also holds Opaque ones, for basic auth)."""
+    secret = snapshot.of(SECRET).get((namespace, name))
+    return secret if secret is not None and secret.get("type") == "kubernetes.io/tls" else None
 
 
 def first_port(snapshot: Snapshot, namespace: str, name: str) -> int:
@@ -97,7 +106,7 @@ def _ssl_secret(b: Builder, p: ing.ParsedIngress, policy: Policy) -> Policy:
     missing or bad Secret is reported; the policy then answers 503 (Policy.ssl_unusable)."""
     name = str(policy.ssl_secret)
     where = field_of(p.annotations.keys["proxy-ssl-secret"])
-    secret = b.snapshot.of(SECRET).get((p.ref.namespace, name))
+    secret = tls_secret(b.snapshot, p.ref.namespace, name)
     if secret is None:
         b.problem(p.ref, where=where, reason=f"Secret {p.ref.namespace}/{name} not found; its paths answer 503")
         return policy
@@ -146,7 +155,7 @@ MAX_CA_BYTES = 262144  # a client-certificate CA bundle, decoded
 
 
 def client_ca(b: Builder, p: ing.ParsedIngress, policy: ServerPolicy) -> ServerPolicy:
-    """auth-tls-secret: the Secret's ca.crt (kubernetes.io/tls Secrets: the cache keeps no others),
+    """auth-tls-secret: the Secret's ca.crt (kubernetes.io/tls or Opaque Secrets: the cache keeps no others),
     re-encoded from the parsed certificates as a certificate file. A missing or bad Secret is
     reported; the host then answers 503."""
     auth = policy.client_auth
@@ -158,7 +167,7 @@ def client_ca(b: Builder, p: ing.ParsedIngress, policy: ServerPolicy) -> ServerP
     raw = data.get("ca.crt") if isinstance(data, dict) else None
     reason = f"Secret {p.ref.namespace}/{auth.secret}"
     if secret is None:
-        reason += " not found (only Secrets of type kubernetes.io/tls are read)"
+        reason += " not found (only Secrets of type kubernetes.io/tls or Opaque are read)"
     elif not isinstance(raw, str) or not raw:
         reason += " has no ca.crt"
     elif len(raw) * 3 // 4 > MAX_CA_BYTES:
@@ -210,3 +219,30 @@ def cluster_ip(b: Builder, ref: ing.ServiceRef, *, owner: ObjectRef, where: str)
     name = f"{ref.namespace}/{ref.name}:service-upstream-{port}"
     b.backends[name] = Backend(name, (Endpoint(address, port),), b.algorithm)
     return name
+
+
+def basic_auth(b: Builder, p: ing.ParsedIngress) -> ing.ParsedIngress | None:
+    """auth-type basic: the Ingress with the htpasswd file of its auth-secret, or None (reported) when
+    the Secret is missing or has no valid user: the Ingress is then rejected, never served open.
+    Lines that do not pass are skipped and reported."""
+    policy = p.annotations.policy
+    auth = policy.basic_auth if policy is not None else None
+    if policy is None or auth is None:
+        return p
+    where = field_of(p.annotations.keys["auth-secret"])
+    name = f"{p.ref.namespace}/{auth.secret}"
+    secret = b.snapshot.of(SECRET).get((p.ref.namespace, auth.secret))
+    if secret is None:
+        b.problem(p.ref, where=where, reason=f"Secret {name} not found; Ingress rejected")
+        return None
+    try:
+        found = basicauth.users(secret, auth)
+    except basicauth.BadAuthSecret as exc:
+        b.problem(p.ref, where=where, reason=f"Secret {name} ({auth.secret_type}) {exc}; Ingress rejected")
+        return None
+    for reason in found.skipped:
+        b.problem(p.ref, where=where, reason=f"Secret {name}: {reason}; line skipped")
+    b.htpasswd[found.file.name] = found.file
+    auth = dataclasses.replace(auth, file=found.file.name)
+    read = dataclasses.replace(p.annotations, policy=dataclasses.replace(policy, basic_auth=auth))
+    return dataclasses.replace(p, annotations=read)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingressctl.cache import Snapshot
-from ingressctl.config import ROUND_ROBIN, Backend, Endpoint
+from ingressctl.config import DEFAULT_BALANCING, Backend, Balancing, Endpoint
 from ingressctl.model import ENDPOINTS, SERVICE, Key, Obj
 from ingressctl.translate import validate
 from ingressctl.translate.ingress import ServiceRef
@@ -38,7 +38,7 @@ class BackendResolver:
         self._slices = snapshot.slices_by_service
         self._memo = memo
 
-    def resolve(self, ref: ServiceRef, *, algorithm: str = ROUND_ROBIN) -> Resolved:
+    def resolve(self, ref: ServiceRef, *, balancing: Balancing = DEFAULT_BALANCING) -> Resolved:
         key = (ref.namespace, ref.name)
         service = self._services.get(key)
         # The Service's slices as one mapping, which the cache replaces whenever one of them changes.
@@ -46,10 +46,10 @@ class BackendResolver:
         endpoints = self._endpoints.get(key)
         # One slot per reference: an endpoint change replaces its entry, which kept the old slices.
         return self._memo.latest(
-            ("backend", ref, algorithm),
+            ("backend", ref, balancing),
             (id(service), id(slices), id(endpoints)),
             (service, slices, endpoints),
-            lambda: self._resolve(ref, service, slices, endpoints, algorithm),
+            lambda: self._resolve(ref, service, slices, endpoints, balancing),
         )
 
     def _resolve(
@@ -58,7 +58,7 @@ class BackendResolver:
         service: Obj | None,
         by_key: Mapping[Key, Obj] | None,
         endpoints_obj: Obj | None,
-        algorithm: str,
+        balancing: Balancing,
     ) -> Resolved:
         slices = tuple(v for _, v in sorted((by_key or {}).items()))
         if service is None:
@@ -90,7 +90,9 @@ class BackendResolver:
             endpoints = _from_slices(slices, port)
         else:
             endpoints = _from_endpoints(endpoints_obj, port)
-        return Resolved(Backend(name, tuple(sorted(endpoints, key=_endpoint_order)), algorithm))
+        settings = balancing if balancing.document() else None
+        ordered = tuple(sorted(endpoints, key=_endpoint_order))
+        return Resolved(Backend(name, ordered, balancing.algorithm, balancing=settings))
 
 
 def _external_name_problem(name: object) -> str:

@@ -24,15 +24,19 @@ from dataclasses import dataclass, field
 
 from ingressctl.cache import Snapshot
 from ingressctl.config import (
+    EWMA,
     EXACT,
     PREFIX,
     REGEX,
     ROUND_ROBIN,
     Backend,
     BackendSource,
+    Balancing,
     Certificate,
     Configuration,
     GlobalOptions,
+    Htpasswd,
+    Limits,
     Location,
     ObjectRef,
     Policy,
@@ -92,7 +96,9 @@ def tls_covers(tls_host: str, host: str) -> bool:
 _FALLBACK = "default"  # the route id kind of a server's `/` fallback (no rule of its own)
 
 
-def _locations(host: str, routes: dict[tuple[str, str], Target], fallback: str | None) -> tuple[Location, ...]:
+def _locations(
+    host: str, routes: dict[tuple[str, str], Target], fallback: str | None, feedback: frozenset[str] = frozenset()
+) -> tuple[Location, ...]:
     """The locations of a host; each carries the route id of the rule it serves (a Prefix rule's
     two locations share one)."""
     out: dict[tuple[str, str], tuple[Target, str]] = {}
@@ -109,12 +115,15 @@ def _locations(host: str, routes: dict[tuple[str, str], Target], fallback: str |
             out.setdefault((PREFIX, path), entry)
     out.setdefault((PREFIX, "/"), (fallback, route_id(host, "/", _FALLBACK)))
     _no_slash_redirects(out)
-    return tuple(
+    locations = tuple(
         Location(path, match, target, route=route)
         if not isinstance(target, tuple)
         else Location(path, match, *target, route=route)
         for (match, path), (target, route) in sorted(out.items(), key=_location_order)
     )
+    if not feedback:
+        return locations
+    return tuple(dataclasses.replace(loc, feedback=True) if loc.backend in feedback else loc for loc in locations)
 
 
 def _location_order(item: tuple[tuple[str, str], object]) -> tuple[bool, int, str, str]:
@@ -143,7 +152,8 @@ def _parse(obj: Obj, ours: Callable[[Obj], bool]) -> ing.ParsedIngress | ing.Inv
     if not ours(obj):
         return None
     try:
-        return ing.parse(obj, ann.read(ann.annotations_of(obj), namespace=ing.ingress_ref(obj).namespace))
+        ref = ing.ingress_ref(obj)
+        return ing.parse(obj, ann.read(ann.annotations_of(obj), namespace=ref.namespace, name=ref.name))
     except ann.AnnotationError as exc:
         return ing.InvalidField(exc.field, exc.reason)
     except ing.InvalidField as exc:
@@ -151,10 +161,20 @@ def _parse(obj: Obj, ours: Callable[[Obj], bool]) -> ing.ParsedIngress | ing.Inv
 
 
 def _memo_locations(
-    memo: Memo, host: str, *, routes: dict[tuple[str, str], Target], fallback: str | None
+    memo: Memo,
+    host: str,
+    *,
+    routes: dict[tuple[str, str], Target],
+    fallback: str | None,
+    feedback: frozenset[str] = frozenset(),
 ) -> tuple[Location, ...]:
+    """`feedback`: the backends whose algorithm learns from answers (ewma); usually none."""
     # In insertion order, which the oldest-first walk over the Ingresses fixes: no sort needed.
-    return memo.get(("locations", host, fallback, *routes.items()), (), _locations, host, routes, fallback)
+    if feedback:
+        targets = [fallback, *(t[0] if isinstance(t, tuple) else t for t in routes.values())]
+        feedback = frozenset(t for t in targets if t in feedback)
+    key = ("locations", host, fallback, feedback, *routes.items())
+    return memo.get(key, (), _locations, host, routes, fallback, feedback)
 
 
 def _memo_server(
@@ -202,13 +222,17 @@ class _Builder:
         self.memo = memo
         self.problems: list[Problem] = []
         self.resolver = BackendResolver(snapshot, memo)
-        self.sources: set[BackendSource] = set()
+        self.sources: dict[tuple[str, ing.ServiceRef], BackendSource] = {}
         self.backends: dict[str, Backend] = {}
         self.certificates: dict[str, Certificate] = {}
         self.policy_certificates: set[str] = set()  # used by locations for their endpoints (proxy-ssl-secret)
+        self.htpasswd: dict[str, Htpasswd] = {}  # basic auth user files (auth-secret)
         self._resolved: dict[ing.ServiceRef, str] = {}  # refs used so far, without problems
         self.hosts = _Hosts()
         self.algorithm = ROUND_ROBIN  # the balancing algorithm of every backend (the options' load-balance)
+        self.balancing = Balancing()  # of backends no Ingress's balancing annotations decide
+        # backend name -> (its Balancing, the Ingress that decided it: the oldest setting any)
+        self._decided: dict[str, tuple[Balancing, ObjectRef]] = {}
         self.tenancy = settings.tenancy
         self.security_level = security_level(settings.options.ssl_ciphers)
         self.now = datetime.datetime.now(datetime.UTC)
@@ -219,29 +243,63 @@ class _Builder:
     def problem(self, ref: ObjectRef, *, where: str, reason: str) -> None:
         self.problems.append(Problem(ref, where, reason))
 
-    def use(self, ref: ing.ServiceRef, *, owner: ObjectRef, where: str, suffix: str = "") -> str:
-        """The backend for ref; a problem with it is reported at `where + suffix`."""
+    def use(
+        self,
+        ref: ing.ServiceRef,
+        *,
+        owner: ObjectRef,
+        where: str,
+        suffix: str = "",
+        balancing: Balancing | None = None,
+    ) -> str:
+        """The backend for ref; a problem with it is reported at `where + suffix`. `balancing`: what the
+        owner's annotations ask for (None: nothing), decided per backend by the first to ask."""
         name = self._resolved.get(ref)
         if name is not None:
+            if balancing is not None:
+                self._decide(ref, name, balancing, owner)
             return name
-        resolved = self.resolver.resolve(ref, algorithm=self.algorithm)
+        resolved = self.resolver.resolve(ref, balancing=self.balancing)
         name = resolved.backend.name
         self.backends[name] = resolved.backend
-        self.sources.add(BackendSource(name, ref.namespace, ref.name, ref.port, self.algorithm))
+        self.sources[(name, ref)] = BackendSource(name, ref.namespace, ref.name, ref.port, self.balancing)
         if resolved.problem:
             self.problem(
                 owner, where=where + suffix, reason=f"{resolved.problem}: {ref.namespace}/{ref.name} (answers 503)"
             )
         else:
             self._resolved[ref] = name
+        if balancing is not None:
+            self._decide(ref, name, balancing, owner)
+        elif name in self._decided:  # another reference to a decided backend (its port by name or number)
+            self._decide(ref, name, self._decided[name][0], owner)
         return name
+
+    def _decide(self, ref: ing.ServiceRef, name: str, balancing: Balancing, owner: ObjectRef) -> None:
+        """The first Ingress asking for a backend's balancing gets it; a later one asking for other
+        settings is reported and not applied (ingress-nginx's rule: the first wins)."""
+        decided = self._decided.get(name)
+        if decided is None:
+            self._decided[name] = decided = (balancing, owner)
+        elif decided[0] != balancing and decided[1] != owner:
+            self.problem(
+                owner,
+                where="metadata.annotations",
+                reason=f"load-balance, upstream-hash-by and affinity of backend {name} are decided by Ingress "
+                f"{decided[1].namespace}/{decided[1].name} (the oldest that sets them); not applied",
+            )
+        chosen = decided[0]
+        source = self.sources.get((name, ref))
+        if source is not None and source.balancing != chosen:
+            self.backends[name] = self.resolver.resolve(ref, balancing=chosen).backend
+            self.sources[(name, ref)] = dataclasses.replace(source, balancing=chosen)
 
     def certificate(
         self, namespace: str, name: str, *, owner: ObjectRef, where: str, hosts: tuple[str, ...] = ()
     ) -> str | None:
         """The certificate of a TLS Secret, checked as nginx would use it (None: serve the default);
         warnings (expiry, names not covering `hosts`) do not stop it being served."""
-        secret = self.snapshot.of(SECRET).get((namespace, name))
+        secret = annotated.tls_secret(self.snapshot, namespace, name)
         if secret is None:
             reason = f"TLS Secret {namespace}/{name} not found; serving the default certificate"
             self.problem(owner, where=where, reason=reason)
@@ -327,6 +385,11 @@ class _Builder:
                 reason = f"nginx refused the configuration it makes: {refusal.reason}; Ingress rejected"
                 self.problem(result.ref, where="spec", reason=reason)
                 continue
+            if result.annotations.policy is not None and result.annotations.policy.basic_auth is not None:
+                authed = annotated.basic_auth(self, result)
+                if authed is None:
+                    continue
+                result = authed
             parsed.append(result)
             for where, reason in result.annotations.warnings:
                 self.problem(result.ref, where=where, reason=reason)
@@ -350,9 +413,10 @@ def _add_routes(b: _Builder, p: ing.ParsedIngress) -> None:
     for host in p.hosts:
         hosts.routes.setdefault(host, {})  # a host with no paths still gets its server
         hosts.touch(host, p.ref)
-    regex, policy, cluster_ip = False, None, False
+    regex, policy, cluster_ip, balancing = False, None, False, None
     if p.annotations is not ann.EMPTY:  # most Ingresses: nothing to look at
         regex = p.annotations.regex
+        balancing = p.annotations.balancing
         policy = annotated.location_policy(b, p, global_default=b.settings.default_backend_service)
         cluster_ip = bool(p.annotations.values.get("service-upstream"))
     for route in p.routes:
@@ -370,7 +434,7 @@ def _add_routes(b: _Builder, p: ing.ParsedIngress) -> None:
         if cluster_ip:
             name = annotated.cluster_ip(b, route.backend, owner=p.ref, where=route.field)
         else:
-            name = b.use(route.backend, owner=p.ref, where=route.field, suffix=".backend")
+            name = b.use(route.backend, owner=p.ref, where=route.field, suffix=".backend", balancing=balancing)
         host_routes[key] = name if policy is None else (name, policy)
         hosts.route_owners[(route.host, *key)] = p.ref
         hosts.route_services[(route.host, *key)] = route.backend.name
@@ -386,7 +450,7 @@ def _add_default_backend(b: _Builder, p: ing.ParsedIngress) -> None:
             for host in p.hosts:
                 hosts.default_backend.setdefault(host, annotation)
         return
-    name = b.use(p.default_backend, owner=p.ref, where="spec.defaultBackend")
+    name = b.use(p.default_backend, owner=p.ref, where="spec.defaultBackend", balancing=p.annotations.balancing)
     labels = (p.ref.namespace, p.ref.name, p.default_backend.name)
     if p.hosts:
         for host in p.hosts:
@@ -445,10 +509,24 @@ def _add_server_policy(b: _Builder, p: ing.ParsedIngress) -> None:
             )
 
 
+def _feedback(backends: Mapping[str, Backend]) -> frozenset[str]:
+    """The backends whose routes run the balancer's log phase: ewma ones, and canary routes with one."""
+    ewma = {name for name, backend in backends.items() if backend.algorithm == EWMA}
+    if not ewma:
+        return frozenset()
+    canaries = {
+        name
+        for name, backend in backends.items()
+        if backend.canary is not None and (backend.canary.main in ewma or backend.canary.backend in ewma)
+    }
+    return frozenset(ewma | canaries)
+
+
 def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_default: str | None) -> StaticConfig:
     """The servers, one per host (sorted), and the default server."""
     memo, hosts = b.memo, b.hosts
     named = sorted(h for h in hosts.routes if h)
+    feedback = _feedback(b.backends)
     policies: dict[str, ServerPolicy] = {}
     if hosts.server_policy:
         policies = server_scope.resolve(
@@ -475,7 +553,11 @@ def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_de
             memo,
             host,
             locations=_memo_locations(
-                memo, host, routes=hosts.routes[host], fallback=hosts.default_backend.get(host, global_default)
+                memo,
+                host,
+                routes=hosts.routes[host],
+                fallback=hosts.default_backend.get(host, global_default),
+                feedback=feedback,
             ),
             certificate=certificate(host),
             redirect=server_scope.redirects_https(
@@ -492,11 +574,14 @@ def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_de
     default_server = Server(
         host="",
         server_name="_",
-        locations=_memo_locations(memo, "", routes=hosts.routes.get("", {}), fallback=catch_all),
+        locations=_memo_locations(memo, "", routes=hosts.routes.get("", {}), fallback=catch_all, feedback=feedback),
     )
     context_cert = b.settings.fallback_certificate.name
     used_certs = {default_cert, context_cert} | {s.certificate for s in servers if s.certificate}
     used_certs |= b.policy_certificates
+    used = {loc.policy for s in (default_server, *servers) for loc in s.locations if loc.policy is not None}
+    limits = {p.limits for p in used if p.limits is not None and p.limits.zoned}
+    files = {p.basic_auth.file for p in used if p.basic_auth is not None and p.basic_auth.file}
     return StaticConfig(
         servers=servers,
         default_server=default_server,
@@ -504,7 +589,13 @@ def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_de
         default_certificate=default_cert,
         options=options,
         context_certificate=context_cert,
+        limits=tuple(sorted(limits, key=_zone_order)),
+        htpasswd=tuple(sorted((b.htpasswd[n] for n in files), key=_NAME)),
     )
+
+
+def _zone_order(limits: Limits) -> tuple[str, str]:
+    return (limits.namespace, limits.ingress)
 
 
 _HOST = operator.attrgetter("host")
@@ -544,6 +635,7 @@ def translate(
     b = _Builder(snapshot, settings, memo)
     options = b.options()
     b.algorithm = options.load_balance
+    b.balancing = Balancing(load_balance=options.load_balance)
     default_cert = b.default_certificate()
     global_default = b.global_default_backend()
     parsed = b.parsed_ingresses(refused or {})
@@ -562,7 +654,7 @@ def translate(
         problems=tuple(sorted(set(b.problems), key=lambda x: (x.ref.namespace, x.ref.name, x.field, x.reason))),
         origins={host: tuple(refs) for host, refs in b.hosts.origins.items()},
         configmap=ObjectRef(CONFIG_MAP, *settings.configmap) if settings.configmap else None,
-        backend_sources=tuple(sorted(b.sources, key=_source_order)),
+        backend_sources=tuple(sorted(b.sources.values(), key=_source_order)),
         certificate_expiry=tuple(sorted(b.expiry.items())),
         certificate_users={
             name: tuple(sorted(users, key=_NAMESPACE_NAME))
@@ -592,7 +684,7 @@ def update_endpoints(
     for source in previous.backend_sources:
         if (source.namespace, source.service) in services:
             ref = ing.ServiceRef(source.namespace, source.service, source.port)
-            fresh[source.backend] = resolver.resolve(ref, algorithm=source.algorithm).backend
+            fresh[source.backend] = resolver.resolve(ref, balancing=source.balancing).backend
     if not fresh:
         return previous
     backends = tuple(fresh.get(b.name, b) for b in previous.backends)

@@ -19,8 +19,9 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from ingressctl.config import Backend, Canary, ObjectRef, Policy
+from ingressctl.config import Backend, Balancing, Canary, ObjectRef, Policy
 from ingressctl.translate import ingress as ing
+from ingressctl.translate.annotations import balancing as lb
 from ingressctl.translate.annotations import field_of
 
 SEPARATOR = "~"  # between the parts of a canary backend's name
@@ -37,7 +38,15 @@ class Builder(Protocol):
 
     def problem(self, ref: ObjectRef, *, where: str, reason: str) -> None: ...
 
-    def use(self, ref: ing.ServiceRef, *, owner: ObjectRef, where: str, suffix: str = "") -> str: ...
+    def use(
+        self,
+        ref: ing.ServiceRef,
+        *,
+        owner: ObjectRef,
+        where: str,
+        suffix: str = "",
+        balancing: Balancing | None = None,
+    ) -> str: ...
 
 
 def is_canary(p: ing.ParsedIngress) -> bool:
@@ -97,7 +106,10 @@ def merge(
                     reason=f"canary: no main Ingress serves host {route.host or '*'} path {route.path}; not served",
                 )
                 continue
-            canary = b.use(route.backend, owner=p.ref, where=route.field, suffix=".backend")
+            # The canary's own balancing annotations apply to its Service (ingress-nginx keeps them too).
+            canary = b.use(
+                route.backend, owner=p.ref, where=route.field, suffix=".backend", balancing=p.annotations.balancing
+            )
             for key in keys:
                 if _attach(b, p, route, key, canary=canary, policy=policy, host_routes=host_routes, taken=taken):
                     touch(route.host, p.ref)
@@ -140,7 +152,11 @@ def _attach(
 
 def _unused(p: ing.ParsedIngress) -> str:
     """The fields of a canary Ingress that do nothing (ingress-nginx ignores them the same way)."""
-    fields = [field_of(key) for name, key in sorted(p.annotations.keys.items()) if not name.startswith("canary")]
+    fields = [
+        field_of(key)
+        for name, key in sorted(p.annotations.keys.items())
+        if not name.startswith("canary") and name not in lb.NAMES
+    ]
     if p.tls:
         fields.append("spec.tls")
     if p.default_backend is not None:

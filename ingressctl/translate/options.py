@@ -10,9 +10,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ingressctl.config import ALGORITHMS, GlobalOptions, TenancyPolicy
+from ingressctl.config import GlobalOptions, TenancyPolicy
 from ingressctl.logfields import ACCESS_FIELDS
 from ingressctl.translate import realip, validate
+from ingressctl.translate.annotations import balancing
 from ingressctl.translate.validate import Invalid
 
 
@@ -36,6 +37,13 @@ def _count(limit: int, least: int = 0) -> Callable[[str], int]:
     return check
 
 
+def _status(value: str) -> int:
+    """nginx's limit_req_status / limit_conn_status accept 400-599."""
+    if not _digits(value) or not 400 <= int(value) <= 599:
+        raise Invalid(f"{value!r} is not an HTTP status from 400 to 599")
+    return int(value)
+
+
 def _bool(value: str) -> bool:
     if value.lower() not in ("true", "false"):
         raise Invalid(f"{value!r} is not true or false")
@@ -45,12 +53,6 @@ def _bool(value: str) -> bool:
 def _workers(value: str) -> str:
     if value != "auto" and not (_digits(value) and 1 <= int(value) <= 64):
         raise Invalid(f"{value!r} is not 'auto' or a number from 1 to 64")
-    return value
-
-
-def _algorithm(value: str) -> str:
-    if value not in ALGORITHMS:
-        raise Invalid(f"{value!r} is not one of {', '.join(ALGORITHMS)}")
     return value
 
 
@@ -116,7 +118,7 @@ OPTIONS = (
     Option("proxy-body-size", "proxy_body_size", validate.size, "Largest request body (nginx size, 0 = any)."),
     Option("proxy-next-upstream-tries", "proxy_next_upstream_tries", _count(10), "Tries on connection errors."),
     Option("upstream-keepalive-connections", "upstream_keepalive", _count(10000), "Idle upstream connections."),
-    Option("load-balance", "load_balance", _algorithm, "How the balancer picks an endpoint: round_robin."),
+    Option("load-balance", "load_balance", balancing.load_balance, "How the balancer picks: round_robin, ewma."),
     Option("enable-access-log", "access_log", _bool, "Write an access log line per request."),
     Option("enable-metrics", "metrics", _bool, "Per-route request metrics on /metrics (see Metrics)."),
     Option("ssl-redirect", "ssl_redirect", _bool, "Redirect HTTP to HTTPS (308) for TLS hosts."),
@@ -136,6 +138,12 @@ OPTIONS = (
     Option("ssl-protocols", "ssl_protocols", _protocols, "TLS protocols, space-separated."),
     Option("ssl-ciphers", "ssl_ciphers", _ciphers, "OpenSSL cipher list for TLS up to 1.2."),
     Option("max-worker-open-files", "max_worker_open_files", _count(1048576), "worker_rlimit_nofile; 0: automatic."),
+    Option("limit-req-status-code", "limit_req_status_code", _status, "Status of requests over limit-rps/-rpm."),
+    Option(
+        "limit-conn-status-code", "limit_conn_status_code", _status, "Status of connections over limit-connections."
+    ),
+    Option("limit-rate", "limit_rate", _count(10485760), "Response rate per request in KB/s; 0: none."),
+    Option("limit-rate-after", "limit_rate_after", _count(10485760), "KB sent at full speed before limit-rate."),
 )
 _BY_KEY = {o.key: o for o in OPTIONS}
 

@@ -1,8 +1,9 @@
 -- ingressctl.backends: the backends store in the shared dict, and this worker's view of it.
 --
 -- Store layout (lua_shared_dict ingressctl; configuration.lua is the only writer):
---   "b:<name>"  one backend's JSON, {"name":...,"endpoints":[{"address":...,"port":...}]}, and for a
---               route with a canary Ingress its "canary" policy (see ingressctl.canary)
+--   "b:<name>"  one backend's JSON, {"name":...,"endpoints":[{"address":...,"port":...}]}, with
+--               "algorithm" and its settings ("hash_by", "subset_size", "cookie") when not the default,
+--               and for a route with a canary Ingress its "canary" policy (see ingressctl.canary)
 --   "version"   integer, bumped with incr once per accepted update (never a timestamp)
 --   "log:<v>"   the names that version v changed (upserted or removed), newline-separated, or
 --               "*" when it changed more than LOG_MAX_NAMES (workers rebuild then: about the
@@ -68,9 +69,9 @@ local function apply(name, text)
     local algorithm = ALGORITHMS[backend.algorithm or DEFAULT_ALGORITHM] or ALGORITHMS[DEFAULT_ALGORITHM]
     local instance = backends[name]
     if instance and instance.algorithm == algorithm then
-        instance:sync(backend.endpoints)
+        instance:sync(backend.endpoints, backend)
     else
-        instance = algorithm.new(backend.endpoints)
+        instance = algorithm.new(backend.endpoints, backend)
         instance.algorithm = algorithm
     end
     instance.canary = canary.prepare(backend.canary) -- a route with a canary Ingress (balancer.lua)

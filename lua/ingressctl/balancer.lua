@@ -1,5 +1,6 @@
 -- ingressctl.balancer: per-request routing to the endpoints of the route's backend, in the only Lua
--- phase a proxied request runs (balancer_by_lua; no rewrite or access phase).
+-- phase a proxied request runs (balancer_by_lua; no rewrite or access phase; routes using ewma also
+-- run log(), their log phase).
 -- balance(): keeps this worker's backends in step with the shared dict (backends.sync(): one dict
 -- read per request, decoding only the backends that changed), picks the peer with the backend's
 -- algorithm and allows nginx to retry the next endpoints. A backend with no ready endpoint sets no
@@ -8,7 +9,10 @@
 -- goes on to the main or the canary backend (ingressctl.canary); other routes pay one nil check.
 --
 -- The algorithm registry: one module per algorithm under ingressctl.balancer.<name>, each with
--- new(endpoints) -> instance, instance:sync(endpoints) and instance:balance() -> address, port.
+-- new(endpoints, backend) -> instance, instance:sync(endpoints, backend) and instance:balance() ->
+-- address, port (backend: the stored document, with the algorithm's settings: hash_by, subset_size,
+-- cookie); an algorithm that learns from answers also has instance:after(), which log() calls from the
+-- log phase of the routes using it (only those: the others run no log phase).
 -- A backend names its algorithm (the controller sends "algorithm" when it is not the default);
 -- the configuration API refuses names not registered here. Python's list (ingressctl.config
 -- ALGORITHMS) must name the same modules: a test compares them.
@@ -29,6 +33,11 @@ local M = {}
 M.DEFAULT_ALGORITHM = "round_robin"
 M.ALGORITHMS = {
     round_robin = require("ingressctl.balancer.round_robin"),
+    ewma = require("ingressctl.balancer.ewma"),
+    chash = require("ingressctl.balancer.chash"),
+    chashsubset = require("ingressctl.balancer.chashsubset"),
+    sticky_balanced = require("ingressctl.balancer.sticky_balanced"),
+    sticky_persistent = require("ingressctl.balancer.sticky_persistent"),
 }
 backends.use_algorithms(M.ALGORITHMS, M.DEFAULT_ALGORITHM)
 
@@ -66,6 +75,24 @@ function M.balance()
         ngx.log(ngx.ERR, "ingressctl: set_current_peer failed: ", err)
         return ngx.exit(ngx.ERROR)
     end
+end
+
+local function feed(backend)
+    if backend ~= nil and backend.after ~= nil then
+        backend:after()
+    end
+end
+
+-- The log phase of routes whose algorithm learns from answers (ewma): feeds the backend's instance.
+-- Behind a canary route either backend may have answered: each takes only its own endpoints' answers.
+function M.log()
+    local backend = get(ngx_var.ingressctl_backend)
+    if backend ~= nil and backend.canary ~= nil then
+        feed(get(backend.canary.main))
+        feed(get(backend.canary.backend))
+        return
+    end
+    feed(backend)
 end
 
 -- For tests: this worker's version and name -> endpoint count.

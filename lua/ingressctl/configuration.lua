@@ -17,6 +17,7 @@ local cjson = require("cjson.safe")
 
 local backends = require("ingressctl.backends")
 local balancer = require("ingressctl.balancer")
+local hashkey = require("ingressctl.hashkey")
 
 local dict = ngx.shared.ingressctl
 local M = {}
@@ -131,7 +132,16 @@ local function is_object(value, allowed)
     return true
 end
 
-local BACKEND_KEYS = { name = true, algorithm = true, endpoints = true, canary = true }
+local BACKEND_KEYS = {
+    name = true, algorithm = true, endpoints = true, hash_by = true, subset_size = true, cookie = true, canary = true,
+}
+local COOKIE_KEYS = {
+    name = true, path = true, domain = true, max_age = true, expires = true, samesite = true,
+    conditional_samesite_none = true, secure = true, change_on_failure = true,
+}
+local COOKIE_FLAGS = { "conditional_samesite_none", "secure", "change_on_failure" }
+local SAMESITE = { None = true, Lax = true, Strict = true }
+local MAX_COOKIE_SECONDS = 315360000
 local ENDPOINT_KEYS = { address = true, port = true }
 
 -- Names are what translate makes: namespace (a DNS-1123 subdomain) "/" Service (a DNS-1123 label)
@@ -174,8 +184,73 @@ function valid_name(name)
     return valid_label(port, 15) and not port:find("--", 1, true)
 end
 
+local function valid_integer(value, low, high)
+    return type(value) == "number" and value == math.floor(value) and value >= low and value <= high
+end
+
 local function valid_port(port)
-    return type(port) == "number" and port == math.floor(port) and port >= 1 and port <= MAX_PORT
+    return valid_integer(port, 1, MAX_PORT)
+end
+
+-- The same grammar as translate's (ingressctl.translate.annotations.balancing).
+local function valid_cookie_name(name)
+    return type(name) == "string" and #name <= 64 and name:match("^[%w_%.%-]+$") ~= nil
+end
+
+local function valid_cookie_path(path)
+    return type(path) == "string" and #path <= 256 and path:match("^/[%w%._~!%*%+,=:@/%%%-]*$") ~= nil
+end
+
+local function valid_cookie_domain(domain)
+    return type(domain) == "string" and #domain <= 254 and domain:match("^%.?[%l%d][%l%d%.%-]*$") ~= nil
+end
+
+-- The affinity cookie's settings. Returns true, or nil and a message naming the bad field.
+local function validate_cookie(cookie, where)
+    local object, unknown = is_object(cookie, COOKIE_KEYS)
+    if not object then
+        return nil, where .. (unknown and ("." .. unknown .. " is not a cookie field") or " must be an object")
+    end
+    if cookie.name ~= nil and not valid_cookie_name(cookie.name) then
+        return nil, where .. ".name must be 1 to 64 letters, digits and _.-"
+    end
+    if cookie.path ~= nil and not valid_cookie_path(cookie.path) then
+        return nil, where .. ".path must be a plain path"
+    end
+    if cookie.domain ~= nil and not valid_cookie_domain(cookie.domain) then
+        return nil, where .. ".domain must be a host name"
+    end
+    for _, field in ipairs({ "max_age", "expires" }) do
+        if cookie[field] ~= nil and not valid_integer(cookie[field], 1, MAX_COOKIE_SECONDS) then
+            return nil, where .. "." .. field .. " must be an integer from 1 to " .. MAX_COOKIE_SECONDS
+        end
+    end
+    if cookie.samesite ~= nil and not SAMESITE[cookie.samesite] then
+        return nil, where .. ".samesite must be None, Lax or Strict"
+    end
+    for _, field in ipairs(COOKIE_FLAGS) do
+        if cookie[field] ~= nil and type(cookie[field]) ~= "boolean" then
+            return nil, where .. "." .. field .. " must be true or false"
+        end
+    end
+    return true
+end
+
+-- The algorithm's settings of a backend. Returns true, or nil and a message naming the bad field.
+local function validate_settings(backend, where)
+    if backend.hash_by ~= nil then
+        local parts, why = hashkey.parse(backend.hash_by)
+        if not parts then
+            return nil, where .. ".hash_by " .. why
+        end
+    end
+    if backend.subset_size ~= nil and not valid_integer(backend.subset_size, 1, 64) then
+        return nil, where .. ".subset_size must be an integer from 1 to 64"
+    end
+    if backend.cookie ~= nil then
+        return validate_cookie(backend.cookie, where .. ".cookie")
+    end
+    return true
 end
 
 local CANARY_KEYS = {
@@ -183,10 +258,6 @@ local CANARY_KEYS = {
     weight = true, weight_total = true,
 }
 local MAX_WEIGHT = 1000000
-
-local function valid_integer(value, low, high)
-    return type(value) == "number" and value == math.floor(value) and value >= low and value <= high
-end
 
 local function valid_text(value, pattern, longest)
     return value == nil or (type(value) == "string" and #value <= longest and value:match(pattern) ~= nil)
@@ -239,6 +310,10 @@ local function validate_backend(backend, where)
     end
     if backend.algorithm ~= nil and (type(backend.algorithm) ~= "string" or balancer.ALGORITHMS[backend.algorithm] == nil) then
         return nil, where .. ".algorithm must be a registered algorithm"
+    end
+    local settings, why = validate_settings(backend, where)
+    if not settings then
+        return nil, why
     end
     if not is_array(backend.endpoints) then
         return nil, where .. ".endpoints must be an array"
@@ -334,6 +409,36 @@ function M.validate_delta(doc)
     return true
 end
 
+-- The algorithm's settings of a validated backend, in a fixed order (validation allows no quote or
+-- backslash in them), each followed by a comma.
+local COOKIE_ORDER = {
+    "name", "path", "domain", "max_age", "expires", "samesite", "conditional_samesite_none", "secure", "change_on_failure",
+}
+
+local function encode_settings(backend)
+    local out = {}
+    if backend.hash_by ~= nil then
+        out[#out + 1] = '"hash_by":"' .. backend.hash_by .. '",'
+    end
+    if backend.subset_size ~= nil then
+        out[#out + 1] = '"subset_size":' .. backend.subset_size .. ","
+    end
+    local cookie = backend.cookie
+    if cookie ~= nil then
+        local fields = {}
+        for _, field in ipairs(COOKIE_ORDER) do
+            local value = cookie[field]
+            if type(value) == "string" then
+                fields[#fields + 1] = '"' .. field .. '":"' .. value .. '"'
+            elseif value ~= nil then
+                fields[#fields + 1] = '"' .. field .. '":' .. tostring(value)
+            end
+        end
+        out[#out + 1] = '"cookie":{' .. table.concat(fields, ",") .. "},"
+    end
+    return table.concat(out)
+end
+
 -- The stored form of a validated backend: fixed key order, so that equal backends store equal
 -- text. No escaping is needed: validation allows no quote or backslash in any of these fields.
 local function encode_backend(backend)
@@ -356,8 +461,8 @@ local function encode_backend(backend)
         fields[#fields + 1] = '"weight_total":' .. c.weight_total
         canary = ',"canary":{' .. table.concat(fields, ",") .. "}"
     end
-    return '{"name":"' .. backend.name .. '",' .. algorithm .. '"endpoints":[' .. table.concat(parts, ",") .. "]"
-        .. canary .. "}"
+    return '{"name":"' .. backend.name .. '",' .. algorithm .. encode_settings(backend) .. '"endpoints":['
+        .. table.concat(parts, ",") .. "]" .. canary .. "}"
 end
 
 local function epoch()

@@ -13,8 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingressctl.config import Cors, Policy, ServerPolicy
+from ingressctl.config import Balancing, Cors, Policy, ServerPolicy
 from ingressctl.translate.annotations import auth
+from ingressctl.translate.annotations import balancing as lb
+from ingressctl.translate.annotations.limits import basic_auth, limits
 from ingressctl.translate.annotations.registry import (
     BY_NAME,
     NGINX,
@@ -52,6 +54,7 @@ class Read:
     warnings: tuple[tuple[str, str], ...] = ()  # (field, reason)
     policy: Policy | None = None
     server: ServerPolicy | None = None
+    balancing: Balancing | None = None  # None: the ConfigMap's load-balance
     regex: bool = False  # paths are regexes (use-regex, or rewrite-target)
 
 
@@ -73,9 +76,10 @@ def split(key: object) -> tuple[str, str] | None:
     return None
 
 
-def read(annotations: Mapping[str, Any], *, namespace: str = "") -> Read:
-    """Parses the annotations of one Ingress (of `namespace`); raises AnnotationError for the first
+def read(annotations: Mapping[str, Any], *, namespace: str = "", name: str = "") -> Read:
+    """Parses the annotations of one Ingress (`namespace`/`name`); raises AnnotationError for the first
     that rejects it."""
+    ingress = name
     ours: dict[str, tuple[str, str]] = {}  # name -> (key, raw value), our prefix
     theirs: dict[str, tuple[str, str]] = {}
     ignored: list[str] = []
@@ -111,13 +115,18 @@ def read(annotations: Mapping[str, Any], *, namespace: str = "") -> Read:
         except Invalid as exc:
             raise AnnotationError(field_of(key), str(exc)) from None
     keys = {name: key for name, (key, _) in chosen.items()}
-    for name in ("proxy-ssl-secret", "auth-tls-secret"):
-        secret = values.get(name)
+    for secret_annotation in ("proxy-ssl-secret", "auth-tls-secret", "auth-secret"):
+        secret = values.get(secret_annotation)
         if isinstance(secret, str) and "/" in secret:
             secret_ns, _, secret_name = secret.partition("/")
             if namespace and secret_ns != namespace:
-                raise AnnotationError(field_of(keys[name]), "must be a Secret of the Ingress's own namespace")
-            values[name] = secret_name
+                raise AnnotationError(
+                    field_of(keys[secret_annotation]),
+                    f"must be a Secret of the Ingress's own namespace ({namespace}), not {secret_ns}",
+                )
+            values[secret_annotation] = secret_name
+    if "auth-type" in values and "auth-secret" not in values:
+        raise AnnotationError(field_of(keys["auth-type"]), "needs auth-secret (the users and their password hashes)")
     warnings += _ignored_warning(ignored)
     warnings += _unused(values, keys)
     regex = bool(values.get("use-regex")) or "rewrite-target" in values
@@ -126,8 +135,9 @@ def read(annotations: Mapping[str, Any], *, namespace: str = "") -> Read:
         keys=keys,
         ignored=tuple(ignored),
         warnings=tuple(warnings),
-        policy=location_policy(values),
+        policy=location_policy(values, namespace=namespace, name=ingress),
         server=server_policy(values),
+        balancing=lb.balancing(values),
         regex=regex,
     )
 
@@ -146,8 +156,12 @@ def _unused(values: Mapping[str, object], keys: Mapping[str, str]) -> list[tuple
         "proxy-redirect-to": "proxy-redirect-from",
         "proxy-redirect-from": "proxy-redirect-to",
         **{n: "enable-cors" for n in values if n.startswith("cors-")},
+        **lb.needs(values),
         **auth.NEEDS,
         **{n: "canary" for n in values if n.startswith("canary-")},
+        "auth-secret": "auth-type",
+        "auth-secret-type": "auth-type",
+        "auth-realm": "auth-type",
     }
     if values.get("canary") is True:
         needs.update({"canary-by-header-value": "canary-by-header", "canary-by-header-pattern": "canary-by-header"})
@@ -155,6 +169,8 @@ def _unused(values: Mapping[str, object], keys: Mapping[str, str]) -> list[tuple
     for name, needed in needs.items():
         if name in values and (needed not in values or values[needed] is False):
             out.append((field_of(keys[name]), f"has no effect without {needed}"))
+    if values.get("proxy-buffering") is False and values.get("limit-rate"):
+        out.append((field_of(keys["limit-rate"]), "limit-rate has no effect with proxy-buffering off"))
     return out
 
 
@@ -172,7 +188,7 @@ def _cors(values: Mapping[str, Any]) -> Cors | None:
     )
 
 
-def location_policy(values: Mapping[str, Any]) -> Policy | None:
+def location_policy(values: Mapping[str, Any], *, namespace: str = "", name: str = "") -> Policy | None:
     redirect = None
     if "temporal-redirect" in values:
         redirect = (values.get("temporal-redirect-code", 302), values["temporal-redirect"])
@@ -212,6 +228,8 @@ def location_policy(values: Mapping[str, Any]) -> Policy | None:
         ssl_verify=values.get("proxy-ssl-verify"),
         ssl_verify_depth=values.get("proxy-ssl-verify-depth"),
         external_auth=auth.external_auth(values),
+        limits=limits(values, namespace=namespace, name=name),
+        basic_auth=basic_auth(values),
     )
     return None if policy == _NO_POLICY else policy
 

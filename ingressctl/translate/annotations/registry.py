@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ingressctl.translate.annotations import auth
+from ingressctl.translate.annotations import balancing as lb
 from ingressctl.translate.annotations import values as v
 
 OURS = "ingressctl.io/"
@@ -54,6 +55,8 @@ _SIZE = "nginx size (`8m`, `512k`, `0`)"
 _BOOL = "`true` / `false`"
 _ONOFF = "`on` / `off`"
 _URL = "http(s) URL, at most 1024 characters"
+_MAX_RATE = 1000000
+_MAX_KB = 10485760  # 10 GB
 
 ANNOTATIONS: tuple[Annotation, ...] = (
     # Proxy behaviour
@@ -283,6 +286,87 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         "Newer name of whitelist-source-range (wins if both are set).",
     ),
     _a("denylist-source-range", v.cidrs, "comma-separated CIDRs (IPv4, IPv6)", "These client addresses get 403."),
+    # Balancing: decided per backend (Service port) by the oldest Ingress that sets any of them (as
+    # ingress-nginx: the first wins), sent to the Lua balancer with the backend (a change is no reload,
+    # except switching ewma on or off)
+    _a(
+        "load-balance",
+        lb.load_balance,
+        "`round_robin`, `ewma`",
+        "How the balancer picks an endpoint (ewma: the lower peak-EWMA response time of two random ones).",
+        default="round_robin",
+        configmap="load-balance",
+    ),
+    _a(
+        "upstream-hash-by",
+        lb.hash_by,
+        "text with `$remote_addr`, `$request_uri`, `$http_<name>`, `$cookie_<name>`, `$arg_<name>` (or "
+        "`${name}`); letters, digits and `._:/@,=~+|-` between them",
+        "Consistent hash of this key picks the endpoint (wins over load-balance); N to N+1 endpoints moves "
+        "about 1/(N+1) of the keys.",
+    ),
+    _a(
+        "upstream-hash-by-subset",
+        v.boolean,
+        _BOOL,
+        "The hash picks a subset of endpoints; requests go to a random one of it.",
+        default="false",
+    ),
+    _a("upstream-hash-by-subset-size", v.integer(1, 64), "1-64", "Endpoints per subset.", default="3"),
+    _a(
+        "affinity",
+        lb.affinity,
+        "`cookie`",
+        "Sticky sessions: a cookie keeps a client on one endpoint (wins over upstream-hash-by); an endpoint "
+        "that left is replaced, never an error.",
+        difference="every path to the Service port is sticky, also other Ingresses' (ingress-nginx: only this "
+        "Ingress's paths set the cookie)",
+        shared_only=True,
+    ),
+    _a(
+        "affinity-mode",
+        lb.affinity_mode,
+        "`balanced`, `persistent`",
+        "balanced: the cookie's key is hashed consistently (scaling moves about 1/(N+1) of the sessions); "
+        "persistent: the cookie names its endpoint (scaling moves none).",
+        default="balanced",
+    ),
+    _a("session-cookie-name", lb.cookie_name, "1-64 letters, digits, `_.-`", "Cookie name.", default="INGRESSCOOKIE"),
+    _a(
+        "session-cookie-path",
+        lb.cookie_path,
+        "plain path",
+        "Cookie Path.",
+        default="/",
+        difference="the default is `/` (ingress-nginx: the location's path)",
+    ),
+    _a("session-cookie-domain", lb.cookie_domain, "host name, optionally with a leading `.`", "Cookie Domain."),
+    _a("session-cookie-max-age", v.integer(1, lb.MAX_COOKIE_SECONDS), "seconds", "Cookie Max-Age."),
+    _a("session-cookie-expires", v.integer(1, lb.MAX_COOKIE_SECONDS), "seconds", "Cookie Expires, from the answer."),
+    _a("session-cookie-samesite", lb.samesite, "`None`, `Lax`, `Strict`", "Cookie SameSite."),
+    _a(
+        "session-cookie-conditional-samesite-none",
+        v.boolean,
+        _BOOL,
+        "Omit SameSite=None for browsers that reject it (ingress-nginx's list).",
+        default="false",
+    ),
+    _a(
+        "session-cookie-secure",
+        v.boolean,
+        _BOOL,
+        "Cookie Secure.",
+        default="Secure when the request came over HTTPS",
+    ),
+    _a(
+        "session-cookie-change-on-failure",
+        v.boolean,
+        _BOOL,
+        "After a failed try, the session moves to the endpoint that answers (new cookie); otherwise only that "
+        "request goes elsewhere.",
+        default="false",
+        difference="without it, the retry goes to another endpoint (ingress-nginx retries the cookie's own)",
+    ),
     # CORS
     _a("enable-cors", v.boolean, _BOOL, "Answer CORS preflights (204) and add CORS headers.", default="false"),
     _a(
@@ -376,12 +460,12 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     _a(
         "auth-tls-secret",
         v.secret_ref,
-        "`name` or `namespace/name` of a kubernetes.io/tls Secret of the Ingress's namespace with a `ca.crt`",
+        "`name` or `namespace/name` of a kubernetes.io/tls or Opaque Secret of the Ingress's namespace with a `ca.crt`",
         "Verify client certificates against the Secret's ca.crt.",
         scope=SERVER,
-        difference="server scope: the host's owner decides; the Secret must be of type kubernetes.io/tls "
-        "(ingress-nginx: any type); one of another namespace rejects the Ingress; a missing or bad one makes "
-        "the host answer 503",
+        difference="server scope: the host's owner decides; the Secret must be of type kubernetes.io/tls or "
+        "Opaque (ingress-nginx: any type); one of another namespace rejects the Ingress; a missing or bad one "
+        "makes the host answer 503",
     ),
     _a(
         "auth-tls-verify-client",
@@ -466,6 +550,90 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         "1-1000000 (below 100 counts as 100, as in ingress-nginx)",
         "The total canary-weight is out of.",
         default="100",
+    ),
+    # Rate and connection limits (nginx's limit_req, limit_conn, limit_rate; zones per Ingress)
+    _a(
+        "limit-rps",
+        v.integer(0, _MAX_RATE),
+        f"0-{_MAX_RATE} (0 = none)",
+        "Requests per second per client address; excess answered with limit-req-status-code.",
+        default="0",
+    ),
+    _a(
+        "limit-rpm",
+        v.integer(0, _MAX_RATE),
+        f"0-{_MAX_RATE} (0 = none)",
+        "Requests per minute per client address; excess answered with limit-req-status-code.",
+        default="0",
+    ),
+    _a(
+        "limit-connections",
+        v.integer(0, _MAX_RATE),
+        f"0-{_MAX_RATE} (0 = none)",
+        "Concurrent connections per client address; excess answered with limit-conn-status-code.",
+        default="0",
+    ),
+    _a(
+        "limit-burst-multiplier",
+        v.integer(1, 100),
+        "1-100",
+        "Burst allowed above limit-rps/limit-rpm (without delay): the limit times this.",
+        default="5",
+    ),
+    _a(
+        "limit-rate",
+        v.integer(0, _MAX_KB),
+        f"KB per second, 0-{_MAX_KB} (0 = none)",
+        "Response rate to the client, per request (nginx applies it only with proxy-buffering on, the default).",
+        default="0",
+        configmap="limit-rate",
+    ),
+    _a(
+        "limit-rate-after",
+        v.integer(0, _MAX_KB),
+        f"KB, 0-{_MAX_KB}",
+        "Response bytes sent at full speed before limit-rate applies.",
+        default="0",
+        configmap="limit-rate-after",
+    ),
+    _a(
+        "limit-whitelist",
+        v.cidrs,
+        "comma-separated CIDRs (IPv4, IPv6)",
+        "Client addresses never limited by limit-rps, limit-rpm and limit-connections.",
+    ),
+    _a(
+        "limit-allowlist",
+        v.cidrs,
+        "comma-separated CIDRs (IPv4, IPv6)",
+        "Newer name of limit-whitelist (wins if both are set).",
+    ),
+    # Authentication: basic
+    _a(
+        "auth-type",
+        v.auth_type,
+        "`basic` (`digest` rejected)",
+        "HTTP basic authentication with the users of auth-secret (401 without valid credentials).",
+    ),
+    _a(
+        "auth-secret",
+        v.secret_ref,
+        "`name` or `namespace/name` of a Secret of the Ingress's namespace",
+        "The users and password hashes (see auth-secret-type); a missing Secret rejects the Ingress.",
+        difference="only the hash schemes listed under Basic authentication; other lines are skipped and reported",
+    ),
+    _a(
+        "auth-secret-type",
+        v.choice("auth-file", "auth-map"),
+        "`auth-file` / `auth-map`",
+        "auth-file: key `auth` holds an htpasswd file; auth-map: each key a user, its value the hash.",
+        default="auth-file",
+    ),
+    _a(
+        "auth-realm",
+        v.realm,
+        "up to 128 letters, digits, spaces and `.,:!?@()/_+=*&%~-`",
+        "Realm sent in WWW-Authenticate.",
     ),
 )
 

@@ -41,6 +41,7 @@ _REWRITE = re.compile(r"(?:/|https?://[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?/?)(?:
 
 
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
+_CIDR = re.compile(r"[0-9A-Fa-f:./]{1,64}")
 
 
 def _text(value: str, cap: int = MAX_VALUE) -> str:
@@ -204,7 +205,7 @@ def cidrs(value: str) -> tuple[str, ...]:
         raise Invalid("must list at least one address or CIDR range")
     for item in items:
         try:
-            if not item.isascii():
+            if not _CIDR.fullmatch(item):  # also no IPv6 scope id ("fe80::1%eth0"), which ipaddress accepts
                 raise ValueError
             net = ipaddress.ip_network(item, strict=False)
         except ValueError:
@@ -348,6 +349,46 @@ def secret_ref(value: str) -> str:
     validate.name(name, "Secret name")
     if ns:
         validate.name(ns, "namespace")
+    return v
+
+
+def choice(*allowed: str) -> Callable[[str], str]:
+    """One of a fixed set of words."""
+
+    def check(value: str) -> str:
+        v = _text(value, 32).strip()
+        if v not in allowed:
+            raise Invalid(f"{value!r} is not one of {', '.join(allowed)}")
+        return v
+
+    check.__doc__ = f"one of {', '.join(allowed)}"
+    return check
+
+
+# A realm is printed quoted into nginx.conf and sent in WWW-Authenticate: printable ASCII without
+# quotes, backslashes, '$' (nginx expands variables in auth_basic), ';', braces or '#'.
+# "off" would switch authentication off (nginx's auth_basic off): never a realm.
+_REALM = re.compile(r"[A-Za-z0-9 .,:!?@()/_+=*&%~-]{0,128}")
+
+
+def realm(value: str) -> str:
+    v = " ".join(_text(value, 128).split())
+    if not _REALM.fullmatch(v):
+        raise Invalid(
+            f"{value!r} is not a realm: up to 128 letters, digits, spaces and .,:!?@()/_+=*&%~- "
+            "(no quotes, backslashes, '$', ';', braces or '#')"
+        )
+    if v.lower() == "off":
+        raise Invalid("'off' is not a realm (nginx would switch authentication off)")
+    return v
+
+
+def auth_type(value: str) -> str:
+    v = _text(value, 16).strip()
+    if v == "digest":
+        raise Invalid("digest authentication is not supported (Debian's nginx has no digest module); use basic")
+    if v != "basic":
+        raise Invalid(f"{value!r} is not basic")
     return v
 
 
