@@ -252,3 +252,25 @@ def test_reloads_under_load_lose_no_count(tmp_path: Path, manifests: Path) -> No
         assert answered[0] > 20
         scraped = _wait_counts(ctl, {(*SHOP_API, "2xx"): answered[0]})
         assert _requests(scraped)[(*SHOP_API, "2xx")] == answered[0]
+
+
+def test_an_ewma_route_is_counted_too(tmp_path: Path, manifests: Path) -> None:
+    """ewma's locations run a log phase of their own (it replaces http{}'s): it counts the route as well."""
+    _manifests(manifests)
+    ewma = ingress(
+        "ewma-ing",
+        namespace="team-a",
+        rules=[rule("ewma.metrics.example", ("/", "Prefix", backend("shop")))],
+        annotations={"nginx.ingress.kubernetes.io/load-balance": "ewma"},
+    )
+    write_manifests(manifests, "ewma.yaml", [ewma])
+    with (
+        pods([SHOP_POD], PORT),
+        running_controller(tmp_path, manifests, extra_args=["--configmap", "default/cm"]) as ctl,
+    ):
+        wait_for(lambda: ctl.get("ewma.metrics.example", "/x").status == 200, what="ewma route served")
+        conf = (ctl.work_dir / "nginx.conf").read_text()
+        assert 'require("ingressctl.balancer").log()' in conf
+        for _ in range(4):
+            assert ctl.get("ewma.metrics.example", "/x").status == 200
+        _wait_counts(ctl, {("team-a", "ewma-ing", "ewma.metrics.example", "/", "shop", "2xx"): 5})
