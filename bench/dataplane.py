@@ -21,6 +21,11 @@ and `canary`: a round robin route with a canary Ingress of weight 50 in front of
 the same backends), so each request also makes the canary choice (ingressctl.canary).
 Their CPU/request is reported next to round robin's (paired per repeat) and the baseline's; for
 reference, ingress-nginx's ewma measured about 1.54x the static upstream on this machine.
+
+The per-route request metrics (issue 14; the ConfigMap's enable-metrics, on by default) are measured
+in the same rotation: "ingressctl" runs with them off (the balancer's cost, comparable with earlier
+results), "metrics" is a second controller with the same configuration and them on; the paired ratio
+metrics / ingressctl is their cost.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from tests.harness import Controller, backend, endpoint_slice, ingress, ingress_
 log = logging.getLogger("bench.dataplane")
 HOST = "bench.example.com"
 TARGET_RATIO = 1.05
+TARGET_METRICS_RATIO = 1.05  # metrics on / off, CPU per request
 INGRESS_NGINX_EWMA = 1.54  # ingress-nginx's ewma over a static upstream, measured here (issue 13)
 
 
@@ -172,7 +178,13 @@ def floor_conf(backends: list[str], port: int, http_port: int, *, access_log: bo
 
 
 def _manifests(
-    folder: Path, backends: list[str], port: int, *, access_log: bool, algorithms: tuple[str, ...] = ()
+    folder: Path,
+    backends: list[str],
+    port: int,
+    *,
+    access_log: bool,
+    metrics: bool = False,
+    algorithms: tuple[str, ...] = (),
 ) -> None:
     docs: list[dict[str, Any]] = [
         ingress_class(),
@@ -180,7 +192,10 @@ def _manifests(
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": "ingressctl", "namespace": "default"},
-            "data": {"enable-access-log": "true" if access_log else "false"},
+            "data": {
+                "enable-access-log": "true" if access_log else "false",
+                "enable-metrics": "true" if metrics else "false",
+            },
         },
         service("bench", target=port),
         endpoint_slice("bench", backends, port=port),
@@ -223,34 +238,50 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
     backends = addresses(101, 3)
     raw: dict[str, Any] = {"options": opts.__dict__, "backends": backends, "modes": {}}
     rows: list[Row] = []
-    folder = tmp / "manifests"
-    folder.mkdir()
     with Procs() as procs:
         pods = backend_nginx(backends, backend_port, name="dp-backends").start()
         procs.add(pods.stop)
         if opts.pin:
             pin([pods.pid, *pods.worker_pids()], LOAD_CPUS)
         current = opts.access_log[0]
-        _manifests(folder, backends, backend_port, access_log=current, algorithms=opts.algorithms)
-        ctl = procs.controller(
-            Controller(
-                manifests=folder,
-                work_dir=tmp / "work",
-                extra_args=["--configmap", "default/ingressctl"],
-                env=dict(opts.controller_env),
+        # Two controllers, the same configuration but for enable-metrics: off ("ingressctl", which
+        # also serves the balancing variants' hosts) and on ("metrics": round robin only).
+        controllers: dict[str, Controller] = {}
+        for name, metrics in (("ingressctl", False), ("metrics", True)):
+            folder = tmp / f"manifests-{name}"
+            folder.mkdir()
+            algorithms = () if metrics else opts.algorithms
+            _manifests(folder, backends, backend_port, access_log=current, metrics=metrics, algorithms=algorithms)
+            controllers[name] = procs.controller(
+                Controller(
+                    manifests=folder,
+                    work_dir=tmp / f"work-{name}",
+                    extra_args=["--configmap", "default/ingressctl"],
+                    env=dict(opts.controller_env),
+                )
             )
-        )
-        ctl.start()
+            controllers[name].start()
+        ctl, with_metrics = controllers["ingressctl"], controllers["metrics"]
         for access_log in opts.access_log:
             mode = "access log on" if access_log else "access log off"
             if access_log != current:
-                old = set(ctl.worker_pids())
-                _manifests(folder, backends, backend_port, access_log=access_log, algorithms=opts.algorithms)
-                wait_for(
-                    functools.partial(_new_workers, ctl, old),
-                    timeout=30,
-                    what=f"reload with the {mode}, old workers gone",
-                )
+                for c in controllers.values():
+                    old = set(c.worker_pids())
+                    assert c.manifests is not None
+                    metrics = c is with_metrics
+                    _manifests(
+                        c.manifests,
+                        backends,
+                        backend_port,
+                        access_log=access_log,
+                        metrics=metrics,
+                        algorithms=() if metrics else opts.algorithms,
+                    )
+                    wait_for(
+                        functools.partial(_new_workers, c, old),
+                        timeout=30,
+                        what=f"reload with the {mode}, old workers gone",
+                    )
                 current = access_log
             http_port = free_port()
             base = NginxProcess(
@@ -263,7 +294,7 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
             floor.start()
             procs.add(floor.stop)
             served = [("ingressctl", ctl.http_port), ("baseline", http_port), ("floor", floor_port)]
-            served += [(name, ctl.http_port) for name in opts.algorithms]
+            served += [("metrics", with_metrics.http_port), *((name, ctl.http_port) for name in opts.algorithms)]
             if "canary" in opts.algorithms:  # the canary route is live (not a plain round robin route)
                 wait_for(
                     lambda: "~default/bench-canary-canary" in (ctl.work_dir / "nginx.conf").read_text(),
@@ -280,6 +311,7 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
                 "ingressctl": (ctl.http_port, ctl.worker_pids),
                 "baseline": (http_port, base.worker_pids),
                 "floor": (floor_port, floor.worker_pids),
+                "metrics": (with_metrics.http_port, with_metrics.worker_pids),
                 **{name: (ctl.http_port, ctl.worker_pids) for name in opts.algorithms},
             }
             if len(ctl.worker_pids()) != len(base.worker_pids()):
@@ -289,6 +321,7 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
             runs: list[Run] = []
             pairs: list[float] = []
             floor_pairs: list[float] = []
+            metrics_pairs: list[float] = []
             # algorithm -> paired ratios to round robin (ingressctl) and to the baseline
             algorithm_pairs: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in opts.algorithms}
             names = list(variants)
@@ -301,12 +334,13 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
                 base_us = got["baseline"].cpu_us_per_request
                 pairs.append(got["ingressctl"].cpu_us_per_request / base_us)
                 floor_pairs.append(got["floor"].cpu_us_per_request / base_us)
+                metrics_pairs.append(got["metrics"].cpu_us_per_request / got["ingressctl"].cpu_us_per_request)
                 for name, (to_rr, to_base) in algorithm_pairs.items():
                     to_rr.append(got[name].cpu_us_per_request / got["ingressctl"].cpu_us_per_request)
                     to_base.append(got[name].cpu_us_per_request / base_us)
             base.stop()
             floor.stop()
-            summary = _summary(runs, pairs, floor_pairs)
+            summary = _summary(runs, pairs, floor_pairs, metrics_pairs)
             summary["algorithms"] = {
                 name: {
                     "cpu_us": median([r.cpu_us_per_request for r in runs if r.variant == name]),
@@ -323,7 +357,9 @@ def run(tmp: Path, opts: Options) -> tuple[list[Row], dict[str, Any]]:
     return rows, raw
 
 
-def _summary(runs: list[Run], pairs: list[float], floor_pairs: list[float]) -> dict[str, Any]:
+def _summary(
+    runs: list[Run], pairs: list[float], floor_pairs: list[float], metrics_pairs: list[float]
+) -> dict[str, Any]:
     def med(variant: str, attr: str) -> float:
         return median([getattr(r, attr) for r in runs if r.variant == variant])
 
@@ -337,6 +373,10 @@ def _summary(runs: list[Run], pairs: list[float], floor_pairs: list[float]) -> d
         "floor_cpu_us": med("floor", "cpu_us_per_request"),
         "floor_ratio_paired_median": median(floor_pairs),
         "floor_ratios": floor_pairs,
+        "metrics_rps": med("metrics", "rps"),
+        "metrics_cpu_us": med("metrics", "cpu_us_per_request"),
+        "metrics_ratio_paired_median": median(metrics_pairs),
+        "metrics_ratios": metrics_pairs,
         "failures": sum(r.failures for r in runs),
     }
 
@@ -344,13 +384,16 @@ def _summary(runs: list[Run], pairs: list[float], floor_pairs: list[float]) -> d
 def _rows(mode: str, s: dict[str, Any]) -> list[Row]:
     section = f"1 data plane ({mode})"
     ratio = s["cpu_ratio_paired_median"]
+    metrics = s["metrics_ratio_paired_median"]
     return [
         Row(
-            section, "requests/s ingressctl / baseline (median)", f"{s['ingressctl_rps']:.0f} / {s['baseline_rps']:.0f}"
+            section,
+            "requests/s ingressctl (metrics off) / baseline (median)",
+            f"{s['ingressctl_rps']:.0f} / {s['baseline_rps']:.0f}",
         ),
         Row(
             section,
-            "worker CPU µs/request ingressctl / baseline (median)",
+            "worker CPU µs/request ingressctl (metrics off) / baseline (median)",
             f"{s['ingressctl_cpu_us']:.1f} / {s['baseline_cpu_us']:.1f}",
         ),
         Row(
@@ -364,6 +407,19 @@ def _rows(mode: str, s: dict[str, Any]) -> list[Row]:
             section,
             "floor: minimal balancer_by_lua / baseline (CPU, paired median)",
             f"{s['floor_ratio_paired_median']:.3f}x (runs {min(s['floor_ratios']):.2f}-{max(s['floor_ratios']):.2f})",
+        ),
+        Row(
+            section,
+            "metrics on / off: requests/s, worker CPU µs/request (medians)",
+            f"{s['metrics_rps']:.0f} / {s['ingressctl_rps']:.0f}, "
+            f"{s['metrics_cpu_us']:.1f} / {s['ingressctl_cpu_us']:.1f}",
+        ),
+        Row(
+            section,
+            "metrics on / off: CPU/request ratio (median of paired runs)",
+            f"{metrics:.3f}x (runs {min(s['metrics_ratios']):.2f}-{max(s['metrics_ratios']):.2f})",
+            f"<= {TARGET_METRICS_RATIO}x",
+            metrics <= TARGET_METRICS_RATIO,
         ),
         *_algorithm_rows(section, s.get("algorithms", {})),
         Row(section, "failed requests (non-2xx/3xx + socket errors)", str(s["failures"]), "0", s["failures"] == 0),

@@ -28,6 +28,7 @@ TARGET_CHANGE_S = 2.5
 TARGET_PSS_MB = 1200
 TARGET_CPU_RATIO = 1.05
 TARGET_OVER_FLOOR = 1.03
+TARGET_METRICS_RATIO = 1.05  # issue 14: per-route metrics on / off, CPU per request
 
 WRAPPER = """#!/bin/sh
 # nginx of {rootfs} (the image's filesystem), with the host's /tmp and {lua} at /app/lua.
@@ -94,4 +95,10 @@ def target_rows(sections: dict[str, Any]) -> list[Row]:
             Row(section, f"data plane ({mode}): our balancer vs the floor variant (CPU medians)",
                 f"{over_floor:.3f}x", f"<= {TARGET_OVER_FLOOR}x", over_floor <= TARGET_OVER_FLOOR),
         ]  # fmt: skip
+        if "metrics_ratio_paired_median" in s:  # issue 14: per-route metrics on / off
+            metrics = s["metrics_ratio_paired_median"]
+            rows.append(
+                Row(section, f"data plane ({mode}): CPU/request with metrics on / off", f"{metrics:.3f}x",
+                    f"<= {TARGET_METRICS_RATIO}x", metrics <= TARGET_METRICS_RATIO)
+            )  # fmt: skip
     return rows

@@ -27,6 +27,7 @@ from ingressctl.config import GlobalOptions, TenancyPolicy
 from ingressctl.controller import Controller, Publisher
 from ingressctl.dataplane.apply import Applier
 from ingressctl.dataplane.luaapi import LuaApi
+from ingressctl.dataplane.monitor import RouteMetrics
 from ingressctl.dataplane.nginx import Nginx, worker_user
 from ingressctl.dataplane.paths import Paths, lua_dir
 from ingressctl.dataplane.render import Renderer, UnsafeValue, open_files_limit, quote
@@ -358,7 +359,7 @@ async def _serve(
         translator=Translator(settings),
         applier=applier,
         metrics=metrics,
-        publishers=publishers,
+        publishers=(*publishers, RouteMetrics(lua=lua, metrics=metrics)),
     )
     health = await start_health_server(
         host=args.health_address,

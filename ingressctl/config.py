@@ -66,6 +66,28 @@ class Location:
     policy: Policy | None = None  # the Ingress's location-scope annotations; None: none set
     # Its backend's algorithm learns from answers (ewma): the location runs the balancer's log phase.
     feedback: bool = False
+    # The route id of the rule this location serves (route_id(): host, rule path, pathType), which
+    # per-route metrics count under; the controller knows id -> labels (Configuration.routes).
+    route: str = ""
+
+
+def route_id(host: str, path: str, kind: str) -> str:
+    """A short id for a rule, a function of what the location text already holds (host, path, the
+    rule's type; "default" for a server's fallback), so the same routes render the same ids and the
+    owner or the Service behind a path can change without changing nginx.conf."""
+    return hashlib.blake2b(f"{host}\0{path}\0{kind}".encode(), digest_size=6).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLabels:
+    """The Prometheus labels of a route's request metrics: all from the configuration, none from
+    the request (ingressctl.dataplane.monitor)."""
+
+    namespace: str  # the Ingress's ("" for a fallback nobody's Ingress chose)
+    ingress: str
+    host: str  # "" for rules without a host
+    path: str  # the rule's path as written
+    service: str  # the Service's name ("" when the route answers 404)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +174,7 @@ class GlobalOptions:
         "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
         "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
     )
+    metrics: bool = True  # enable-metrics: per-route request metrics (log_by_lua, ingressctl.monitor)
     max_worker_open_files: int = 0  # 0: worker_connections * 2 + 1024 (ingress-nginx's rule)
     # Rate and connection limits (translate/annotations/limits.py): the status of a refused request, and the
     # global response rate limit in KB/s (0: none), as ingress-nginx's ConfigMap keys.
@@ -353,6 +376,8 @@ class Configuration:
     # The Ingresses whose TLS sections chose each certificate (by Certificate.name): what nginx
     # refusing that certificate file is traced back to.
     certificate_users: Mapping[str, tuple[ObjectRef, ...]] = field(default_factory=dict, compare=False, repr=False)
+    # Route id (Location.route) -> its metrics labels; empty while metrics are off.
+    routes: Mapping[str, RouteLabels] = field(default_factory=dict, compare=False, repr=False)
 
     def backends_document(self) -> dict[str, object]:
         """The JSON document the Lua configuration API accepts."""

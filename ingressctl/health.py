@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingressctl.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 
 async def start_health_server(
@@ -22,6 +26,11 @@ async def start_health_server(
         return web.Response(status=503, text="not ready: first configuration not applied yet\n")
 
     async def metrics_handler(_: web.Request) -> web.Response:
+        for refresh in metrics.before_scrape:
+            try:
+                await asyncio.wait_for(refresh(), timeout=5)
+            except Exception:  # a scrape still answers, with what was read before
+                log.exception("reading metrics before the scrape failed")
         return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()

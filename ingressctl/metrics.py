@@ -1,7 +1,10 @@
 """Prometheus metrics of the controller (served on the health port at /metrics), shared by the
-controller (syncs, problems, readiness) and the data plane (reloads, backend updates)."""
+controller (syncs, problems, readiness) and the data plane (reloads, backend updates; per-route
+request metrics are a collector of their own, ingressctl.dataplane.monitor, hooked in before_scrape)."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -9,6 +12,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # Run (awaited) before each scrape: collectors that read the data plane first
+        # (ingressctl.dataplane.monitor: per-route request metrics).
+        self.before_scrape: list[Callable[[], Awaitable[None]]] = []
         self.reloads = Counter(
             "ingressctl_nginx_reloads",
             "nginx reloads signalled, by main reason (ingressctl.plan.Reason); refused ones count in reload_errors too",

@@ -53,6 +53,8 @@ from tests.test_canary_translate import run as canary_run
 
 PORT = 18944
 A = "nginx.ingress.kubernetes.io/"
+# The balancer's log phase (ewma); http{} has a log phase of its own for metrics (enable-metrics).
+BALANCER_LOG = 'require("ingressctl.balancer").log()'
 ADDRESSES = [f"127.44.0.{i}" for i in range(11, 17)]
 
 
@@ -120,7 +122,7 @@ def test_upstream_hash_by_keeps_each_key_on_one_endpoint(controller: Controller,
         for tenant in ("a", "b", "c"):
             assert len({_get(controller, **{"X-Tenant": tenant})[0] for _ in range(24)}) == 2, tenant
         assert controller.reloads() == reloads
-        assert "log_by_lua" not in (controller.work_dir / "nginx.conf").read_text()
+        assert BALANCER_LOG not in (controller.work_dir / "nginx.conf").read_text()
 
 
 def _session_pods(ctl: Controller, keys: list[str]) -> dict[str, str | None]:
@@ -290,8 +292,8 @@ def test_ewma_sends_most_requests_to_the_faster_endpoint(controller: Controller,
         wait_for(lambda: _lua_backend(controller).get("algorithm") == EWMA, what="ewma backend")
         controller.settle()
         conf = (controller.work_dir / "nginx.conf").read_text()
-        # The log phase runs only in the ewma route's location (`/` of lb.example.com).
-        assert conf.count("log_by_lua_block") == 1
+        # The balancer's log phase runs only in the ewma route's location (`/` of lb.example.com).
+        assert conf.count(BALANCER_LOG) == 1
         answers = Counter(_get(controller)[0] for _ in range(200))
         assert answers[fast] >= 180, answers
         rotation = Counter(request(controller.http_port, host="plain.example.com").pod for _ in range(20))
@@ -314,7 +316,7 @@ def test_ewma_learns_behind_a_canary_route(controller: Controller, manifests: Pa
             )
         )
         write_manifests(manifests, "app.yaml", docs)
-        wait_for(lambda: "log_by_lua_block" in (controller.work_dir / "nginx.conf").read_text(), what="canary route")
+        wait_for(lambda: BALANCER_LOG in (controller.work_dir / "nginx.conf").read_text(), what="canary route")
         wait_for(lambda: request(controller.http_port, host="lb.example.com").status == 200, what="host served")
         controller.settle()
         answers = Counter(_get(controller)[0] for _ in range(100))

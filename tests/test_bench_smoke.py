@@ -45,10 +45,11 @@ def test_section_1_data_plane(tmp_path: Path) -> None:
         assert 1 < mode[f"{variant}_cpu_us"] < 10_000
     assert 0.3 < mode["cpu_ratio_paired_median"] < 5
     assert 1 < mode["floor_cpu_us"] < 10_000 and 0.3 < mode["floor_ratio_paired_median"] < 5
-    assert {r["variant"] for r in mode["runs"]} == {"ingressctl", "baseline", "floor", *dataplane.ALGORITHMS}
+    assert {r["variant"] for r in mode["runs"]} == {"ingressctl", "baseline", "floor", "metrics", *dataplane.ALGORITHMS}
     for name in dataplane.ALGORITHMS:  # the balancing variants, beside round robin
         got = mode["algorithms"][name]
         assert 1 < got["cpu_us"] < 10_000 and 0.3 < got["to_round_robin_paired_median"] < 5
+    assert 1 < mode["metrics_cpu_us"] < 10_000 and 0.3 < mode["metrics_ratio_paired_median"] < 5
     assert mode["failures"] == 0
     assert "CPU/request" in table(rows) and "affinity: CPU" in table(rows)
 
@@ -68,7 +69,9 @@ def test_section_3_scale(tmp_path: Path) -> None:
     got = raw["sizes"]["50"]
     # 50 hosts, the catch-all, the configuration API, the no-endpoints servers (HTTP, TLS, HTTP/2)
     assert got["servers"] == 55
-    assert got["locations"] == 50 * 5 + 1 + 4  # the API's: backends, certificates, digest, /
+    # Locations: 5 per host, the catch-all's, the configuration API's (backends, certificates, metrics,
+    # digest, /).
+    assert got["locations"] == 50 * 5 + 1 + 5
     assert 0 < got["translate_render_s"] < 5 and got["conf_bytes"] > 10_000
     assert 10 < got["controller_peak_rss_mb"] < 1000 and 0 < got["nginx_t_s"] < 30
     assert len(got["change_to_serving_s"]) == 1 and 0 < got["nginx_pss_mb"] < 2000

@@ -37,6 +37,7 @@ UNIT_MODULES = [
     "test_backends",
     "test_algorithms",
     "test_hashing",
+    "test_monitor",
 ]
 
 

@@ -185,6 +185,8 @@ def _expected_server(server: Server, static: StaticConfig) -> dict[str, Any]:
             body = [("set", ["$ingressctl_backend", loc.backend]), ("proxy_pass", ["http://ingressctl_upstream"])]
         else:
             body = [("set", ["$ingressctl_backend", ""]), ("return", ["404"])]
+        if static.options.metrics:  # the rule's route id comes first (per-route metrics)
+            body.insert(0, ("set", ["$ingressctl_route", loc.route]))
         locations.append(([loc.match, loc.path] if loc.match else [loc.path], body))
     return {
         "server_name": [server.server_name],

@@ -33,7 +33,7 @@ from ingressctl.model import Event, EventType
 from ingressctl.translate import Settings, translate, validate
 from ingressctl.translate.validate import Invalid
 from tests.harness import backend, endpoint_slice, ingress, ingress_class, rule, service
-from tests.test_translate import FALLBACK, WILD_PEM, Matching, tls_secret
+from tests.test_translate import FALLBACK, WILD_PEM, Matching, tls_secret, without_routes
 
 Obj = dict[str, Any]
 
@@ -290,7 +290,7 @@ def run(objects: Iterable[Obj], **settings: Any) -> Configuration:
     cache = Cache()
     for obj in objects:
         cache.apply(Event(EventType.ADDED, obj["kind"], obj))
-    return translate(cache.snapshot(), Settings(fallback_certificate=FALLBACK, **settings))
+    return without_routes(translate(cache.snapshot(), Settings(fallback_certificate=FALLBACK, **settings)))
 
 
 APP = [service("app"), endpoint_slice("app", ["10.0.0.1"])]

@@ -202,6 +202,9 @@ class Applier:
         self.last_reload = started
         try:
             await self._wait_live(digest)
+            if not starting:  # the master loaded it: counted now, before the old workers' hand-over
+                self.reloads += 1
+                self.metrics.reloads.labels(reason=(plan.reason or Reason.OTHER).value).inc()
             # The new workers answer; the old ones accept connections until the master has told
             # them to quit. Only then does every new connection see the new config.
             await self.nginx.wait_stopped_accepting(old_workers, timeout=self.live_timeout)
@@ -211,9 +214,6 @@ class Applier:
         if starting:
             await self._send(config.backends)
             await self._send_certificates(config)
-        else:
-            self.reloads += 1
-            self.metrics.reloads.labels(reason=(plan.reason or Reason.OTHER).value).inc()
         self.running = config
         self._remove_unused_certificates(config.static)
         htpasswd.remove_unused(self.nginx.paths, config.static)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -149,3 +150,14 @@ class LuaApi:
                 return (await resp.text()).strip() if resp.status == 200 else None
         except (aiohttp.ClientError, OSError):
             return None
+
+    async def metrics(self) -> dict[str, Any] | None:
+        """The per-route request totals (lua/ingressctl/monitor.lua); None if unreachable or off."""
+        try:
+            async with self._client().get("http://ingressctl/configuration/metrics") as resp:
+                if resp.status != 200:
+                    return None
+                answer = json.loads(await resp.text())
+        except (aiohttp.ClientError, OSError, ValueError):
+            return None
+        return answer if isinstance(answer, dict) else None

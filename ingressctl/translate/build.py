@@ -41,10 +41,12 @@ from ingressctl.config import (
     ObjectRef,
     Policy,
     Problem,
+    RouteLabels,
     Server,
     ServerPolicy,
     StaticConfig,
     TenancyPolicy,
+    route_id,
 )
 from ingressctl.model import CONFIG_MAP, INGRESS, INGRESS_CLASS, SECRET, SERVICE, Obj
 from ingressctl.translate import annotated, canary
@@ -91,39 +93,47 @@ def tls_covers(tls_host: str, host: str) -> bool:
     return tls_host.startswith("*.") and not host.startswith("*.") and host.split(".", 1)[-1] == tls_host[2:]
 
 
+_FALLBACK = "default"  # the route id kind of a server's `/` fallback (no rule of its own)
+
+
 def _locations(
-    routes: dict[tuple[str, str], Target], fallback: str | None, feedback: frozenset[str] = frozenset()
+    host: str, routes: dict[tuple[str, str], Target], fallback: str | None, feedback: frozenset[str] = frozenset()
 ) -> tuple[Location, ...]:
-    out: dict[tuple[str, str], Target] = {}
+    """The locations of a host; each carries the route id of the rule it serves (a Prefix rule's
+    two locations share one)."""
+    out: dict[tuple[str, str], tuple[Target, str]] = {}
     for (path, path_type), target in sorted(routes.items(), key=lambda kv: _TYPE_PRIORITY[kv[0][1]]):
+        entry = (target, route_id(host, path, path_type))
         if path_type == ing.EXACT:
-            out.setdefault((EXACT, path), target)
+            out.setdefault((EXACT, path), entry)
         elif path_type == _REGEX_TYPE:
-            out.setdefault((REGEX, path), target)
+            out.setdefault((REGEX, path), entry)
         elif path_type == ing.PREFIX and path != "/":
-            out.setdefault((EXACT, path), target)
-            out.setdefault((PREFIX, path + "/"), target)
+            out.setdefault((EXACT, path), entry)
+            out.setdefault((PREFIX, path + "/"), entry)
         else:
-            out.setdefault((PREFIX, path), target)
-    out.setdefault((PREFIX, "/"), fallback)
+            out.setdefault((PREFIX, path), entry)
+    out.setdefault((PREFIX, "/"), (fallback, route_id(host, "/", _FALLBACK)))
     _no_slash_redirects(out)
     locations = tuple(
-        Location(path, match, target) if not isinstance(target, tuple) else Location(path, match, *target)
-        for (match, path), target in sorted(out.items(), key=_location_order)
+        Location(path, match, target, route=route)
+        if not isinstance(target, tuple)
+        else Location(path, match, *target, route=route)
+        for (match, path), (target, route) in sorted(out.items(), key=_location_order)
     )
     if not feedback:
         return locations
     return tuple(dataclasses.replace(loc, feedback=True) if loc.backend in feedback else loc for loc in locations)
 
 
-def _location_order(item: tuple[tuple[str, str], Target]) -> tuple[bool, int, str, str]:
+def _location_order(item: tuple[tuple[str, str], object]) -> tuple[bool, int, str, str]:
     """By path; regexes last and longest first: nginx tries them in the order they are written."""
     match, path = item[0]
     regex = match == REGEX
     return (regex, -len(path) if regex else 0, path, match)
 
 
-def _no_slash_redirects(out: dict[tuple[str, str], Target]) -> None:
+def _no_slash_redirects(out: dict[tuple[str, str], tuple[Target, str]]) -> None:
     """nginx answers `/foo` with a 301 to `/foo/` when a location named `/foo/` (exact or prefix)
     proxies, unless `= /foo` exists. An Exact `/foo/` (or ImplementationSpecific `/foo/`) must not
     match `/foo`: give `/foo` its own exact location, with what the other rules give it (the longest
@@ -152,6 +162,7 @@ def _parse(obj: Obj, ours: Callable[[Obj], bool]) -> ing.ParsedIngress | ing.Inv
 
 def _memo_locations(
     memo: Memo,
+    host: str,
     *,
     routes: dict[tuple[str, str], Target],
     fallback: str | None,
@@ -162,7 +173,8 @@ def _memo_locations(
     if feedback:
         targets = [fallback, *(t[0] if isinstance(t, tuple) else t for t in routes.values())]
         feedback = frozenset(t for t in targets if t in feedback)
-    return memo.get(("locations", fallback, feedback, *routes.items()), (), _locations, routes, fallback, feedback)
+    key = ("locations", host, fallback, feedback, *routes.items())
+    return memo.get(key, (), _locations, host, routes, fallback, feedback)
 
 
 def _memo_server(
@@ -189,6 +201,8 @@ class _Hosts:
 
     routes: dict[str, dict[tuple[str, str], Target]] = field(default_factory=dict)  # (path, type) -> target
     route_owners: dict[tuple[str, str, str], ObjectRef] = field(default_factory=dict)
+    route_services: dict[tuple[str, str, str], str] = field(default_factory=dict)  # the Service's name
+    fallback_labels: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # namespace, Ingress, Service
     default_backend: dict[str, str] = field(default_factory=dict)
     catch_all: tuple[str, ObjectRef] | None = None  # defaultBackend of an Ingress without hosts
     tls: dict[str, str | None] = field(default_factory=dict)  # certificate name; None: the default one
@@ -423,6 +437,7 @@ def _add_routes(b: _Builder, p: ing.ParsedIngress) -> None:
             name = b.use(route.backend, owner=p.ref, where=route.field, suffix=".backend", balancing=balancing)
         host_routes[key] = name if policy is None else (name, policy)
         hosts.route_owners[(route.host, *key)] = p.ref
+        hosts.route_services[(route.host, *key)] = route.backend.name
         hosts.touch(route.host, p.ref)
 
 
@@ -436,11 +451,15 @@ def _add_default_backend(b: _Builder, p: ing.ParsedIngress) -> None:
                 hosts.default_backend.setdefault(host, annotation)
         return
     name = b.use(p.default_backend, owner=p.ref, where="spec.defaultBackend", balancing=p.annotations.balancing)
+    labels = (p.ref.namespace, p.ref.name, p.default_backend.name)
     if p.hosts:
         for host in p.hosts:
-            hosts.default_backend.setdefault(host, name)
+            if host not in hosts.default_backend:
+                hosts.default_backend[host] = name
+                hosts.fallback_labels[host] = labels
     elif hosts.catch_all is None:
         hosts.catch_all = (name, p.ref)
+        hosts.fallback_labels[""] = labels
         hosts.touch("", p.ref)
     else:
         winner = hosts.catch_all[1]
@@ -535,6 +554,7 @@ def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_de
             host,
             locations=_memo_locations(
                 memo,
+                host,
                 routes=hosts.routes[host],
                 fallback=hosts.default_backend.get(host, global_default),
                 feedback=feedback,
@@ -554,7 +574,7 @@ def _static(b: _Builder, *, options: GlobalOptions, default_cert: str, global_de
     default_server = Server(
         host="",
         server_name="_",
-        locations=_memo_locations(memo, routes=hosts.routes.get("", {}), fallback=catch_all, feedback=feedback),
+        locations=_memo_locations(memo, "", routes=hosts.routes.get("", {}), fallback=catch_all, feedback=feedback),
     )
     context_cert = b.settings.fallback_certificate.name
     used_certs = {default_cert, context_cert} | {s.certificate for s in servers if s.certificate}
@@ -581,6 +601,26 @@ def _zone_order(limits: Limits) -> tuple[str, str]:
 _HOST = operator.attrgetter("host")
 
 
+def _route_labels(hosts: _Hosts, static: StaticConfig, global_service: str) -> dict[str, RouteLabels]:
+    """Route id -> the labels its requests are counted under, for the locations of `static`."""
+    rules = {
+        route_id(host, path, kind): RouteLabels(owner.namespace, owner.name, host, path, hosts.route_services[key])
+        for key, owner in hosts.route_owners.items()
+        for host, path, kind in (key,)
+    }
+    labels: dict[str, RouteLabels] = {}
+    for server in (static.default_server, *static.servers):
+        for loc in server.locations:
+            if loc.route in labels or not loc.route:
+                continue
+            found = rules.get(loc.route)
+            if found is None:  # a fallback: an Ingress's defaultBackend, the global one, or 404
+                namespace, ingress, service = hosts.fallback_labels.get(server.host, ("", "", global_service))
+                found = RouteLabels(namespace, ingress, server.host, "/", service if loc.backend else "")
+            labels[loc.route] = found
+    return labels
+
+
 def translate(
     snapshot: Snapshot,
     settings: Settings,
@@ -604,6 +644,8 @@ def translate(
             step(b, p)
     serving_canaries = canary.merge(b, b.canaries, routes=b.hosts.routes, touch=b.hosts.touch) if b.canaries else []
     static = _static(b, options=options, default_cert=default_cert, global_default=global_default)
+    global_service = settings.default_backend_service[1] if settings.default_backend_service else ""
+    routes = _route_labels(b.hosts, static, global_service) if options.metrics else {}
     memo.rotate()
     return Configuration(
         static=static,
@@ -619,6 +661,7 @@ def translate(
             for name, users in b.certificate_users.items()
             if name in {c.name for c in static.certificates}
         },
+        routes=routes,
     )
 
 

@@ -120,6 +120,7 @@ OPTIONS = (
     Option("upstream-keepalive-connections", "upstream_keepalive", _count(10000), "Idle upstream connections."),
     Option("load-balance", "load_balance", balancing.load_balance, "How the balancer picks: round_robin, ewma."),
     Option("enable-access-log", "access_log", _bool, "Write an access log line per request."),
+    Option("enable-metrics", "metrics", _bool, "Per-route request metrics on /metrics (see Metrics)."),
     Option("ssl-redirect", "ssl_redirect", _bool, "Redirect HTTP to HTTPS (308) for TLS hosts."),
     Option("worker-processes", "worker_processes", _workers, "nginx worker processes."),
     Option("worker-shutdown-timeout", "worker_shutdown_timeout", _seconds, "Seconds old workers may drain."),
