@@ -1,7 +1,7 @@
 """Backends for the annotation tests: an HTTP(S) echo "pod" on its own 127.0.0.x address that
 reports what nginx sent (request line, HTTP version, headers, how the body came) and has a few
-special paths, and a real gRPC server (grpcio's health service). Every server is stopped by the
-context manager that started it."""
+special paths, and real gRPC servers (grpcio's health service; a metadata echo). Every server is
+stopped by the context manager that started it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import json
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -132,18 +132,40 @@ def echo_pods(*specs: tuple[str, int, dict[str, Any]]) -> Iterator[list[Echo]]:
 
 
 @contextlib.contextmanager
-def grpc_health_server(address: str, port: int) -> Iterator[Any]:
-    """A real gRPC server (plaintext HTTP/2) serving grpc.health.v1 with the service "ingressctl"."""
+def _grpc_server(address: str, port: int, register: Callable[[Any], None]) -> Iterator[Any]:
+    """A real gRPC server (plaintext HTTP/2) on address:port with what `register` adds to it."""
     import grpc
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    servicer = health.HealthServicer()
-    servicer.set("ingressctl", health_pb2.HealthCheckResponse.SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    register(server)
     server.add_insecure_port(f"{address}:{port}")
     server.start()
     try:
         yield server
     finally:
         server.stop(grace=None).wait(5)
+
+
+def grpc_health_server(address: str, port: int) -> contextlib.AbstractContextManager[Any]:
+    """A real gRPC server serving grpc.health.v1 with the service "ingressctl"."""
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    servicer = health.HealthServicer()
+    servicer.set("ingressctl", health_pb2.HealthCheckResponse.SERVING)
+    return _grpc_server(address, port, lambda server: health_pb2_grpc.add_HealthServicer_to_server(servicer, server))
+
+
+GRPC_METADATA_METHOD = "/ingressctl.Echo/Metadata"
+
+
+def grpc_metadata_server(address: str, port: int) -> contextlib.AbstractContextManager[Any]:
+    """A real gRPC server whose unary method GRPC_METADATA_METHOD answers (raw bytes, no protobuf)
+    the JSON object of the request metadata it got, as the backend sees it."""
+    import grpc
+
+    def metadata(_request: bytes, context: Any) -> bytes:
+        return json.dumps({key: value for key, value in context.invocation_metadata()}).encode()
+
+    service, method = GRPC_METADATA_METHOD.strip("/").split("/")
+    handler = grpc.method_handlers_generic_handler(service, {method: grpc.unary_unary_rpc_method_handler(metadata)})
+    return _grpc_server(address, port, lambda server: server.add_generic_rpc_handlers((handler,)))
