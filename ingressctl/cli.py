@@ -279,12 +279,10 @@ def render_command(args: argparse.Namespace) -> int:
 
 def print_plan(plan: Plan) -> None:
     """What `render --diff` prints: the verdict, then one line per change that needs a reload."""
-    lua = " and ".join(
-        w for w, c in (("backends", plan.backends_changed), ("certificates", plan.certificates_changed)) if c
-    )
+    lua = plan.updated
     verdict = {
         Action.NOTHING: "no change: nothing to do",
-        Action.LUA: f"{lua} change: Lua update, no reload",
+        Action.LUA: f"{lua} change: {plan.how}",
         Action.RELOAD: f"would reload ({', '.join(plan.reasons)})",
     }[plan.action]
     if plan.reload and lua:

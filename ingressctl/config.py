@@ -669,12 +669,14 @@ class BasicAuth:
 
 @dataclass(frozen=True)
 class Htpasswd:
-    """An htpasswd file made of the validated lines of an auth Secret, named by its content hash."""
+    """An htpasswd file made of the validated lines of an auth Secret. Named by where it comes from
+    (`source`: the Secret and how it is read), not by its content: nginx reads the file at each
+    request, so a rotated Secret rewrites the same file and needs no reload."""
 
     name: str
     content: bytes = field(repr=False)
 
     @staticmethod
-    def of(lines: tuple[str, ...]) -> Htpasswd:
+    def of(lines: tuple[str, ...], source: str) -> Htpasswd:
         content = "".join(f"{line}\n" for line in lines).encode()
-        return Htpasswd(name=hashlib.sha256(content).hexdigest()[:32], content=content)
+        return Htpasswd(name=hashlib.sha256(source.encode()).hexdigest()[:32], content=content)

@@ -7,7 +7,9 @@ ConfigMap). The controller executes plans; it does not decide them. A new kind o
 data plane can take without a reload is one more flag of a LUA plan and one more comparison here.
 Canary policies (weight, header, cookie) travel inside the backends (Backend.canary): they are
 Action.LUA already. A certificate change reloads only when nginx.conf changes with it: a host
-gaining or losing its TLS section (its redirect and HSTS), not another certificate.
+gaining or losing its TLS section (its redirect and HSTS), not another certificate. Basic auth's user
+files are named by their Secret and read by nginx at each request: new content for a file nginx.conf
+names already is rewritten in place, no reload (LUA, the data plane's other no-reload update).
 
 Reasons are a small fixed set (they label the reload counter): the first one a plan lists is the
 reload's main reason.
@@ -29,7 +31,7 @@ class Action(enum.IntEnum):
     """What executing a plan costs, cheapest first."""
 
     NOTHING = 0
-    LUA = 1  # the data plane's shared dicts only (backends, certificates; the Lua API): no reload
+    LUA = 1  # the data plane's shared dicts (backends, certificates; the Lua API), user files: no reload
     RELOAD = 2  # nginx.conf changes: render, test, reload
 
 
@@ -79,10 +81,26 @@ class Plan:
     changes: tuple[Change, ...] = ()  # why the reload is needed; empty unless action is RELOAD
     backends_changed: bool = False  # the balancer's backends differ (sent with a reload too)
     certificates_changed: bool = False  # what the Lua store serves by SNI differs (sent with a reload too)
+    htpasswd_changed: bool = False  # basic auth user files hold other users (rewritten with a reload too)
 
     @property
     def reload(self) -> bool:
         return self.action is Action.RELOAD
+
+    @property
+    def updated(self) -> str:
+        """What changes without a reload, e.g. "backends and certificates"; "" for nothing."""
+        parts = (
+            ("backends", self.backends_changed),
+            ("certificates", self.certificates_changed),
+            ("basic auth users", self.htpasswd_changed),
+        )
+        return " and ".join(what for what, changed in parts if changed)
+
+    @property
+    def how(self) -> str:
+        """How the no-reload part is applied: "Lua update, no reload" or (user files alone) "no reload"."""
+        return "Lua update, no reload" if self.backends_changed or self.certificates_changed else "no reload"
 
     @property
     def reasons(self) -> tuple[Reason, ...]:
@@ -100,8 +118,7 @@ class Plan:
         if self.action is Action.NOTHING:
             return "nothing to do"
         if self.action is Action.LUA:
-            changed = (("backends", self.backends_changed), ("certificates", self.certificates_changed))
-            return f"{' and '.join(w for w, c in changed if c)} only (Lua update, no reload)"
+            return f"{self.updated} only ({self.how})"
         shown = "; ".join(str(c) for c in self.changes[:limit])
         rest = len(self.changes) - limit
         more = f"; and {rest} more" if rest > 0 else ""
@@ -112,17 +129,18 @@ def make_plan(running: Configuration | None, new: Configuration) -> Plan:
     """The plan that makes `new` run where `running` runs (None: nothing runs yet)."""
     if running is None:
         first = (Change(Reason.START, "first configuration"),)
-        return Plan(Action.RELOAD, first, backends_changed=True, certificates_changed=True)
+        return Plan(Action.RELOAD, first, backends_changed=True, certificates_changed=True, htpasswd_changed=True)
     backends_changed = running.backends is not new.backends and running.backends != new.backends
     certificates_changed = running.static is not new.static and served(running.static).key != served(new.static).key
+    htpasswd_changed = running.static is not new.static and running.static.htpasswd != new.static.htpasswd
     changes = static_changes(running, new)
     if changes:
-        return Plan(Action.RELOAD, changes, backends_changed, certificates_changed)
-    lua = backends_changed or certificates_changed
+        return Plan(Action.RELOAD, changes, backends_changed, certificates_changed, htpasswd_changed)
     return Plan(
-        Action.LUA if lua else Action.NOTHING,
+        Action.LUA if backends_changed or certificates_changed or htpasswd_changed else Action.NOTHING,
         backends_changed=backends_changed,
         certificates_changed=certificates_changed,
+        htpasswd_changed=htpasswd_changed,
     )
 
 

@@ -169,7 +169,7 @@ def test_basic_auth(controller: Controller, manifests: Path) -> None:
         assert "Secret default/nothing not found; Ingress rejected" in log
         assert "must be a Secret of the Ingress's own namespace (default), not other" in log
 
-        # The user file: 0600, owned by nginx's worker user, named by its content.
+        # The user file: 0600, owned by nginx's worker user, named by its Secret.
         used = _user_files(controller)
         assert len(set(used)) == 2, used
         for path in map(Path, used):
@@ -177,7 +177,10 @@ def test_basic_auth(controller: Controller, manifests: Path) -> None:
             assert path.stat().st_uid == pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else os.geteuid()
             assert path.read_text().count("\n") in (1, len(ACCEPTED))
 
-        # Rotation: a new password in the Secret applies; the old one stops working.
+        # Rotation: a new password in the Secret applies, the old one stops working, without a reload:
+        # the same file (nginx reads it at each request) gets the new users.
+        controller.settle()
+        reloads = controller.reloads()
         write_manifests(
             manifests,
             "secrets.yaml",
@@ -190,10 +193,9 @@ def test_basic_auth(controller: Controller, manifests: Path) -> None:
         wait_for(lambda: get(controller, "map.test", "alice", "rotated").status == 200, what="new password applies")
         assert get(controller, "map.test", "alice", "alice's").status == 401
         assert get(controller, "file.test", "sha512").status == 200
-        # The file of the old map is removed once nothing uses it.
-        wait_for(
-            lambda: not any(Path(p).exists() for p in used if p not in _user_files(controller)), what="old removed"
-        )
+        assert controller.reloads() == reloads, "a rotated auth Secret must not reload nginx"
+        assert _user_files(controller) == used
+        assert sorted(p.name for p in Path(used[0]).parent.iterdir()) == sorted({Path(p).name for p in used})
 
         # The Secret deleted: the Ingress is rejected (404), not served without authentication.
         write_manifests(
@@ -203,6 +205,8 @@ def test_basic_auth(controller: Controller, manifests: Path) -> None:
         )
         wait_for(lambda: get(controller, "map.test").status == 404, what="map.test rejected")
         assert get(controller, "map.test", "alice", "rotated").status == 404
+        # The map's file is removed once nothing uses it (after the reload that stopped using it).
+        wait_for(lambda: len({Path(p) for p in used if Path(p).exists()}) == 1, what="unused user file removed")
 
 
 def _user_files(ctl: Controller) -> list[str]:

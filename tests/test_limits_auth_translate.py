@@ -96,7 +96,7 @@ def test_basic_auth_file_holds_only_valid_lines() -> None:
     )
     (file,) = config.static.htpasswd
     assert file.content == f"alice:{APR1}\n".encode()
-    assert file.name == hashlib.sha256(file.content).hexdigest()[:32]
+    assert file.name == hashlib.sha256(b"default/users:auth-file").hexdigest()[:32]  # by its Secret
     auth = server(config, "a.example.com").locations[0].policy.basic_auth
     assert auth == BasicAuth(realm="Team A", secret="users", file=file.name)
     where = 'metadata.annotations["nginx.ingress.kubernetes.io/auth-secret"]: Secret default/users: '
@@ -203,7 +203,7 @@ def test_whatever_a_secret_holds_only_checked_lines_reach_the_file(lines: list[s
         secret = {"data": {"auth": base64.b64encode("\n".join(lines).encode("utf-8")).decode()}}
     auth = BasicAuth(realm="", secret="s", secret_type="auth-map" if mapped else "auth-file")
     try:
-        found = basicauth.users(secret, auth)
+        found = basicauth.users(secret, auth, namespace="default")
     except basicauth.BadAuthSecret:
         return
     text = found.file.content.decode("ascii")
@@ -246,7 +246,10 @@ def test_user_files_are_written_like_certificates(tmp_path: Path) -> None:
     Nginx(binary="nginx", paths=paths).prepare()
     auth = Path(paths.auth)
     assert stat.S_IMODE(auth.stat().st_mode) == 0o700
-    first, second = Htpasswd.of((f"alice:{APR1}",)), Htpasswd.of((f"bob:{APR1}",))
+    first, second = (
+        Htpasswd.of((f"alice:{APR1}",), "default/a:auth-file"),
+        Htpasswd.of((f"bob:{APR1}",), "default/b:auth-map"),
+    )
     static = dataclasses.replace(run().static, htpasswd=(first, second))
     htpasswd.write(paths, static)
     owner = worker_user()

@@ -122,6 +122,7 @@ class Row:
     changes: tuple[str, ...] = ()
     backends_changed: bool = False
     certificates_changed: bool = False  # what the Lua store serves by SNI
+    htpasswd_changed: bool = False  # basic auth user files (rewritten in place)
 
 
 ROWS: dict[str, Row] = {
@@ -264,15 +265,35 @@ ROWS: dict[str, Row] = {
     ),
     "basic-auth-secret-rotated": Row(
         lambda: [modified(opaque_secret("users", {"auth": "ann:{SHA}/vNB+F2HQ559kaLUZbmHHvZrXpg=\n"}))],
+        Action.LUA,  # the same user file (named by its Secret) gets the new users; nginx reads it per request
+        htpasswd_changed=True,
+    ),
+    "basic-auth-secret-read-another-way-reloads": Row(
+        lambda: [
+            modified(
+                ingress(
+                    "g",
+                    rules=[rule("g.example.com", ("/", "Prefix", backend("other")))],
+                    annotations={
+                        "nginx.ingress.kubernetes.io/auth-type": "basic",
+                        "nginx.ingress.kubernetes.io/auth-secret": "users",
+                        "nginx.ingress.kubernetes.io/auth-secret-type": "auth-map",
+                    },
+                )
+            ),
+            modified(opaque_secret("users", {"auth": "ann:{SHA}/vNB+F2HQ559kaLUZbmHHvZrXpg=\n", "bob": APR1})),
+        ],
         Action.RELOAD,
-        (Reason.ANNOTATIONS_CHANGED,),  # the location's user file (named by its content) changes
+        (Reason.ANNOTATIONS_CHANGED,),  # another file (auth-map reads each key as a user)
         ("annotations_changed: host g.example.com (Ingress default/g)",),
+        htpasswd_changed=True,
     ),
     "basic-auth-secret-deleted-rejects-its-ingress": Row(
         lambda: [deleted(opaque_secret("users", {}))],
         Action.RELOAD,
         (Reason.HOST_REMOVED,),
         ("host_removed: host g.example.com (Ingress default/g)",),
+        htpasswd_changed=True,  # its user file is no longer used
     ),
     "unreferenced-opaque-secret-added": Row(
         lambda: [added(opaque_secret("unrelated", {"password": "x"}))],
@@ -377,10 +398,11 @@ def test_plan(name: str) -> None:
     assert plan.reasons == row.reasons
     assert tuple(str(c) for c in plan.changes) == row.changes
     if row.action is not Action.NOTHING:
-        # A Lua update is the backends' unless the row says it is the certificates'.
-        lua_backends = row.action is Action.LUA and not row.certificates_changed
+        # A no-reload update is the backends' unless the row says it is the certificates' or user files'.
+        lua_backends = row.action is Action.LUA and not (row.certificates_changed or row.htpasswd_changed)
         assert plan.backends_changed == (row.backends_changed or lua_backends)
         assert plan.certificates_changed == row.certificates_changed
+        assert plan.htpasswd_changed == row.htpasswd_changed
 
 
 def test_rows_agree_with_a_fresh_translation() -> None:
@@ -397,7 +419,7 @@ def test_first_configuration_is_a_start() -> None:
     config = running_world(cache, Translator(SETTINGS))
     plan = make_plan(None, config)
     assert plan.action is Action.RELOAD and plan.reasons == (Reason.START,) and plan.backends_changed
-    assert plan.certificates_changed
+    assert plan.certificates_changed and plan.htpasswd_changed
 
 
 def test_the_default_certificate_rotated_is_a_lua_update() -> None:

@@ -244,6 +244,8 @@ class Applier:
             await self._go_live(config, plan)
             return ApplyResult(reloaded=True, backends_updated=True)
         if plan.action is Action.LUA:
+            if plan.htpasswd_changed:
+                await asyncio.to_thread(htpasswd.write, self.nginx.paths, config.static)
             if plan.certificates_changed:
                 await self._send_certificates(config)
             await self._send(config.backends)

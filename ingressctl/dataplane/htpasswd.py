@@ -1,7 +1,9 @@
-"""Basic auth user files on disk: written like certificates (content-addressed names, mode 0600,
-atomically: a temporary file renamed into place), but owned by nginx's worker user, which reads them
-at each request (auth_basic_user_file), in a directory only that user may read (Nginx.prepare makes it).
-Files no Configuration uses any more are removed after the reload that stopped using them."""
+"""Basic auth user files on disk: mode 0600, owned by nginx's worker user, in a directory only that
+user may read (Nginx.prepare makes it), replaced atomically (a temporary file renamed into place).
+nginx opens the file at each request (auth_basic_user_file), and a file is named by the Secret it
+comes from, so rewriting it is the whole of a Secret's rotation: no reload (the plan's
+htpasswd_changed). Files no Configuration uses any more are removed after the reload that stopped
+using them."""
 
 from __future__ import annotations
 
@@ -16,12 +18,15 @@ SUFFIX = ".htpasswd"
 
 
 def write(paths: Paths, static: StaticConfig) -> None:
-    """Writes the files `static` uses that are not there yet (the name is the content's hash)."""
+    """Writes the files `static` uses that are missing or hold something else."""
     wu = worker_user()
     for item in static.htpasswd:
         path = Path(paths.htpasswd(item.name))
-        if path.exists():
-            continue
+        try:
+            if path.read_bytes() == item.content:
+                continue
+        except FileNotFoundError:
+            pass
         tmp = path.with_name(f".{item.name}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:

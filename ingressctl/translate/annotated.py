@@ -236,7 +236,7 @@ def basic_auth(b: Builder, p: ing.ParsedIngress) -> ing.ParsedIngress | None:
         b.problem(p.ref, where=where, reason=f"Secret {name} not found; Ingress rejected")
         return None
     try:
-        found = basicauth.users(secret, auth)
+        found = basicauth.users(secret, auth, namespace=p.ref.namespace)
     except basicauth.BadAuthSecret as exc:
         b.problem(p.ref, where=where, reason=f"Secret {name} ({auth.secret_type}) {exc}; Ingress rejected")
         return None

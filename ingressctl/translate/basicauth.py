@@ -128,8 +128,9 @@ def _pairs_of_map(secret: Mapping[str, object]) -> tuple[list[tuple[str, str, st
     return out, bad
 
 
-def users(secret: Mapping[str, object], auth: BasicAuth) -> Users:
-    """The htpasswd file of the Secret's valid users; raises BadAuthSecret when none is valid."""
+def users(secret: Mapping[str, object], auth: BasicAuth, *, namespace: str) -> Users:
+    """The htpasswd file of the Secret's valid users (the Secret `auth.secret` of `namespace`);
+    raises BadAuthSecret when none is valid."""
     if auth.secret_type == "auth-map":
         pairs, skipped = _pairs_of_map(secret)
     else:
@@ -149,4 +150,5 @@ def users(secret: Mapping[str, object], auth: BasicAuth) -> Users:
     if not lines:
         detail = f" ({'; '.join(skipped[:3])})" if skipped else ""
         raise BadAuthSecret(f"has no valid user{detail}")
-    return Users(Htpasswd.of(tuple(lines.values())), tuple(skipped))
+    source = f"{namespace}/{auth.secret}:{auth.secret_type}"
+    return Users(Htpasswd.of(tuple(lines.values()), source), tuple(skipped))
