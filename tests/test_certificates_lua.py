@@ -223,6 +223,7 @@ def test_rotating_100_certificates_under_load_reloads_nothing(
         port = ctl.https_port
         for h in hosts:
             wait_for(lambda h=h: https(port, h) == (200, der(old[h][0])), what=f"{h} serves its certificate")
+        ctl.settle()  # the reload that served it is counted once its hand-over is over
         reloads = ctl.reloads()
         with Load(port, hosts, old={der(c) for c, _ in old.values()}) as load:
             wait_for(lambda: load.requests >= 2 * ROTATED, timeout=20, what="load running")
@@ -351,6 +352,7 @@ def test_a_host_gaining_tls_reloads_and_another_secret_for_it_does_not(
     write_manifests(manifests, "g.yaml", [*base, plain])
     with running_controller(tmp_path, manifests) as ctl:
         wait_for(lambda: ctl.get("g.certs.example").status == 200, what="served over http")
+        ctl.settle()  # the reload that served it is counted once its hand-over is over
         reloads = ctl.reloads()
         write_manifests(manifests, "g.yaml", [*base, *host_objects(["g.certs.example"], {"g.certs.example": "one"})])
         wait_for(
@@ -477,6 +479,7 @@ def test_a_host_verifying_client_certificates_serves_and_rotates_its_certificate
         port = ctl.https_port
         wait_for(lambda: https(port, "m.certs.example") == (200, der(first[0])), what="the mTLS host's certificate")
         assert "ssl_verify_client" in (ctl.work_dir / "nginx.conf").read_text()
+        ctl.settle()  # the reload that served it is counted once its hand-over is over
         reloads = ctl.reloads()
         write_manifests(manifests, "m.yaml", [*base, tls_secret("m", *second)])
         wait_for(lambda: https(port, "m.certs.example") == (200, der(second[0])), what="its renewed certificate")

@@ -122,6 +122,9 @@ def test_a_full_shared_dict_answers_507_and_the_controller_retries_until_it_fits
         _app(manifests, "big", ["127.0.7.2"])
         wait_for(lambda: ctl.get("small.example.com").pod == app_pod.address, what="small served")
         wait_for(lambda: ctl.get("big.example.com").status == 502, what="big routed (nothing listens)")
+        # New workers answer a few ms before the controller sees their digest and counts the reload:
+        # read the count once the reload's hand-over is over.
+        ctl.settle()
         reloads = ctl.reloads()
         # 6000 endpoints: one stored backend of ~200 KB, more than the whole dict.
         many = [f"127.0.{8 + i // 250}.{1 + i % 250}" for i in range(6000)]

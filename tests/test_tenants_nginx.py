@@ -193,6 +193,7 @@ def test_an_untraceable_refusal_keeps_the_last_good_configuration(
         extra_args=["--default-ssl-certificate", "ctl/default-cert"],
     ) as ctl:
         wait_served(ctl, "a.example.com", A_POD)
+        ctl.settle()  # the reload that served it is counted once its hand-over is over
         reloads = ctl.reloads()
         write_manifests(manifests, "default-cert.yaml", [tls_secret("default-cert", *refused, namespace="ctl")])
         wait_logged(ctl, "nothing in it could be traced to an Ingress: keeping the last good configuration running")
