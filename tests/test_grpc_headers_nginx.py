@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from tests.annotation_backends import GRPC_METADATA_METHOD, grpc_metadata_server
@@ -19,8 +20,6 @@ from tests.certs import make_cert, tls_secret
 from tests.harness import Controller, free_port, opaque_secret, service, wait_for, write_manifests
 from tests.test_annotations_nginx import backing, host_ingress
 from tests.test_auth_nginx import auth_service
-
-grpc = pytest.importorskip("grpc")
 
 AUTH, POD = "127.48.0.1", "127.48.0.2"
 AUTH_PORT, GRPC_PORT = free_port(), free_port()
